@@ -1,0 +1,159 @@
+//! Human durations (`250ms`, `30s`, `1h30m`) and sizes (`64MiB`, `10MB`) in config.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserialize, Deserializer};
+
+/// A duration written as one or more `<number><unit>` parts: ms, s, m, h, d.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+/// A size in bytes written as `<number>[unit]`: B, KB, MB, GB (powers of 1000) or
+/// KiB, MiB, GiB (powers of 1024).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let hint =
+            || format!("`{text}` is not a duration; write e.g. `500ms`, `30s`, `5m`, `1h30m`");
+        let mut rest = text.trim();
+        if rest.is_empty() {
+            return Err(hint());
+        }
+        let mut total = Duration::ZERO;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(hint)?;
+            let number: f64 = rest[..digits].parse().map_err(|_| hint())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let seconds = match &rest[..unit_len] {
+                "ms" => number / 1000.0,
+                "s" => number,
+                "m" => number * 60.0,
+                "h" => number * 3600.0,
+                "d" => number * 86400.0,
+                _ => return Err(hint()),
+            };
+            total += Duration::try_from_secs_f64(seconds).map_err(|_| hint())?;
+            rest = &rest[unit_len..];
+        }
+        Ok(HumanDuration(total))
+    }
+}
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let hint =
+            || format!("`{text}` is not a size; write e.g. `512KiB`, `64MiB`, `1GiB` or `10MB`");
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+            .unwrap_or(trimmed.len());
+        let number: f64 = trimmed[..split]
+            .replace('_', "")
+            .parse()
+            .map_err(|_| hint())?;
+        let multiplier: u64 = match trimmed[split..].trim() {
+            "" | "B" => 1,
+            "KB" | "kB" => 1000,
+            "MB" => 1000 * 1000,
+            "GB" => 1000 * 1000 * 1000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            _ => return Err(hint()),
+        };
+        let bytes = number * multiplier as f64;
+        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+            return Err(hint());
+        }
+        Ok(ByteSize(bytes as u64))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (unit, size) in UNITS {
+            if self.0 >= size && self.0 % size == 0 {
+                return write!(f, "{}{unit}", self.0 / size);
+            }
+        }
+        write!(f, "{}B", self.0)
+    }
+}
+
+/// Both types are written as strings; a duration always names its unit.
+fn deserialize_from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(de::Error::custom)
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_from_str(deserializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_from_str(deserializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn durations() {
+        let d = |s: &str| s.parse::<HumanDuration>().map(|d| d.0);
+        assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(d("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(d("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(d("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(d("30").unwrap_err().contains("not a duration"));
+        assert!(d("5 minutes").is_err());
+        assert!(d("").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        let s = |t: &str| t.parse::<ByteSize>().map(|b| b.0);
+        assert_eq!(s("64MiB"), Ok(64 << 20));
+        assert_eq!(s("10MB"), Ok(10_000_000));
+        assert_eq!(s("1_024"), Ok(1024));
+        assert_eq!(s("1.5KiB"), Ok(1536));
+        assert!(s("64 bananas").unwrap_err().contains("not a size"));
+        assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
+    }
+
+    proptest! {
+        #[test]
+        fn size_display_round_trips(bytes in 0u64..(1 << 50)) {
+            let shown = ByteSize(bytes).to_string();
+            prop_assert_eq!(shown.parse::<ByteSize>().unwrap().0, bytes);
+        }
+
+        #[test]
+        fn duration_ms_round_trips(ms in 0u64..10_000_000) {
+            let parsed: HumanDuration = format!("{ms}ms").parse().unwrap();
+            prop_assert_eq!(parsed.0, Duration::from_millis(ms));
+        }
+    }
+}

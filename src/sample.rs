@@ -1,0 +1,298 @@
+//! The `Sample`: the one record every stage speaks, and its Arrow schema.
+//!
+//! One row per miner per observation, flat and typed, so a Kafka JSON message and a
+//! Parquet row have the same shape. Units are canonical once `normalise` has run:
+//! hashrate TH/s, power W, efficiency J/TH, temperatures °C, fans RPM, UTC timestamps
+//! with millisecond precision. Inventory labels travel as extra columns; their names
+//! are declared in the pipeline so the schema is fixed before the first file is written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+
+/// Label name → value, shared by every sample of one miner.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
+/// What a sample describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleKind {
+    /// Whole-miner telemetry.
+    Miner,
+    /// One hashboard's telemetry; `board` says which.
+    Board,
+    /// A change of the collector's view of a miner (`state`), so gaps are facts.
+    Status,
+}
+
+impl SampleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SampleKind::Miner => "miner",
+            SampleKind::Board => "board",
+            SampleKind::Status => "status",
+        }
+    }
+}
+
+/// The collector's view of a miner, carried by `kind: status` samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MinerState {
+    Connecting,
+    Online,
+    Degraded,
+    Offline,
+    AuthFailed,
+    Unsupported,
+}
+
+impl MinerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MinerState::Connecting => "connecting",
+            MinerState::Online => "online",
+            MinerState::Degraded => "degraded",
+            MinerState::Offline => "offline",
+            MinerState::AuthFailed => "auth_failed",
+            MinerState::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// One observation of one miner (or one of its boards, or a change of its state).
+///
+/// Every measurement is optional: miners omit what they do not know, and "absent"
+/// must stay distinguishable from zero.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Sample {
+    #[serde(serialize_with = "serialize_timestamp")]
+    pub timestamp: DateTime<Utc>,
+    pub kind: SampleKind,
+    pub miner_id: Arc<str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub board: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<MinerState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub miner_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashrate_ths: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashrate_nominal_ths: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_w: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub efficiency_jth: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temp_chip_c: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temp_board_c: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_rpm: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_mhz: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voltage_v: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chips: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares_accepted: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares_rejected: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares_stale: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_s: Option<u64>,
+    #[serde(flatten)]
+    pub labels: Labels,
+}
+
+fn serialize_timestamp<S: serde::Serializer>(
+    ts: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+}
+
+impl Sample {
+    /// An empty sample of `kind` for `miner_id`, stamped now (to the millisecond).
+    pub fn new(kind: SampleKind, miner_id: Arc<str>, labels: Labels) -> Self {
+        Sample {
+            timestamp: Utc::now().trunc_subsecs(3),
+            kind,
+            miner_id,
+            board: None,
+            state: None,
+            message: None,
+            miner_status: None,
+            hashrate_ths: None,
+            hashrate_nominal_ths: None,
+            power_w: None,
+            efficiency_jth: None,
+            temp_chip_c: None,
+            temp_board_c: None,
+            fan_rpm: None,
+            frequency_mhz: None,
+            voltage_v: None,
+            chips: None,
+            shares_accepted: None,
+            shares_rejected: None,
+            shares_stale: None,
+            uptime_s: None,
+            labels,
+        }
+    }
+
+    /// What this sample costs in memory, for the byte-based queue budget. Labels are
+    /// shared per miner, so only their pointer is counted.
+    pub fn estimated_bytes(&self) -> usize {
+        std::mem::size_of::<Sample>()
+            + self.miner_id.len()
+            + self.message.as_ref().map_or(0, String::len)
+            + self.miner_status.as_ref().map_or(0, String::len)
+    }
+}
+
+/// Reads a numeric column by name: the vocabulary of conditions and templates.
+pub type NumberField = fn(&Sample) -> Option<f64>;
+/// Reads a text column by name.
+pub type TextField = fn(&Sample) -> Option<&str>;
+
+/// The accessor of a numeric column, if `name` is one.
+pub fn number_field(name: &str) -> Option<NumberField> {
+    Some(match name {
+        "board" => |s| s.board.map(f64::from),
+        "hashrate_ths" => |s| s.hashrate_ths,
+        "hashrate_nominal_ths" => |s| s.hashrate_nominal_ths,
+        "power_w" => |s| s.power_w,
+        "efficiency_jth" => |s| s.efficiency_jth,
+        "temp_chip_c" => |s| s.temp_chip_c,
+        "temp_board_c" => |s| s.temp_board_c,
+        "fan_rpm" => |s| s.fan_rpm,
+        "frequency_mhz" => |s| s.frequency_mhz,
+        "voltage_v" => |s| s.voltage_v,
+        "chips" => |s| s.chips.map(f64::from),
+        "shares_accepted" => |s| s.shares_accepted.map(|v| v as f64),
+        "shares_rejected" => |s| s.shares_rejected.map(|v| v as f64),
+        "shares_stale" => |s| s.shares_stale.map(|v| v as f64),
+        "uptime_s" => |s| s.uptime_s.map(|v| v as f64),
+        _ => return None,
+    })
+}
+
+/// The accessor of a fixed text column, if `name` is one.
+pub fn text_field(name: &str) -> Option<TextField> {
+    Some(match name {
+        "kind" => |s| Some(s.kind.as_str()),
+        "miner_id" => |s| Some(&s.miner_id),
+        "state" => |s| s.state.map(MinerState::as_str),
+        "message" => |s| s.message.as_deref(),
+        "miner_status" => |s| s.miner_status.as_deref(),
+        _ => return None,
+    })
+}
+
+/// The names of the fixed columns, in schema order. Label names must not collide.
+pub const FIXED_COLUMNS: [&str; 21] = [
+    "timestamp",
+    "kind",
+    "miner_id",
+    "board",
+    "state",
+    "message",
+    "miner_status",
+    "hashrate_ths",
+    "hashrate_nominal_ths",
+    "power_w",
+    "efficiency_jth",
+    "temp_chip_c",
+    "temp_board_c",
+    "fan_rpm",
+    "frequency_mhz",
+    "voltage_v",
+    "chips",
+    "shares_accepted",
+    "shares_rejected",
+    "shares_stale",
+    "uptime_s",
+];
+
+/// The Arrow schema of a sample stream whose declared labels are `labels`: the fixed
+/// columns, then one dictionary-encoded string column per label (in the given order).
+pub fn arrow_schema(labels: &[String]) -> Schema {
+    let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let f64_col = |name: &str| Field::new(name, DataType::Float64, true);
+    let u64_col = |name: &str| Field::new(name, DataType::UInt64, true);
+    let mut fields = vec![
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("kind", dict(), false),
+        Field::new("miner_id", dict(), false),
+        Field::new("board", DataType::UInt32, true),
+        Field::new("state", dict(), true),
+        Field::new("message", DataType::Utf8, true),
+        Field::new("miner_status", dict(), true),
+        f64_col("hashrate_ths"),
+        f64_col("hashrate_nominal_ths"),
+        f64_col("power_w"),
+        f64_col("efficiency_jth"),
+        f64_col("temp_chip_c"),
+        f64_col("temp_board_c"),
+        f64_col("fan_rpm"),
+        f64_col("frequency_mhz"),
+        f64_col("voltage_v"),
+        Field::new("chips", DataType::UInt32, true),
+        u64_col("shares_accepted"),
+        u64_col("shares_rejected"),
+        u64_col("shares_stale"),
+        u64_col("uptime_s"),
+    ];
+    fields.extend(labels.iter().map(|name| Field::new(name, dict(), true)));
+    Schema::new(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_flat_with_labels_and_ms_timestamps() {
+        let labels: Labels = Arc::new([("site".to_string(), "north".to_string())].into());
+        let mut s = Sample::new(SampleKind::Miner, "m-1".into(), labels);
+        s.timestamp = DateTime::from_timestamp_millis(1_763_820_000_123).unwrap();
+        s.hashrate_ths = Some(247.5);
+        let json: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["timestamp"], "2025-11-22T14:00:00.123Z");
+        assert_eq!(json["kind"], "miner");
+        assert_eq!(json["site"], "north");
+        assert_eq!(json["hashrate_ths"], 247.5);
+        assert!(json.get("power_w").is_none(), "absent stays absent");
+    }
+
+    #[test]
+    fn every_fixed_column_but_the_timestamp_has_an_accessor() {
+        for name in &FIXED_COLUMNS[1..] {
+            assert!(
+                number_field(name).is_some() ^ text_field(name).is_some(),
+                "{name} needs exactly one accessor"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_matches_fixed_columns_and_labels() {
+        let schema = arrow_schema(&["site".into(), "rack".into()]);
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(&names[..FIXED_COLUMNS.len()], &FIXED_COLUMNS);
+        assert_eq!(&names[FIXED_COLUMNS.len()..], &["site", "rack"]);
+    }
+}

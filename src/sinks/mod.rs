@@ -1,0 +1,3 @@
+//! Sink stages: where samples leave the pipeline.
+
+pub mod stdout;

@@ -1,0 +1,19 @@
+use serde::Deserialize;
+
+/// What the user writes under `type: stdout`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutConfig {
+    #[serde(default)]
+    pub encoding: StdoutEncoding,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StdoutEncoding {
+    /// One JSON object per line, the same fields as the Kafka and Parquet outputs.
+    #[default]
+    Json,
+    /// One short line per sample for a person watching a terminal.
+    Text,
+}

@@ -1,0 +1,59 @@
+use std::collections::BTreeMap;
+
+use serde::{de, Deserialize, Deserializer};
+
+/// What the user writes under `type: generate`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateConfig {
+    /// Samples to emit before the source finishes; absent means until stopped.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Samples per second; absent means as fast as downstream accepts them.
+    #[serde(default, deserialize_with = "positive_rate")]
+    pub rate: Option<f64>,
+    /// Distinct synthetic miners, visited round-robin.
+    #[serde(default = "default_miners", deserialize_with = "at_least_one")]
+    pub miners: u32,
+    /// Largest batch handed downstream.
+    #[serde(default = "default_batch_size", deserialize_with = "at_least_one")]
+    pub batch_size: usize,
+    /// Seed of the synthetic values; the same seed gives the same values.
+    #[serde(default)]
+    pub seed: u64,
+    /// Static labels put on every sample.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_miners() -> u32 {
+    10
+}
+
+fn default_batch_size() -> usize {
+    100
+}
+
+fn positive_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let rate = f64::deserialize(d)?;
+    if rate.is_finite() && rate > 0.0 {
+        Ok(Some(rate))
+    } else {
+        Err(de::Error::custom(format!(
+            "`rate` must be a positive number of samples per second, found {rate}; remove it to emit as fast as the sinks accept"
+        )))
+    }
+}
+
+fn at_least_one<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + From<u8>,
+{
+    let n = T::deserialize(d)?;
+    if n >= T::from(1) {
+        Ok(n)
+    } else {
+        Err(de::Error::custom("must be at least 1"))
+    }
+}

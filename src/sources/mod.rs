@@ -1,0 +1,3 @@
+//! Source stages: where samples enter the pipeline.
+
+pub mod generate;

@@ -1,0 +1,3 @@
+//! What rigtap tells its operators about itself: logs (and, later, metrics and health).
+
+pub mod logging;

@@ -1,0 +1,155 @@
+//! Batches of samples, and the process-wide memory budget they are charged against.
+//!
+//! Counting queued batches alone is not enough: when samples grow, a queue of N batches
+//! grows with them (a known way collectors run out of memory). So every batch holds a
+//! charge on one budget of bytes for as long as it lives; a full budget makes the next
+//! batch wait, which holds back the source that is creating it.
+
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::sample::Sample;
+
+/// The bytes all live batches may hold together.
+#[derive(Clone, Debug)]
+pub struct MemoryBudget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+}
+
+impl MemoryBudget {
+    pub fn new(total: u64) -> Self {
+        let total = usize::try_from(total)
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        MemoryBudget {
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Bytes currently charged by live batches.
+    pub fn in_use(&self) -> usize {
+        self.total - self.bytes.available_permits()
+    }
+
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// Waits until `bytes` fit in the budget. A batch larger than the whole budget is
+    /// charged the whole budget, so it waits for everything else but never forever.
+    async fn charge(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let bytes = bytes.clamp(1, self.total).min(u32::MAX as usize) as u32;
+        match self.bytes.clone().acquire_many_owned(bytes).await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the budget's semaphore is never closed"),
+        }
+    }
+}
+
+/// Samples that travel together between stages, with their memory charge.
+#[derive(Debug)]
+pub struct Batch {
+    samples: Vec<Sample>,
+    /// Shared with batches derived from this one, so the bytes stay charged until the
+    /// last of them is dropped.
+    charge: Arc<OwnedSemaphorePermit>,
+}
+
+/// A batch as it sits in queues: fan-out to several consumers shares one copy.
+pub type SharedBatch = Arc<Batch>;
+
+impl Batch {
+    /// Charges `samples` to `budget`, waiting for room.
+    pub async fn new(samples: Vec<Sample>, budget: &MemoryBudget) -> Self {
+        let bytes = samples.iter().map(Sample::estimated_bytes).sum();
+        Batch {
+            charge: Arc::new(budget.charge(bytes).await),
+            samples,
+        }
+    }
+
+    /// A batch made by a transform from this one. It shares this batch's charge instead
+    /// of waiting for a new one: a transform waiting on a budget that only its own
+    /// input queue could free would never wake up.
+    pub fn derive(&self, samples: Vec<Sample>) -> Batch {
+        Batch {
+            samples,
+            charge: Arc::clone(&self.charge),
+        }
+    }
+
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::SampleKind;
+    use std::time::Duration;
+
+    fn samples(n: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|_| Sample::new(SampleKind::Miner, "m".into(), Default::default()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn full_budget_waits_until_a_batch_is_dropped() {
+        let one = samples(10)
+            .iter()
+            .map(Sample::estimated_bytes)
+            .sum::<usize>();
+        let budget = MemoryBudget::new(one as u64 * 2);
+        let a = Batch::new(samples(10), &budget).await;
+        let _b = Batch::new(samples(10), &budget).await;
+        assert_eq!(budget.in_use(), 2 * one);
+
+        let budget2 = budget.clone();
+        let third = tokio::spawn(async move { Batch::new(samples(10), &budget2).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !third.is_finished(),
+            "a full budget holds the third batch back"
+        );
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .expect("dropping a batch frees room")
+            .unwrap();
+        assert_eq!(c.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn derived_batch_keeps_the_charge_alive() {
+        let budget = MemoryBudget::new(1 << 20);
+        let parent = Batch::new(samples(10), &budget).await;
+        let charged = budget.in_use();
+        let child = parent.derive(samples(3));
+        drop(parent);
+        assert_eq!(budget.in_use(), charged, "the child still holds the bytes");
+        drop(child);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn oversized_batch_is_charged_the_whole_budget() {
+        let budget = MemoryBudget::new(100);
+        let big = Batch::new(samples(100), &budget).await;
+        assert_eq!(budget.in_use(), 100);
+        drop(big);
+        assert_eq!(budget.in_use(), 0);
+    }
+}

@@ -1,0 +1,67 @@
+//! Sending one producer's batches to every consumer that lists it as an input.
+//!
+//! Consumers share one `Arc` of each batch. A blocking consumer (the default) makes the
+//! producer wait for room, so the slowest consumer sets the pace; a consumer that opted
+//! into `drop_newest` loses the batch instead, and that loss is counted.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::batch::{Batch, SharedBatch};
+use super::stats::{ComponentStats, DropReason};
+use crate::config::WhenFull;
+
+/// One consumer's queue, as seen by a producer.
+pub struct Output {
+    pub consumer: String,
+    pub tx: mpsc::Sender<SharedBatch>,
+    pub when_full: WhenFull,
+    /// The consumer's counters, where its drops are recorded.
+    pub consumer_stats: Arc<ComponentStats>,
+}
+
+pub struct Fanout {
+    outputs: Vec<Output>,
+    stats: Arc<ComponentStats>,
+}
+
+impl Fanout {
+    pub fn new(outputs: Vec<Output>, stats: Arc<ComponentStats>) -> Self {
+        Fanout { outputs, stats }
+    }
+
+    /// Delivers `batch` to every consumer, waiting for room where they block.
+    pub async fn send(&mut self, batch: Batch) {
+        let n = batch.len();
+        if n == 0 {
+            return;
+        }
+        let shared: SharedBatch = Arc::new(batch);
+        for output in &self.outputs {
+            match output.when_full {
+                WhenFull::Block => {
+                    if output.tx.send(shared.clone()).await.is_err() {
+                        consumer_stopped(output, n);
+                    }
+                }
+                WhenFull::DropNewest => match output.tx.try_send(shared.clone()) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        output.consumer_stats.dropped(DropReason::QueueFull, n);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => consumer_stopped(output, n),
+                },
+            }
+        }
+        self.stats.sent(n);
+    }
+}
+
+/// A consumer that failed cannot take batches; they are counted against it, not lost quietly.
+fn consumer_stopped(output: &Output, n: usize) {
+    output
+        .consumer_stats
+        .dropped(DropReason::ConsumerStopped, n);
+    tracing::debug!(consumer = %output.consumer, samples = n, "consumer has stopped; batch dropped");
+}

@@ -1,0 +1,260 @@
+//! Builds the running pipeline from a checked config, and stops it in order.
+//!
+//! One task per component; between them only bounded queues of [`SharedBatch`]es.
+//! Stopping cancels the sources only. Everything downstream ends by itself when its
+//! inputs close, after it has processed what was queued: a source's queue closes when
+//! the source returns, a transform's when all its inputs have closed and it has
+//! drained, and a sink flushes before it returns. So waiting for every task is
+//! waiting for the pipeline to drain, and nothing counted in is left behind.
+
+pub mod batch;
+pub mod fanout;
+pub mod shutdown;
+pub mod stats;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
+use crate::{sinks, sources, transforms};
+use batch::{MemoryBudget, SharedBatch};
+use fanout::{Fanout, Output};
+use shutdown::Signals;
+use stats::ComponentStats;
+
+/// What a component task returns; each component has its own typed error.
+pub type ComponentResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// What a source is given.
+pub struct SourceContext {
+    pub id: String,
+    pub out: Fanout,
+    /// Cancelled when the pipeline stops; the source then finishes the batch it holds.
+    pub stop: CancellationToken,
+    pub budget: MemoryBudget,
+}
+
+/// What a transform is given.
+pub struct TransformContext {
+    pub id: String,
+    pub input: mpsc::Receiver<SharedBatch>,
+    pub out: Fanout,
+    pub stats: Arc<ComponentStats>,
+}
+
+/// What a sink is given.
+pub struct SinkContext {
+    pub id: String,
+    pub input: mpsc::Receiver<SharedBatch>,
+    pub stats: Arc<ComponentStats>,
+    /// Lets a sink ask for the whole pipeline to stop (its output went away).
+    pub stop_pipeline: CancellationToken,
+}
+
+/// A component's name and counters, for reports.
+pub struct ComponentInfo {
+    pub id: String,
+    pub stats: Arc<ComponentStats>,
+}
+
+/// How a run ended.
+pub struct RunReport {
+    pub components: Vec<ComponentInfo>,
+    /// True when a component failed; the process should exit non-zero.
+    pub failed: bool,
+}
+
+/// The pipeline was abandoned by a second signal; says what was lost.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by a second {signal}: abandoned {batches} queued batch(es) ({bytes} bytes charged) and {tasks} unfinished component(s)")]
+pub struct Abandoned {
+    pub signal: &'static str,
+    pub batches: usize,
+    pub bytes: usize,
+    pub tasks: usize,
+}
+
+/// The pipeline while it runs.
+pub struct Running {
+    tasks: TaskTracker,
+    stop_sources: CancellationToken,
+    stop_requested: CancellationToken,
+    failed: Arc<AtomicBool>,
+    components: Vec<ComponentInfo>,
+    queues: Vec<mpsc::WeakSender<SharedBatch>>,
+    budget: MemoryBudget,
+}
+
+impl Running {
+    /// Wires queues and spawns one task per component.
+    pub fn start(config: PipelineConfig) -> Self {
+        let budget = MemoryBudget::new(config.memory_budget.0);
+        let mut running = Running {
+            tasks: TaskTracker::new(),
+            stop_sources: CancellationToken::new(),
+            stop_requested: CancellationToken::new(),
+            failed: Arc::new(AtomicBool::new(false)),
+            components: Vec::new(),
+            queues: Vec::new(),
+            budget,
+        };
+
+        // Every transform and sink gets one queue; its producers hold its senders.
+        let mut stats: HashMap<String, Arc<ComponentStats>> = HashMap::new();
+        let mut receivers: HashMap<String, mpsc::Receiver<SharedBatch>> = HashMap::new();
+        let mut outputs: HashMap<String, Vec<Output>> = HashMap::new();
+        let ids = config
+            .sources
+            .iter()
+            .map(|c| c.id.clone())
+            .chain(config.transforms.iter().map(|c| c.id.clone()))
+            .chain(config.sinks.iter().map(|c| c.id.clone()));
+        for id in ids {
+            stats.insert(id, Arc::default());
+        }
+        let consumers = config
+            .transforms
+            .iter()
+            .map(|c| (&c.id, &c.inputs, &c.buffer))
+            .chain(config.sinks.iter().map(|c| (&c.id, &c.inputs, &c.buffer)));
+        for (id, inputs, buffer) in consumers {
+            let (tx, rx) = mpsc::channel(buffer.max_batches);
+            running.queues.push(tx.downgrade());
+            receivers.insert(id.clone(), rx);
+            for input in inputs {
+                outputs.entry(input.clone()).or_default().push(Output {
+                    consumer: id.clone(),
+                    tx: tx.clone(),
+                    when_full: buffer.when_full,
+                    consumer_stats: stats[id].clone(),
+                });
+            }
+        }
+        let mut fanout =
+            |id: &str| Fanout::new(outputs.remove(id).unwrap_or_default(), stats[id].clone());
+
+        for source in config.sources {
+            let context = SourceContext {
+                id: source.id.clone(),
+                out: fanout(&source.id),
+                stop: running.stop_sources.clone(),
+                budget: running.budget.clone(),
+            };
+            let task = match source.config {
+                SourceConfig::Generate(config) => sources::generate::run(config, context),
+            };
+            running.spawn(source.id, &stats, Box::pin(task));
+        }
+        for transform in config.transforms {
+            let Some(input) = receivers.remove(&transform.id) else {
+                continue;
+            };
+            let context = TransformContext {
+                id: transform.id.clone(),
+                input,
+                out: fanout(&transform.id),
+                stats: stats[&transform.id].clone(),
+            };
+            let task = transforms::run(transform.config, context);
+            running.spawn(transform.id, &stats, Box::pin(task));
+        }
+        for sink in config.sinks {
+            let Some(input) = receivers.remove(&sink.id) else {
+                continue;
+            };
+            let context = SinkContext {
+                id: sink.id.clone(),
+                input,
+                stats: stats[&sink.id].clone(),
+                stop_pipeline: running.stop_requested.clone(),
+            };
+            let task = match sink.config {
+                SinkConfig::Stdout(config) => sinks::stdout::run(config, context),
+            };
+            running.spawn(sink.id, &stats, Box::pin(task));
+        }
+        running.tasks.close();
+        running
+    }
+
+    fn spawn(
+        &mut self,
+        id: String,
+        stats: &HashMap<String, Arc<ComponentStats>>,
+        task: std::pin::Pin<Box<dyn std::future::Future<Output = ComponentResult> + Send>>,
+    ) {
+        let component_stats = stats[&id].clone();
+        self.components.push(ComponentInfo {
+            id: id.clone(),
+            stats: component_stats.clone(),
+        });
+        let failed = self.failed.clone();
+        let stop_requested = self.stop_requested.clone();
+        self.tasks.spawn(async move {
+            if let Err(error) = task.await {
+                tracing::error!(component = %id, %error, "component failed; stopping the pipeline");
+                failed.store(true, Ordering::Relaxed);
+                stop_requested.cancel();
+            }
+            tracing::info!(
+                component = %id,
+                samples_in = component_stats.samples_in(),
+                samples_out = component_stats.samples_out(),
+                dropped = component_stats.dropped_total(),
+                "component finished"
+            );
+        });
+    }
+
+    /// Batches waiting in queues right now.
+    fn queued_batches(&self) -> usize {
+        self.queues
+            .iter()
+            .filter_map(mpsc::WeakSender::upgrade)
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
+    }
+
+    /// Runs until a signal, the end of `duration`, a component's request to stop, or
+    /// the end of every source; then stops in order. A second signal abandons the rest.
+    pub async fn run_until_stopped(
+        self,
+        signals: &mut Signals,
+        duration: Option<Duration>,
+    ) -> Result<RunReport, Abandoned> {
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            signal = signals.recv() => tracing::info!(%signal, "stopping: sources stop, queues drain, sinks flush (send it again to abandon)"),
+            _ = deadline => tracing::info!("stopping: --duration reached"),
+            _ = self.stop_requested.cancelled() => tracing::info!("stopping: a component asked to stop"),
+            _ = self.tasks.wait() => {}
+        }
+        self.stop_sources.cancel();
+        tokio::select! {
+            _ = self.tasks.wait() => {}
+            signal = signals.recv() => {
+                return Err(Abandoned {
+                    signal,
+                    batches: self.queued_batches(),
+                    bytes: self.budget.in_use(),
+                    tasks: self.tasks.len(),
+                });
+            }
+        }
+        Ok(RunReport {
+            failed: self.failed.load(Ordering::Relaxed),
+            components: self.components,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! Per-component counters: samples in, out, and dropped with a reason.
+//!
+//! A sample counted in is a sample delivered or a sample counted as dropped; these
+//! counters are how the shutdown report (and later `/metrics`) proves it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why samples were dropped. Every drop has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropReason {
+    /// A consumer's queue was full and it opted into `when_full: drop_newest`.
+    QueueFull,
+    /// A consumer had already stopped (it failed), so it could not take the batch.
+    ConsumerStopped,
+    /// The sink's output went away (for example a closed stdout pipe).
+    OutputClosed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 3] = [
+        DropReason::QueueFull,
+        DropReason::ConsumerStopped,
+        DropReason::OutputClosed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::ConsumerStopped => "consumer_stopped",
+            DropReason::OutputClosed => "output_closed",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ComponentStats {
+    samples_in: AtomicU64,
+    samples_out: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl ComponentStats {
+    pub fn received(&self, n: usize) {
+        self.samples_in.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn sent(&self, n: usize) {
+        self.samples_out.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason, n: usize) {
+        self.dropped[reason as usize].fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn samples_in(&self) -> u64 {
+        self.samples_in.load(Relaxed)
+    }
+
+    pub fn samples_out(&self) -> u64 {
+        self.samples_out.load(Relaxed)
+    }
+
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Relaxed)
+    }
+
+    pub fn dropped_total(&self) -> u64 {
+        DropReason::ALL.iter().map(|r| self.dropped_for(*r)).sum()
+    }
+}

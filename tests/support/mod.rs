@@ -1,0 +1,151 @@
+//! Helpers shared by the integration tests: run the built `rigtap` on a pipeline
+//! written to a temporary file, read its output, signal it, and read its JSON logs.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub struct Rigtap {
+    pub child: Child,
+    pub stdout: Option<BufReader<ChildStdout>>,
+    stderr: Option<JoinHandle<String>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes `yaml` to a temporary pipeline file and starts `rigtap run` on it.
+pub fn start(yaml: &str, extra_args: &[&str]) -> Rigtap {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path: PathBuf = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, yaml).expect("write pipeline");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rigtap"))
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(&path)
+        .args(extra_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rigtap");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    Rigtap {
+        stdout: child.stdout.take().map(BufReader::new),
+        child,
+        stderr: Some(stderr),
+        _dir: dir,
+    }
+}
+
+impl Rigtap {
+    /// Reads one line of stdout.
+    pub fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.stdout.as_mut()?.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line),
+        }
+    }
+
+    /// Reads stdout to its end.
+    pub fn rest(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.line()).collect()
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Resident memory of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// Waits for exit (bounded), returning the exit code and the JSON log lines.
+    pub fn finish(mut self, limit: Duration) -> (Option<i32>, Vec<serde_json::Value>, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("rigtap did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        let logs = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (status.code(), logs, stderr)
+    }
+}
+
+impl Drop for Rigtap {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `emitted` count the named generate source logged when it finished.
+pub fn emitted(logs: &[serde_json::Value], source: &str) -> u64 {
+    logs.iter()
+        .find(|l| l["message"] == "generate source finished" && l["source"] == source)
+        .and_then(|l| l["emitted"].as_u64())
+        .unwrap_or_else(|| panic!("no `generate source finished` log for {source}"))
+}
+
+/// The final counters a component logged.
+pub fn finished(logs: &[serde_json::Value], component: &str) -> serde_json::Value {
+    logs.iter()
+        .find(|l| l["message"] == "component finished" && l["component"] == component)
+        .cloned()
+        .unwrap_or_else(|| panic!("no `component finished` log for {component}"))
+}
+
+/// Checks that JSON lines from a generate source hold, per miner, exactly the
+/// counters 1..=n (nothing lost, nothing repeated); returns the total.
+pub fn assert_contiguous(lines: &[String]) -> usize {
+    let mut per_miner: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        per_miner
+            .entry(v["miner_id"].as_str().expect("miner_id").to_string())
+            .or_default()
+            .push(v["shares_accepted"].as_u64().expect("shares_accepted"));
+    }
+    for (miner, mut seen) in per_miner {
+        seen.sort_unstable();
+        let expected: Vec<u64> = (1..=seen.len() as u64).collect();
+        assert!(
+            seen == expected,
+            "miner {miner}: counters are not 1..={}",
+            seen.len()
+        );
+    }
+    lines.len()
+}
