@@ -4,7 +4,9 @@
 //! says which, and [`topology`] runs it with bounded queues and ordered shutdown.
 
 pub mod config;
+pub mod proto;
 pub mod sample;
+pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;

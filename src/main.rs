@@ -1,6 +1,7 @@
 //! The `rigtap` command: parse arguments, load the config, hand over, map errors to
 //! exit codes (0 done, 1 failed, 2 bad config or usage, 130 abandoned by a second signal).
 
+use std::net::SocketAddrV4;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use rigtap::config::{self, units::HumanDuration, ConfigError};
+use rigtap::sim::faults::{self, FaultRule};
+use rigtap::sim::{Fleet, SimConfig, SimTls};
 use rigtap::telemetry::logging::{self, LogFormat};
 use rigtap::topology::{shutdown::Signals, Running};
 
@@ -43,6 +46,60 @@ enum Command {
         #[arg(short, long, default_value = "collector.yaml")]
         config: PathBuf,
     },
+    /// Serve a fleet of simulated miners over the miner API on loopback.
+    Sim(Box<SimArgs>),
+}
+
+#[derive(clap::Args)]
+struct SimArgs {
+    /// Number of miners.
+    #[arg(long, default_value_t = 10)]
+    miners: usize,
+    /// Address of miner 0; miner i listens on the i-th address after it, same port.
+    #[arg(long, default_value = "127.1.0.1:50051")]
+    first: SocketAddrV4,
+    /// Seed of the telemetry and of fault selection.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write an inventory CSV (id, address, site, rack, model) here.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    #[arg(long, default_value = "root")]
+    username: String,
+    /// Password the miners accept.
+    #[arg(
+        long,
+        env = "RIGTAP_SIM_PASSWORD",
+        default_value = "root",
+        hide_env_values = true
+    )]
+    password: String,
+    /// Sessions expire after this long without a call.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    session_timeout: Duration,
+    /// Serve TLS with this certificate (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (mTLS).
+    #[arg(long, requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// A fault, `KIND[:FRACTION]`, e.g. `unavailable:0.1`; repeatable.
+    #[arg(long = "fault", value_parser = FaultRule::parse_flag)]
+    faults: Vec<FaultRule>,
+    /// Fault rules from a YAML file (`faults: [{kind, fraction|miners, ...}]`).
+    #[arg(long)]
+    faults_file: Option<PathBuf>,
+    /// Pause between status stream messages.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    status_interval: Duration,
+    /// Benchmark mode: no think time, status stream as fast as flow control allows.
+    #[arg(long, conflicts_with_all = ["faults", "faults_file"])]
+    firehose: bool,
+    /// Stop after this long.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -55,7 +112,18 @@ fn main() -> ExitCode {
         eprintln!("rigtap: {message}");
         return ExitCode::from(2);
     }
+    // Thousands of miners means thousands of sockets: lift the soft limit to the hard one.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     match cli.command {
+        Command::Sim(args) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(simulate(*args)),
+            Err(e) => {
+                eprintln!("rigtap: cannot start the async runtime: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Validate { config } => match config::load(&config) {
             Ok(pipeline) => {
                 println!("{}: ok: {pipeline}", config.display());
@@ -119,4 +187,100 @@ async fn run(pipeline: config::PipelineConfig, duration: Option<Duration>) -> Ex
             std::process::exit(130)
         }
     }
+}
+
+async fn simulate(args: SimArgs) -> ExitCode {
+    match sim_config(&args) {
+        Ok(config) => serve_fleet(config, &args).await,
+        Err(message) => {
+            eprintln!("rigtap sim: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(SimTls {
+            cert: read(cert)?,
+            key: read(key)?,
+            client_ca: args.client_ca.as_ref().map(read).transpose()?,
+        }),
+        _ => None,
+    };
+    let mut rules = args.faults.clone();
+    if let Some(path) = &args.faults_file {
+        rules.extend(faults::load(path).map_err(|e| e.to_string())?);
+    }
+    Ok(SimConfig {
+        miners: args.miners,
+        first: args.first,
+        seed: args.seed,
+        username: args.username.clone(),
+        password: args.password.clone(),
+        session_timeout: args.session_timeout,
+        tls,
+        faults: rules,
+        status_interval: if args.firehose {
+            Duration::ZERO
+        } else {
+            args.status_interval
+        },
+    })
+}
+
+async fn serve_fleet(config: SimConfig, args: &SimArgs) -> ExitCode {
+    let mut signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("rigtap: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    let fleet = match Fleet::start(config).await {
+        Ok(fleet) => fleet,
+        Err(e) => {
+            eprintln!("rigtap sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = &args.inventory {
+        if let Err(e) = fleet.write_inventory(path) {
+            eprintln!(
+                "rigtap sim: {}: cannot write the inventory: {e}",
+                path.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let last = fleet.len().saturating_sub(1);
+    tracing::info!(
+        miners = fleet.len(),
+        first = %fleet.address(0),
+        last = %fleet.address(last),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "simulated fleet ready"
+    );
+    println!(
+        "ready: {} miners, {} to {}",
+        fleet.len(),
+        fleet.address(0),
+        fleet.address(last)
+    );
+    let deadline = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        signal = signals.recv() => tracing::info!(%signal, "stopping the simulated fleet"),
+        _ = deadline => {}
+    }
+    fleet.shutdown().await;
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,29 @@
+//! Compiles proto/ into Rust with protox, a protobuf compiler written in Rust, so a
+//! fresh machine builds without a system `protoc`.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    collect("proto".as_ref(), &mut files)?;
+    files.sort();
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(&files, ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
+
+fn collect(dir: &std::path::Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The accept loop of one simulated miner: counts connections, enforces the connection
+//! faults (cap, rate, drop after a while), and records the fleet-wide connect rate.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::Stream;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+use super::faults::MinerFaults;
+
+/// Connection counters of one miner.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    pub open: AtomicUsize,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// New connections per second across the fleet, for the last ten minutes.
+#[derive(Debug, Default)]
+pub struct ConnectRate {
+    seconds: Mutex<VecDeque<(u64, u64)>>,
+    epoch: std::sync::OnceLock<Instant>,
+}
+
+impl ConnectRate {
+    fn record(&self) {
+        let epoch = *self.epoch.get_or_init(Instant::now);
+        let second = epoch.elapsed().as_secs();
+        let mut seconds = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        match seconds.back_mut() {
+            Some((s, count)) if *s == second => *count += 1,
+            _ => seconds.push_back((second, 1)),
+        }
+        while seconds.len() > 600 {
+            seconds.pop_front();
+        }
+    }
+
+    /// The most connections accepted in any one second.
+    pub fn peak_per_second(&self) -> u64 {
+        let seconds = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
+        seconds.iter().map(|(_, c)| *c).max().unwrap_or(0)
+    }
+
+    /// Forgets what was recorded (a test measuring one phase starts here).
+    pub fn reset(&self) {
+        self.seconds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// Accepted connections of one miner, as tonic's server wants them. Cancelling `kill`
+/// cuts every connection, as a power loss would.
+pub fn incoming(
+    listener: TcpListener,
+    faults: MinerFaults,
+    counters: Arc<ConnectionCounters>,
+    rate: Arc<ConnectRate>,
+    kill: CancellationToken,
+) -> impl Stream<Item = io::Result<SimConnection>> {
+    let limiter: Option<DefaultDirectRateLimiter> = faults
+        .connection_rate
+        .and_then(NonZeroU32::new)
+        .map(|n| RateLimiter::direct(Quota::per_second(n)));
+    futures_util::stream::unfold((listener, limiter), move |(listener, limiter)| {
+        let counters = counters.clone();
+        let rate = rate.clone();
+        let faults = faults.clone();
+        let kill = kill.clone();
+        async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => return Some((Err(e), (listener, limiter))),
+                };
+                rate.record();
+                let over_cap = faults
+                    .connection_cap
+                    .is_some_and(|cap| counters.open.load(Relaxed) >= cap as usize);
+                let over_rate = limiter.as_ref().is_some_and(|l| l.check().is_err());
+                if over_cap || over_rate {
+                    counters.rejected.fetch_add(1, Relaxed);
+                    drop(stream);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                counters.accepted.fetch_add(1, Relaxed);
+                counters.open.fetch_add(1, Relaxed);
+                let killed = kill.cancelled_owned();
+                let cut: Cut = match faults.drop_after {
+                    None => Box::pin(killed),
+                    Some(max) => {
+                        let after = max.mul_f64(fastrand::f64()).max(Duration::from_millis(50));
+                        Box::pin(async move {
+                            tokio::select! {
+                                _ = killed => {}
+                                _ = tokio::time::sleep(after) => {}
+                            }
+                        })
+                    }
+                };
+                let connection = SimConnection {
+                    stream,
+                    cut,
+                    counters: counters.clone(),
+                };
+                return Some((Ok(connection), (listener, limiter)));
+            }
+        }
+    })
+}
+
+/// Resolves when the connection must end: the miner was killed, or `drop` fired.
+type Cut = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A TCP connection that may be cut and is counted while open.
+pub struct SimConnection {
+    stream: TcpStream,
+    cut: Cut,
+    counters: Arc<ConnectionCounters>,
+}
+
+impl SimConnection {
+    fn check_cut(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.cut.as_mut().poll(cx).is_ready() {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "simulated connection drop",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SimConnection {
+    fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Connected for SimConnection {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for SimConnection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check_cut(cx)?;
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SimConnection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check_cut(cx)?;
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

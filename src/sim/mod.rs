@@ -1,0 +1,312 @@
+//! `rigtap sim`: a fleet of simulated miners serving the miner API on loopback.
+//!
+//! Miner `i` listens on the `i`-th IPv4 address after `first`, on the same port, so
+//! 10,000 miners need no port juggling (all of 127.0.0.0/8 is loopback). Each miner has
+//! seeded telemetry ([`telemetry`]), login sessions ([`auth`]), optional faults
+//! ([`faults`]), and an accept loop that counts its connections ([`listener`]). The
+//! same fleet backs the integration tests and the benchmarks, and can run inside the
+//! collector's own process.
+
+pub mod auth;
+pub mod faults;
+pub mod listener;
+pub mod service;
+pub mod telemetry;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::proto::bos::api_version_service_server::ApiVersionServiceServer;
+use crate::proto::bos::v1::authentication_service_server::AuthenticationServiceServer;
+use crate::proto::bos::v1::cooling_service_server::CoolingServiceServer;
+use crate::proto::bos::v1::miner_service_server::MinerServiceServer;
+use crate::proto::bos::v1::performance_service_server::PerformanceServiceServer;
+use crate::proto::bos::v1::pool_service_server::PoolServiceServer;
+use faults::{FaultRule, MinerFaults};
+use listener::{incoming, ConnectRate, ConnectionCounters};
+use service::{MinerShared, SimMiner};
+
+/// How to run a simulated fleet.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub miners: usize,
+    /// Miner 0's address; the others follow on consecutive addresses, same port.
+    pub first: SocketAddrV4,
+    pub seed: u64,
+    pub username: String,
+    pub password: String,
+    /// A session expires after this long without a call.
+    pub session_timeout: Duration,
+    pub tls: Option<SimTls>,
+    pub faults: Vec<FaultRule>,
+    /// Pause between status stream messages (zero: as fast as flow control allows).
+    pub status_interval: Duration,
+}
+
+/// PEM files' contents for the fleet's TLS; with `client_ca`, clients need certificates.
+#[derive(Clone, Debug)]
+pub struct SimTls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            miners: 10,
+            first: SocketAddrV4::new(Ipv4Addr::new(127, 1, 0, 1), 50051),
+            seed: 0,
+            username: "root".into(),
+            password: "root".into(),
+            session_timeout: Duration::from_secs(3600),
+            tls: None,
+            faults: Vec::new(),
+            status_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(
+        "miner {index} at {addr}: cannot listen: {source}; is another simulator or miner using it?"
+    )]
+    Bind {
+        index: usize,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{first} plus {miners} miners leaves loopback (127.0.0.0/8); the simulator only serves loopback addresses")]
+    NotLoopback { first: SocketAddrV4, miners: usize },
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] tonic::transport::Error),
+}
+
+/// One miner's server and counters.
+struct MinerHandle {
+    addr: SocketAddr,
+    shared: Arc<MinerShared>,
+    counters: Arc<ConnectionCounters>,
+    task: Option<JoinHandle<()>>,
+    /// Cuts the connections of the running server (they live in tasks of their own).
+    kill: CancellationToken,
+}
+
+/// A running simulated fleet. Dropping it stops every miner.
+pub struct Fleet {
+    miners: Vec<MinerHandle>,
+    tls: Option<ServerTlsConfig>,
+    connect_rate: Arc<ConnectRate>,
+}
+
+/// The address of miner `index`: `first` plus `index`, same port.
+pub fn address_of(first: SocketAddrV4, index: usize) -> Option<SocketAddrV4> {
+    let ip = u32::from(*first.ip()).checked_add(u32::try_from(index).ok()?)?;
+    let ip = Ipv4Addr::from(ip);
+    ip.is_loopback()
+        .then(|| SocketAddrV4::new(ip, first.port()))
+}
+
+impl Fleet {
+    /// Binds and serves every miner; returns once all listen.
+    pub async fn start(config: SimConfig) -> Result<Fleet, SimError> {
+        let tls = match &config.tls {
+            None => None,
+            Some(tls) => {
+                let mut server_tls =
+                    ServerTlsConfig::new().identity(Identity::from_pem(&tls.cert, &tls.key));
+                if let Some(ca) = &tls.client_ca {
+                    server_tls = server_tls.client_ca_root(Certificate::from_pem(ca));
+                }
+                Some(server_tls)
+            }
+        };
+        let started = Instant::now();
+        let mut fleet = Fleet {
+            miners: Vec::with_capacity(config.miners),
+            tls,
+            connect_rate: Arc::default(),
+        };
+        for index in 0..config.miners {
+            let addr = address_of(config.first, index).ok_or(SimError::NotLoopback {
+                first: config.first,
+                miners: config.miners,
+            })?;
+            let faults = MinerFaults::resolve(&config.faults, config.seed, index);
+            let shared = Arc::new(MinerShared {
+                index,
+                model: telemetry::model_of(config.seed, index),
+                seed: config.seed,
+                started,
+                sessions: auth::Sessions::new(
+                    config.username.clone(),
+                    config.password.clone(),
+                    config.session_timeout,
+                ),
+                faults,
+                status_interval: config.status_interval,
+            });
+            fleet.miners.push(MinerHandle {
+                addr: addr.into(),
+                shared,
+                counters: Arc::default(),
+                task: None,
+                kill: CancellationToken::new(),
+            });
+            if !fleet.miners[index].shared.faults.refuse {
+                fleet.serve(index).await?;
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// Starts (or restarts) miner `index`'s server.
+    async fn serve(&mut self, index: usize) -> Result<(), SimError> {
+        let miner = &mut self.miners[index];
+        let listener = TcpListener::bind(miner.addr)
+            .await
+            .map_err(|source| SimError::Bind {
+                index,
+                addr: miner.addr,
+                source,
+            })?;
+        let service = SimMiner(miner.shared.clone());
+        let mut builder = Server::builder();
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls.clone())?;
+        }
+        let router = builder
+            .add_service(ApiVersionServiceServer::new(service.clone()))
+            .add_service(AuthenticationServiceServer::new(service.clone()))
+            .add_service(MinerServiceServer::new(service.clone()))
+            .add_service(CoolingServiceServer::new(service.clone()))
+            .add_service(PoolServiceServer::new(service.clone()))
+            .add_service(PerformanceServiceServer::new(service));
+        miner.kill = CancellationToken::new();
+        let connections = incoming(
+            listener,
+            miner.shared.faults.clone(),
+            miner.counters.clone(),
+            self.connect_rate.clone(),
+            miner.kill.clone(),
+        );
+        let addr = miner.addr;
+        miner.task = Some(tokio::spawn(async move {
+            if let Err(error) = router.serve_with_incoming(connections).await {
+                tracing::warn!(%addr, %error, "simulated miner stopped");
+            }
+        }));
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.miners.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.miners.is_empty()
+    }
+
+    pub fn address(&self, index: usize) -> SocketAddr {
+        self.miners[index].addr
+    }
+
+    /// Stops miner `index` at once: its listener closes and its connections drop,
+    /// like a miner that lost power.
+    pub async fn kill(&mut self, index: usize) {
+        self.miners[index].kill.cancel();
+        if let Some(task) = self.miners[index].task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Brings a killed miner back.
+    pub async fn restart(&mut self, index: usize) -> Result<(), SimError> {
+        self.kill(index).await;
+        self.serve(index).await
+    }
+
+    /// Connection counters of miner `index`, as seen by the miner.
+    pub fn counters(&self, index: usize) -> &ConnectionCounters {
+        &self.miners[index].counters
+    }
+
+    /// Connections open across the fleet.
+    pub fn open_connections(&self) -> usize {
+        self.miners
+            .iter()
+            .map(|m| m.counters.open.load(Relaxed))
+            .sum()
+    }
+
+    /// New connections per second across the fleet, as the miners saw them.
+    pub fn connect_rate(&self) -> &ConnectRate {
+        &self.connect_rate
+    }
+
+    /// Writes the inventory CSV a collector can read: id, address, site, rack, model.
+    pub fn write_inventory(&self, path: &Path) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(out, "id,address,site,rack,model")?;
+        for (i, miner) in self.miners.iter().enumerate() {
+            writeln!(
+                out,
+                "sim-{i:05},{},site-{},rack-{:03},{}",
+                miner.addr,
+                i / 2500 + 1,
+                (i / 40) % 1000,
+                miner.shared.model.name
+            )?;
+        }
+        out.flush()
+    }
+
+    /// Stops every miner.
+    pub async fn shutdown(mut self) {
+        for index in 0..self.miners.len() {
+            self.kill(index).await;
+        }
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for miner in &mut self.miners {
+            miner.kill.cancel();
+            if let Some(task) = miner.task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_stay_on_loopback() {
+        let first = SocketAddrV4::new(Ipv4Addr::new(127, 1, 0, 1), 50051);
+        assert_eq!(
+            address_of(first, 255).unwrap().to_string(),
+            "127.1.1.0:50051"
+        );
+        assert_eq!(
+            address_of(first, 10_000).unwrap().to_string(),
+            "127.1.39.17:50051"
+        );
+        let last = SocketAddrV4::new(Ipv4Addr::new(127, 255, 255, 250), 1);
+        assert!(address_of(last, 10).is_none());
+    }
+}

@@ -1,0 +1,207 @@
+//! Seeded, realistic telemetry for one simulated miner.
+//!
+//! Values are a pure function of (seed, miner, time window), so the same seed gives the
+//! same fleet, and two calls in the same 5-second window agree with each other.
+
+use std::time::Duration;
+
+/// A miner model's nameplate figures.
+#[derive(Debug)]
+pub struct Model {
+    pub name: &'static str,
+    pub nominal_ghs: f64,
+    pub power_w: f64,
+    pub boards: u32,
+    pub chips_per_board: u32,
+    pub frequency_mhz: f64,
+    pub voltage_v: f64,
+    pub fans: u32,
+}
+
+/// The models a simulated fleet is drawn from (figures of the public spec sheets).
+pub const MODELS: [Model; 3] = [
+    Model {
+        name: "Antminer S21 Pro",
+        nominal_ghs: 247_000.0,
+        power_w: 3_480.0,
+        boards: 3,
+        chips_per_board: 65,
+        frequency_mhz: 626.0,
+        voltage_v: 13.7,
+        fans: 4,
+    },
+    Model {
+        name: "Antminer S21",
+        nominal_ghs: 200_000.0,
+        power_w: 3_500.0,
+        boards: 3,
+        chips_per_board: 108,
+        frequency_mhz: 490.0,
+        voltage_v: 13.2,
+        fans: 4,
+    },
+    Model {
+        name: "Antminer S19j Pro",
+        nominal_ghs: 104_000.0,
+        power_w: 3_068.0,
+        boards: 3,
+        chips_per_board: 126,
+        frequency_mhz: 525.0,
+        voltage_v: 13.8,
+        fans: 4,
+    },
+];
+
+/// How often the simulated values change: callers in one window see one state.
+const WINDOW: Duration = Duration::from_secs(5);
+
+/// One board's figures at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BoardState {
+    pub enabled: bool,
+    pub hashrate_ghs: f64,
+    pub chip_temp_c: f64,
+    pub board_temp_c: f64,
+}
+
+/// The whole miner at one moment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub hashrate_ghs: f64,
+    pub power_w: f64,
+    pub boards: Vec<BoardState>,
+    pub fan_rpm: Vec<u32>,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub uptime_s: u64,
+}
+
+impl Snapshot {
+    pub fn efficiency_jth(&self) -> f64 {
+        self.power_w / (self.hashrate_ghs / 1000.0)
+    }
+
+    pub fn highest_chip_temp_c(&self) -> f64 {
+        self.boards
+            .iter()
+            .map(|b| b.chip_temp_c)
+            .fold(f64::MIN, f64::max)
+    }
+}
+
+/// Computes a miner's state `elapsed` after it started.
+pub fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration) -> Snapshot {
+    let window = elapsed.as_secs() / WINDOW.as_secs();
+    let mut rng = fastrand::Rng::with_seed(mix(seed, miner as u64, window));
+    // A board fails now and then: about 1% of miners have one board down in any
+    // 10-minute stretch.
+    let fault_window = elapsed.as_secs() / 600;
+    let mut fault_rng = fastrand::Rng::with_seed(mix(seed ^ 0xB0A2D, miner as u64, fault_window));
+    let failed_board = (fault_rng.f64() < 0.01).then(|| fault_rng.u32(0..model.boards));
+
+    let per_board = model.nominal_ghs / f64::from(model.boards);
+    let boards: Vec<BoardState> = (0..model.boards)
+        .map(|b| {
+            let enabled = failed_board != Some(b);
+            let load = if enabled {
+                0.97 + 0.06 * rng.f64()
+            } else {
+                0.0
+            };
+            BoardState {
+                enabled,
+                hashrate_ghs: per_board * load,
+                // Chips run 60-80 °C and follow load; an idle board cools to the inlet.
+                chip_temp_c: 28.0 + 45.0 * load + 4.0 * rng.f64(),
+                board_temp_c: 26.0 + 32.0 * load + 3.0 * rng.f64(),
+            }
+        })
+        .collect();
+    let hashrate_ghs: f64 = boards.iter().map(|b| b.hashrate_ghs).sum();
+    let load = hashrate_ghs / model.nominal_ghs;
+    let power_w = (model.power_w * (0.15 + 0.85 * load) * (0.99 + 0.02 * rng.f64())).round();
+    let fan_rpm = (0..model.fans)
+        .map(|_| (5_600.0 + 600.0 * rng.f64()) as u32)
+        .collect();
+    // About one accepted share every two seconds per miner, a few rejected per thousand.
+    let seconds = elapsed.as_secs_f64();
+    let accepted = (seconds * 0.5 * load.max(0.01)) as u64;
+    Snapshot {
+        hashrate_ghs,
+        power_w,
+        boards,
+        fan_rpm,
+        accepted,
+        rejected: accepted * 3 / 1000,
+        stale: accepted / 1000,
+        uptime_s: elapsed.as_secs() + 3_600,
+    }
+}
+
+/// A well-spread seed from three numbers (splitmix64 finaliser).
+fn mix(a: u64, b: u64, c: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(b.rotate_left(21))
+        .wrapping_add(c.rotate_left(42));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The model of miner `index` in a fleet seeded with `seed`.
+pub fn model_of(seed: u64, index: usize) -> &'static Model {
+    &MODELS[(mix(seed, index as u64, u64::MAX) % MODELS.len() as u64) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_realistic_for_an_s21_pro() {
+        let s = snapshot(&MODELS[0], 1, 0, Duration::from_secs(100));
+        let enabled = s.boards.iter().filter(|b| b.enabled).count();
+        if enabled == 3 {
+            assert!(
+                (235_000.0..260_000.0).contains(&s.hashrate_ghs),
+                "{}",
+                s.hashrate_ghs
+            );
+            assert!((3_300.0..3_700.0).contains(&s.power_w), "{}", s.power_w);
+            assert!(
+                (13.0..15.5).contains(&s.efficiency_jth()),
+                "{}",
+                s.efficiency_jth()
+            );
+        }
+        assert!(s.boards.iter().all(|b| b.chip_temp_c < 80.0));
+        assert!(s.fan_rpm.iter().all(|r| (5_600..6_200).contains(r)));
+    }
+
+    #[test]
+    fn same_seed_same_values_and_counters_grow() {
+        let t = Duration::from_secs(1000);
+        assert_eq!(snapshot(&MODELS[1], 7, 3, t), snapshot(&MODELS[1], 7, 3, t));
+        assert_ne!(snapshot(&MODELS[1], 8, 3, t), snapshot(&MODELS[1], 7, 3, t));
+        let later = snapshot(&MODELS[1], 7, 3, t * 2);
+        assert!(later.accepted > snapshot(&MODELS[1], 7, 3, t).accepted);
+    }
+
+    #[test]
+    fn some_boards_fail_across_a_fleet() {
+        let failed = (0..2000)
+            .filter(|m| {
+                snapshot(&MODELS[0], 3, *m, Duration::from_secs(60))
+                    .boards
+                    .iter()
+                    .any(|b| !b.enabled)
+            })
+            .count();
+        assert!(
+            (5..60).contains(&failed),
+            "{failed} of 2000 miners have a failed board"
+        );
+    }
+}
