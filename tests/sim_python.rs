@@ -1,0 +1,89 @@
+//! The wire format proven by a client written by someone else: Python grpcio, with
+//! stubs generated at test time from proto/, against the simulator on loopback.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rigtap::sim::telemetry::model_of;
+use rigtap::sim::{Fleet, SimConfig};
+
+/// The venv that tests/run.sh creates from tests/py/requirements.txt.
+fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
+    assert!(
+        venv.exists(),
+        "{} is missing; run ./tests/run.sh once to create the test venv",
+        venv.display()
+    );
+    venv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcio_client_decodes_every_call() {
+    let config = SimConfig {
+        miners: 4,
+        first: SocketAddrV4::new(Ipv4Addr::new(127, 4, 0, 1), 50051),
+        seed: 11,
+        status_interval: Duration::from_millis(100),
+        ..SimConfig::default()
+    };
+    let fleet = Fleet::start(config).await.unwrap();
+    let address = fleet.address(3).to_string();
+    let proto = format!("{}/proto", env!("CARGO_MANIFEST_DIR"));
+    let script = format!("{}/tests/py/sim_client.py", env!("CARGO_MANIFEST_DIR"));
+    // Every call in the script has a 5 s deadline, so it ends by itself.
+    let python = python();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args([&script, &address, &proto])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    let model = model_of(11, 3);
+    assert_eq!(got["api_version"], serde_json::json!([1, 2]));
+    assert_eq!(got["bad_login"], "UNAUTHENTICATED: Bad credentials");
+    assert_eq!(got["token_length"], 16);
+    assert_eq!(got["header_token_matches"], true);
+    assert_eq!(got["session_timeout_s"], 3600);
+    assert_eq!(got["uid"], "sim-00003");
+    assert_eq!(got["model"], model.name);
+    assert_eq!(got["status"], "MINER_STATUS_NORMAL");
+    assert_eq!(got["stream_status"], "MINER_STATUS_NORMAL");
+    assert_eq!(got["nominal_ghs"], model.nominal_ghs);
+    let ghs = got["hashrate_1m_ghs"].as_f64().unwrap();
+    assert!(
+        ghs > 0.6 * model.nominal_ghs && ghs < 1.05 * model.nominal_ghs,
+        "{ghs}"
+    );
+    let error_mhs = got["error_mhs"].as_f64().unwrap();
+    assert!(
+        (error_mhs / (ghs * 1000.0) - 0.0005).abs() < 1e-9,
+        "error hashrate in MH/s"
+    );
+    let watts = got["power_w"].as_f64().unwrap();
+    let efficiency = got["efficiency_jth"].as_f64().unwrap();
+    assert!(
+        (efficiency - watts / (ghs / 1000.0)).abs() < 0.01,
+        "J/TH = W / TH/s"
+    );
+    assert_eq!(got["boards"], model.boards);
+    assert_eq!(got["board_id"], "1");
+    assert_eq!(got["chips"], model.chips_per_board);
+    assert_eq!(got["frequency_hz"], model.frequency_mhz * 1e6);
+    assert_eq!(got["chip_sensor"], "SENSOR_LOCATION_CHIP");
+    assert_eq!(got["fans"].as_array().unwrap().len(), model.fans as usize);
+    assert_eq!(got["pool_url"], "stratum+tcp://pool.example:3333");
+    assert_eq!(got["backup_alive"], false);
+    assert_eq!(got["power_target_w"], model.power_w as u64);
+    drop(fleet);
+}
