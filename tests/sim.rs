@@ -268,18 +268,20 @@ async fn tls_channel(
 
 #[tokio::test]
 async fn tls_and_mtls_handshakes() {
-    let pki = pki();
+    let certs = pki();
     let mut cfg = config(3, 1);
     cfg.tls = Some(SimTls {
-        cert: pki.server.0.clone().into_bytes(),
-        key: pki.server.1.clone().into_bytes(),
+        cert: certs.server.0.clone().into_bytes(),
+        key: certs.server.1.clone().into_bytes(),
         client_ca: None,
     });
     let fleet = Fleet::start(cfg).await.unwrap();
-    let ch = tls_channel(fleet.address(0), &pki.ca, None).await.unwrap();
+    let ch = tls_channel(fleet.address(0), &certs.ca, None)
+        .await
+        .unwrap();
     login(&ch, "root").await.unwrap();
 
-    let other = pki_ca_only();
+    let other = pki().ca;
     let wrong_ca = match tls_channel(fleet.address(0), &other, None).await {
         Ok(ch) => login(&ch, "root")
             .await
@@ -296,41 +298,51 @@ async fn tls_and_mtls_handshakes() {
 
     let mut cfg = config(4, 1);
     cfg.tls = Some(SimTls {
-        cert: pki.server.0.clone().into_bytes(),
-        key: pki.server.1.clone().into_bytes(),
-        client_ca: Some(pki.ca.clone().into_bytes()),
+        cert: certs.server.0.clone().into_bytes(),
+        key: certs.server.1.clone().into_bytes(),
+        client_ca: Some(certs.ca.clone().into_bytes()),
     });
     let fleet = Fleet::start(cfg).await.unwrap();
-    let with_cert = tls_channel(fleet.address(0), &pki.ca, Some(&pki.client))
+    let with_cert = tls_channel(fleet.address(0), &certs.ca, Some(&certs.client))
         .await
         .unwrap();
     login(&with_cert, "root").await.unwrap();
-    let refused = match tls_channel(fleet.address(0), &pki.ca, None).await {
+    let without_cert = match tls_channel(fleet.address(0), &certs.ca, None).await {
         Ok(ch) => login(&ch, "root").await.is_err(),
         Err(_) => true,
     };
-    assert!(refused, "mTLS refuses a client without a certificate");
-}
-
-fn pki_ca_only() -> String {
-    pki().ca
+    assert!(without_cert, "mTLS refuses a client without a certificate");
 }
 
 fn rule(kind: FaultKind, miner: usize) -> FaultRule {
-    let mut rule =
-        FaultRule::parse_flag(&format!("{kind:?}").to_lowercase()).unwrap_or_else(|_| {
-            FaultRule::parse_flag(match kind {
-                FaultKind::ResourceExhausted => "resource_exhausted",
-                FaultKind::ConnectionCap => "connection_cap",
-                FaultKind::ConnectionRate => "connection_rate",
-                FaultKind::AuthFail => "auth_fail",
-                FaultKind::OldApi => "old_api",
-                _ => unreachable!("single-word kinds parse from their name"),
-            })
-            .unwrap()
-        });
-    rule.miners = vec![miner];
-    rule
+    FaultRule {
+        kind,
+        fraction: None,
+        miners: vec![miner],
+        probability: 1.0,
+        delay: None,
+        after: None,
+        limit: None,
+    }
+}
+
+/// Connects, logs in, and opens the status stream of the miner at `addr`.
+async fn status_stream(addr: SocketAddr) -> tonic::Streaming<api::GetMinerStatusResponse> {
+    let ch = channel(addr).await.unwrap();
+    let token = login(&ch, "root").await.unwrap();
+    MinerServiceClient::new(ch)
+        .get_miner_status(authed(&token, api::GetMinerStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// True when a new connection to `addr` cannot be used for a login.
+async fn refused(addr: SocketAddr) -> bool {
+    match channel(addr).await {
+        Ok(ch) => login(&ch, "root").await.is_err(),
+        Err(_) => true,
+    }
 }
 
 #[tokio::test]
@@ -387,13 +399,7 @@ async fn each_fault_is_seen_by_the_client() {
         "{err:?}"
     );
 
-    let ch = channel(addr(Stall)).await.unwrap();
-    let token = login(&ch, "root").await.unwrap();
-    let mut stream = MinerServiceClient::new(ch)
-        .get_miner_status(authed(&token, api::GetMinerStatusRequest {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = status_stream(addr(Stall)).await;
     assert!(
         stream.message().await.unwrap().is_some(),
         "the first status arrives"
@@ -403,32 +409,21 @@ async fn each_fault_is_seen_by_the_client() {
 
     let held = channel(addr(ConnectionCap)).await.unwrap();
     login(&held, "root").await.unwrap();
-    let second = match channel(addr(ConnectionCap)).await {
-        Ok(ch) => login(&ch, "root").await.is_err(),
-        Err(_) => true,
-    };
-    assert!(second, "a second connection over the cap of 1 is closed");
-
-    let mut refused = 0;
-    for _ in 0..4 {
-        let failed = match channel(addr(ConnectionRate)).await {
-            Ok(ch) => login(&ch, "root").await.is_err(),
-            Err(_) => true,
-        };
-        refused += usize::from(failed);
-    }
     assert!(
-        refused >= 2,
-        "connections over 1/s are closed ({refused} of 4)"
+        refused(addr(ConnectionCap)).await,
+        "a second connection over the cap of 1 is closed"
     );
 
-    let ch = channel(addr(Drop)).await.unwrap();
-    let token = login(&ch, "root").await.unwrap();
-    let mut stream = MinerServiceClient::new(ch)
-        .get_miner_status(authed(&token, api::GetMinerStatusRequest {}))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut closed = 0;
+    for _ in 0..4 {
+        closed += usize::from(refused(addr(ConnectionRate)).await);
+    }
+    assert!(
+        closed >= 2,
+        "connections over 1/s are closed ({closed} of 4)"
+    );
+
+    let mut stream = status_stream(addr(Drop)).await;
     let ended = tokio::time::timeout(Duration::from_secs(3), async {
         loop {
             match stream.message().await {
