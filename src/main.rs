@@ -12,7 +12,8 @@ use rigtap::config::{self, units::HumanDuration, ConfigError};
 use rigtap::sim::faults::{self, FaultRule};
 use rigtap::sim::{Fleet, SimConfig, SimTls};
 use rigtap::telemetry::logging::{self, LogFormat};
-use rigtap::topology::{shutdown::Signals, Running};
+use rigtap::topology::shutdown::{self, Signals};
+use rigtap::topology::Running;
 
 #[derive(Parser)]
 #[command(
@@ -117,13 +118,7 @@ fn main() -> ExitCode {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     match cli.command {
-        Command::Sim(args) => match tokio::runtime::Runtime::new() {
-            Ok(runtime) => runtime.block_on(simulate(*args)),
-            Err(e) => {
-                eprintln!("rigtap: cannot start the async runtime: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Sim(args) => block_on(simulate(*args)),
         Command::Validate { config } => match config::load(&config) {
             Ok(pipeline) => {
                 println!("{}: ok: {pipeline}", config.display());
@@ -136,16 +131,27 @@ fn main() -> ExitCode {
                 Ok(pipeline) => pipeline,
                 Err(e) => return config_failed(&e),
             };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("rigtap: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime.block_on(run(pipeline, duration))
+            block_on(run(pipeline, duration))
         }
     }
+}
+
+/// Runs `future` on a new multi-threaded runtime.
+fn block_on(future: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => {
+            eprintln!("rigtap: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Takes over SIGINT and SIGTERM, or says why it cannot.
+fn install_signals() -> Option<Signals> {
+    Signals::install()
+        .map_err(|e| eprintln!("rigtap: cannot install signal handlers: {e}"))
+        .ok()
 }
 
 fn config_failed(error: &ConfigError) -> ExitCode {
@@ -154,12 +160,8 @@ fn config_failed(error: &ConfigError) -> ExitCode {
 }
 
 async fn run(pipeline: config::PipelineConfig, duration: Option<Duration>) -> ExitCode {
-    let mut signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            eprintln!("rigtap: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(mut signals) = install_signals() else {
+        return ExitCode::FAILURE;
     };
     tracing::info!(summary = %pipeline, "pipeline starting");
     let running = Running::start(pipeline);
@@ -233,12 +235,8 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
 }
 
 async fn serve_fleet(config: SimConfig, args: &SimArgs) -> ExitCode {
-    let mut signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            eprintln!("rigtap: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(mut signals) = install_signals() else {
+        return ExitCode::FAILURE;
     };
     let started = std::time::Instant::now();
     let fleet = match Fleet::start(config).await {
@@ -271,15 +269,9 @@ async fn serve_fleet(config: SimConfig, args: &SimArgs) -> ExitCode {
         fleet.address(0),
         fleet.address(last)
     );
-    let deadline = async {
-        match args.duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         signal = signals.recv() => tracing::info!(%signal, "stopping the simulated fleet"),
-        _ = deadline => {}
+        _ = shutdown::deadline(args.duration) => {}
     }
     fleet.shutdown().await;
     ExitCode::SUCCESS

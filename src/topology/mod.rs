@@ -228,15 +228,9 @@ impl Running {
         signals: &mut Signals,
         duration: Option<Duration>,
     ) -> Result<RunReport, Abandoned> {
-        let deadline = async {
-            match duration {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             signal = signals.recv() => tracing::info!(%signal, "stopping: sources stop, queues drain, sinks flush (send it again to abandon)"),
-            _ = deadline => tracing::info!("stopping: --duration reached"),
+            _ = shutdown::deadline(duration) => tracing::info!("stopping: --duration reached"),
             _ = self.stop_requested.cancelled() => tracing::info!("stopping: a component asked to stop"),
             _ = self.tasks.wait() => {}
         }

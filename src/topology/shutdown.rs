@@ -3,6 +3,8 @@
 //! The first asks for an ordered stop (sources stop, queues drain, sinks flush); the
 //! second, for someone who cannot wait, abandons what is still in flight.
 
+use std::time::Duration;
+
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 pub struct Signals {
@@ -25,5 +27,13 @@ impl Signals {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
         }
+    }
+}
+
+/// Resolves after `duration` (a `--duration` flag), or never when there is none.
+pub async fn deadline(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
