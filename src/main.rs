@@ -164,8 +164,26 @@ async fn run(pipeline: config::PipelineConfig, duration: Option<Duration>) -> Ex
         return ExitCode::FAILURE;
     };
     tracing::info!(summary = %pipeline, "pipeline starting");
-    let running = Running::start(pipeline);
-    match running.run_until_stopped(&mut signals, duration).await {
+    let fleet = match &pipeline.simulator {
+        None => None,
+        Some(simulator) => match Fleet::start(simulator.sim_config()).await {
+            Ok(fleet) => {
+                tracing::info!(miners = fleet.len(), first = %simulator.first, "embedded simulator serving");
+                Some(fleet)
+            }
+            Err(e) => {
+                tracing::error!("embedded simulator: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let inventory = fleet.as_ref().map(|f| f.inventory().to_vec());
+    let running = Running::start(pipeline, inventory);
+    let outcome = running.run_until_stopped(&mut signals, duration).await;
+    if let Some(fleet) = fleet {
+        fleet.shutdown().await;
+    }
+    match outcome {
         Ok(report) => {
             let dropped: u64 = report
                 .components

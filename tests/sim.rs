@@ -1,6 +1,9 @@
 //! The simulator seen from real tonic clients over loopback: login, every call, the
 //! status stream, token expiry, TLS and mTLS, and each injected fault.
 
+#[path = "support/pki.rs"]
+mod pki;
+
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
@@ -11,6 +14,8 @@ use rigtap::sim::faults::{FaultKind, FaultRule};
 use rigtap::sim::{Fleet, SimConfig, SimTls};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
+
+use pki::pki;
 
 use api::authentication_service_client::AuthenticationServiceClient;
 use api::cooling_service_client::CoolingServiceClient;
@@ -217,34 +222,6 @@ async fn tokens_expire_after_inactivity() {
     let expired = call(&mut miner, &response.token).await.unwrap_err();
     assert_eq!(expired.code(), Code::Unauthenticated);
     assert_eq!(expired.message(), "session expired; log in again");
-}
-
-struct Pki {
-    ca: String,
-    server: (String, String),
-    client: (String, String),
-}
-
-fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![name.to_string()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    Pki {
-        ca: ca_cert.pem(),
-        server: leaf("miner.sim"),
-        client: leaf("collector"),
-    }
 }
 
 async fn tls_channel(

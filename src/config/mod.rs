@@ -9,6 +9,7 @@ pub mod decode;
 pub mod graph;
 pub mod interpolate;
 pub mod node;
+pub mod secret;
 pub mod units;
 
 use std::fmt;
@@ -16,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::sim::embedded::EmbeddedSim;
 use crate::sinks::stdout::StdoutConfig;
+use crate::sources::bos::BosConfig;
 use crate::sources::generate::GenerateConfig;
 use crate::transforms::filter::FilterConfig;
 use decode::{from_node, nearest, unknown_name, DecodeError};
@@ -29,6 +32,8 @@ use units::ByteSize;
 pub struct PipelineConfig {
     /// Bytes that all queued batches together may hold before sources are held back.
     pub memory_budget: ByteSize,
+    /// A simulated fleet to serve inside the process before the sources start.
+    pub simulator: Option<EmbeddedSim>,
     pub sources: Vec<Component<SourceConfig>>,
     pub transforms: Vec<Component<TransformConfig>>,
     pub sinks: Vec<Component<SinkConfig>>,
@@ -46,6 +51,7 @@ pub struct Component<T> {
 #[derive(Debug)]
 pub enum SourceConfig {
     Generate(GenerateConfig),
+    Bos(Box<BosConfig>),
 }
 
 #[derive(Debug)]
@@ -101,6 +107,8 @@ pub enum WhenFull {
 struct Globals {
     #[serde(default = "default_memory_budget")]
     memory_budget: ByteSize,
+    #[serde(default)]
+    simulator: Option<EmbeddedSim>,
     // The component maps are decoded one component at a time by `Decoder`.
     #[serde(default, rename = "sources")]
     _sources: serde::de::IgnoredAny,
@@ -241,10 +249,24 @@ pub fn from_str(
         })
         .collect();
     problems.extend(graph::check(&graph_nodes));
+    let has_simulator = globals.as_ref().is_some_and(|g| g.simulator.is_some());
+    for source in &sources {
+        if let SourceConfig::Bos(bos) = &source.config {
+            if bos.targets.simulator && !has_simulator {
+                let mark = decoder
+                    .graph
+                    .iter()
+                    .find(|(id, ..)| *id == source.id)
+                    .map_or(root.mark, |g| g.1);
+                problems.push(Diagnostic::new(mark, "`targets.simulator: true` needs a top-level `simulator:` section (e.g. `simulator: {miners: 20}`)"));
+            }
+        }
+    }
 
     match globals {
         Some(globals) if problems.is_empty() => Ok(PipelineConfig {
             memory_budget: globals.memory_budget,
+            simulator: globals.simulator,
             sources,
             transforms,
             sinks,
@@ -284,13 +306,16 @@ fn section_key(section: Section) -> &'static str {
 }
 
 /// The types each section knows, for "did you mean" and the list of valid ones.
-pub const SOURCE_TYPES: &[&str] = &["generate"];
+pub const SOURCE_TYPES: &[&str] = &["generate", "bos"];
 pub const TRANSFORM_TYPES: &[&str] = &["filter"];
 pub const SINK_TYPES: &[&str] = &["stdout"];
 
 fn decode_source(kind: &str, body: &Node) -> Option<Result<SourceConfig, DecodeError>> {
     match kind {
         "generate" => Some(from_node(body).map(SourceConfig::Generate)),
+        "bos" => {
+            Some(crate::sources::bos::config::decode(body).map(|c| SourceConfig::Bos(Box::new(c))))
+        }
         _ => None,
     }
 }

@@ -91,6 +91,36 @@ impl Node {
     }
 }
 
+/// `over` laid on `base`: mappings merge key by key (recursively), anything else in
+/// `over` replaces what `base` had. Used for presets, so a user's field keeps its own
+/// position in errors while the preset fills in the rest.
+pub fn overlay(base: &Node, over: &Node) -> Node {
+    match (&base.value, &over.value) {
+        (Value::Map(base_entries), Value::Map(over_entries)) => {
+            let mut entries: Vec<(Node, Node)> = base_entries
+                .iter()
+                .map(
+                    |(key, value)| match over.get(key.as_str().unwrap_or_default()) {
+                        Some(mine) => (key.clone(), overlay(value, mine)),
+                        None => (key.clone(), value.clone()),
+                    },
+                )
+                .collect();
+            entries.extend(
+                over_entries
+                    .iter()
+                    .filter(|(key, _)| base.get(key.as_str().unwrap_or_default()).is_none())
+                    .cloned(),
+            );
+            Node {
+                mark: over.mark,
+                value: Value::Map(entries),
+            }
+        }
+        _ => over.clone(),
+    }
+}
+
 /// A YAML syntax error, or a construct rigtap's configs do not use.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -223,6 +253,24 @@ mod tests {
     #[test]
     fn empty_document_is_empty_map() {
         assert_eq!(parse("").unwrap().entries().len(), 0);
+    }
+
+    #[test]
+    fn overlay_merges_mappings_and_replaces_the_rest() {
+        let base = parse("a: 1\nnested: {x: 1, y: 2}\nlist: [1, 2]\n").unwrap();
+        let over = parse("nested: {y: 3}\nlist: [9]\nextra: true\n").unwrap();
+        let merged = overlay(&base, &over);
+        assert_eq!(merged.get("a").unwrap().as_str(), Some("1"));
+        let nested = merged.get("nested").unwrap();
+        assert_eq!(nested.get("x").unwrap().as_str(), Some("1"));
+        assert_eq!(nested.get("y").unwrap().as_str(), Some("3"));
+        assert_eq!(
+            nested.get("y").unwrap().mark.line,
+            1,
+            "the overriding value keeps its position"
+        );
+        assert_eq!(merged.get("list"), over.get("list"));
+        assert_eq!(merged.get("extra").unwrap().as_str(), Some("true"));
     }
 
     #[test]

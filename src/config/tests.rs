@@ -32,7 +32,9 @@ sinks:
 #[test]
 fn a_good_pipeline_decodes_with_interpolated_values() {
     let config = from_str(GOOD, &env).unwrap();
-    let SourceConfig::Generate(generate) = &config.sources[0].config;
+    let SourceConfig::Generate(generate) = &config.sources[0].config else {
+        panic!("a generate source")
+    };
     assert_eq!(generate.rate, Some(50.0));
     assert_eq!(generate.count, Some(100));
     assert_eq!(config.sinks[0].inputs, vec!["fleet"]);
@@ -86,7 +88,7 @@ fn unknown_component_type() {
     let yaml = GOOD.replace("type: generate", "type: kafka");
     assert_eq!(
         errors(&yaml),
-        ["3:11: unknown source type `kafka`; expected one of: generate"]
+        ["3:11: unknown source type `kafka`; expected one of: generate, bos"]
     );
 }
 

@@ -8,6 +8,7 @@
 //! collector's own process.
 
 pub mod auth;
+pub mod embedded;
 pub mod faults;
 pub mod listener;
 pub mod service;
@@ -33,7 +34,7 @@ use crate::proto::bos::v1::performance_service_server::PerformanceServiceServer;
 use crate::proto::bos::v1::pool_service_server::PoolServiceServer;
 use faults::{FaultRule, MinerFaults};
 use listener::{incoming, ConnectRate, ConnectionCounters};
-use service::{MinerShared, SimMiner};
+use service::{CallCounters, MinerShared, SimMiner};
 
 /// How to run a simulated fleet.
 #[derive(Clone, Debug)]
@@ -102,9 +103,40 @@ struct MinerHandle {
     kill: CancellationToken,
 }
 
+/// One line of the fleet's inventory: what a collector needs to find and label a miner.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InventoryRow {
+    pub id: String,
+    pub address: SocketAddrV4,
+    pub site: String,
+    pub rack: String,
+    pub model: &'static str,
+}
+
+/// The inventory of the fleet `config` describes, without starting it: ids
+/// `sim-00000`..., 2,500 miners a site and 40 a rack.
+pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
+    (0..config.miners)
+        .map(|i| {
+            let address = address_of(config.first, i).ok_or(SimError::NotLoopback {
+                first: config.first,
+                miners: config.miners,
+            })?;
+            Ok(InventoryRow {
+                id: format!("sim-{i:05}"),
+                address,
+                site: format!("site-{}", i / 2500 + 1),
+                rack: format!("rack-{:03}", (i / 40) % 1000),
+                model: telemetry::model_of(config.seed, i).name,
+            })
+        })
+        .collect()
+}
+
 /// A running simulated fleet. Dropping it stops every miner.
 pub struct Fleet {
     miners: Vec<MinerHandle>,
+    inventory: Vec<InventoryRow>,
     tls: Option<ServerTlsConfig>,
     connect_rate: Arc<ConnectRate>,
 }
@@ -134,14 +166,12 @@ impl Fleet {
         let started = Instant::now();
         let mut fleet = Fleet {
             miners: Vec::with_capacity(config.miners),
+            inventory: inventory(&config)?,
             tls,
             connect_rate: Arc::default(),
         };
         for index in 0..config.miners {
-            let addr = address_of(config.first, index).ok_or(SimError::NotLoopback {
-                first: config.first,
-                miners: config.miners,
-            })?;
+            let addr = fleet.inventory[index].address;
             let faults = MinerFaults::resolve(&config.faults, config.seed, index);
             let shared = Arc::new(MinerShared {
                 index,
@@ -155,6 +185,7 @@ impl Fleet {
                 ),
                 faults,
                 status_interval: config.status_interval,
+                calls: Default::default(),
             });
             fleet.miners.push(MinerHandle {
                 addr: addr.into(),
@@ -242,6 +273,16 @@ impl Fleet {
         &self.miners[index].counters
     }
 
+    /// What a collector needs to find and label each miner.
+    pub fn inventory(&self) -> &[InventoryRow] {
+        &self.inventory
+    }
+
+    /// Logins and status streams miner `index` has seen.
+    pub fn calls(&self, index: usize) -> &CallCounters {
+        &self.miners[index].shared.calls
+    }
+
     /// Connections open across the fleet.
     pub fn open_connections(&self) -> usize {
         self.miners
@@ -259,14 +300,11 @@ impl Fleet {
     pub fn write_inventory(&self, path: &Path) -> std::io::Result<()> {
         let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
         writeln!(out, "id,address,site,rack,model")?;
-        for (i, miner) in self.miners.iter().enumerate() {
+        for row in &self.inventory {
             writeln!(
                 out,
-                "sim-{i:05},{},site-{},rack-{:03},{}",
-                miner.addr,
-                i / 2500 + 1,
-                (i / 40) % 1000,
-                miner.shared.model.name
+                "{},{},{},{},{}",
+                row.id, row.address, row.site, row.rack, row.model
             )?;
         }
         out.flush()

@@ -1,6 +1,7 @@
 //! The miner API as one simulated miner serves it.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -23,6 +24,16 @@ pub struct MinerShared {
     pub faults: MinerFaults,
     /// Pause between status stream messages; zero in firehose mode.
     pub status_interval: Duration,
+    pub calls: CallCounters,
+}
+
+/// Calls a miner has seen, for tests that check a collector's manners.
+#[derive(Debug, Default)]
+pub struct CallCounters {
+    /// Login attempts, good or bad.
+    pub logins: AtomicU64,
+    /// GetMinerStatus streams opened.
+    pub status_streams: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -110,6 +121,7 @@ impl api::authentication_service_server::AuthenticationService for SimMiner {
         request: Request<api::LoginRequest>,
     ) -> Result<Response<api::LoginResponse>, Status> {
         let login = request.into_inner();
+        self.0.calls.logins.fetch_add(1, Relaxed);
         if self.0.faults.auth_fail {
             return Err(Status::unauthenticated("Bad credentials"));
         }
@@ -136,6 +148,7 @@ impl api::miner_service_server::MinerService for SimMiner {
         request: Request<api::GetMinerStatusRequest>,
     ) -> Result<Response<StatusStream>, Status> {
         self.0.enter(&request).await?;
+        self.0.calls.status_streams.fetch_add(1, Relaxed);
         let shared = self.0.clone();
         let stream = futures_util::stream::unfold(true, move |first| {
             let shared = shared.clone();

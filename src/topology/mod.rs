@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
+use crate::sim::InventoryRow;
 use crate::{sinks, sources, transforms};
 use batch::{MemoryBudget, SharedBatch};
 use fanout::{Fanout, Output};
@@ -30,6 +31,8 @@ use stats::ComponentStats;
 
 /// What a component task returns; each component has its own typed error.
 pub type ComponentResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+type ComponentTask = std::pin::Pin<Box<dyn std::future::Future<Output = ComponentResult> + Send>>;
 
 /// What a source is given.
 pub struct SourceContext {
@@ -92,8 +95,9 @@ pub struct Running {
 }
 
 impl Running {
-    /// Wires queues and spawns one task per component.
-    pub fn start(config: PipelineConfig) -> Self {
+    /// Wires queues and spawns one task per component. `simulated` is the inventory of
+    /// the embedded simulator, already serving, for sources that target it.
+    pub fn start(config: PipelineConfig, simulated: Option<Vec<InventoryRow>>) -> Self {
         let budget = MemoryBudget::new(config.memory_budget.0);
         let mut running = Running {
             tasks: TaskTracker::new(),
@@ -146,10 +150,16 @@ impl Running {
                 stop: running.stop_sources.clone(),
                 budget: running.budget.clone(),
             };
-            let task = match source.config {
-                SourceConfig::Generate(config) => sources::generate::run(config, context),
+            let task: ComponentTask = match source.config {
+                SourceConfig::Generate(config) => Box::pin(sources::generate::run(config, context)),
+                SourceConfig::Bos(config) => Box::pin(sources::bos::run(
+                    *config,
+                    context,
+                    simulated.clone(),
+                    Arc::default(),
+                )),
             };
-            running.spawn(source.id, &stats, Box::pin(task));
+            running.spawn(source.id, &stats, task);
         }
         for transform in config.transforms {
             let Some(input) = receivers.remove(&transform.id) else {
@@ -187,7 +197,7 @@ impl Running {
         &mut self,
         id: String,
         stats: &HashMap<String, Arc<ComponentStats>>,
-        task: std::pin::Pin<Box<dyn std::future::Future<Output = ComponentResult> + Send>>,
+        task: ComponentTask,
     ) {
         let component_stats = stats[&id].clone();
         self.components.push(ComponentInfo {

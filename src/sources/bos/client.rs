@@ -1,0 +1,294 @@
+//! Calls to one miner: login and re-login, the governors, a deadline on every call,
+//! and compression, in one place, so the session loop only says which call it wants.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::DefaultDirectRateLimiter;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::stats::PoolStats;
+use crate::config::secret::Secret;
+use crate::proto::bos::api_version_service_client::ApiVersionServiceClient;
+use crate::proto::bos::v1 as api;
+use crate::proto::bos::{ApiVersion, ApiVersionRequest};
+use api::authentication_service_client::AuthenticationServiceClient;
+use api::cooling_service_client::CoolingServiceClient;
+use api::miner_service_client::MinerServiceClient;
+use api::pool_service_client::PoolServiceClient;
+
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// One miner's login token, shared by its concurrent calls. `generation` counts
+/// logins, so calls that all saw the same expired token cause one re-login, not many.
+#[derive(Default)]
+pub struct Auth {
+    token: Mutex<(u64, Option<AsciiMetadataValue>)>,
+    relogin: tokio::sync::Mutex<()>,
+}
+
+impl Auth {
+    fn current(&self) -> (u64, Option<AsciiMetadataValue>) {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, token: AsciiMetadataValue) {
+        let mut current = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        *current = (current.0 + 1, Some(token));
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{method}: {}: {}", .status.code(), .status.message())]
+    Status {
+        method: &'static str,
+        status: Status,
+    },
+    #[error("login as `{username}` was refused: {message}")]
+    BadCredentials { username: String, message: String },
+}
+
+impl CallError {
+    /// Worth trying again soon: the miner is busy, restarting, or unreachable.
+    pub fn retryable(&self) -> bool {
+        match self {
+            CallError::Status { status, .. } => matches!(
+                status.code(),
+                Code::Unavailable
+                    | Code::DeadlineExceeded
+                    | Code::ResourceExhausted
+                    | Code::Aborted
+            ),
+            CallError::BadCredentials { .. } => false,
+        }
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            CallError::Status { status, .. } => status.code(),
+            CallError::BadCredentials { .. } => Code::Unauthenticated,
+        }
+    }
+}
+
+/// What every call of a source shares.
+pub struct CallSettings {
+    pub credentials: Credentials,
+    pub gzip: bool,
+    pub timeout: Duration,
+    pub fleet_rpcs: DefaultDirectRateLimiter,
+    pub stats: Arc<PoolStats>,
+}
+
+/// Calls to one miner over one channel.
+pub struct MinerClient {
+    pub channel: Channel,
+    pub auth: Arc<Auth>,
+    pub miner_rpcs: Arc<DefaultDirectRateLimiter>,
+    pub settings: Arc<CallSettings>,
+}
+
+/// The typed clients over one channel, with the source's compression.
+#[derive(Clone)]
+struct Services {
+    channel: Channel,
+    gzip: bool,
+}
+
+macro_rules! client {
+    ($services:expr, $client:ident) => {{
+        let client = $client::new($services.channel.clone());
+        if $services.gzip {
+            client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip)
+        } else {
+            client
+        }
+    }};
+}
+
+fn authed<T>(message: T, token: Option<AsciiMetadataValue>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        request.metadata_mut().insert("authorization", token);
+    }
+    request
+}
+
+impl MinerClient {
+    fn services(&self) -> Services {
+        Services {
+            channel: self.channel.clone(),
+            gzip: self.settings.gzip,
+        }
+    }
+
+    /// Waits for both governors, then makes the call within the deadline.
+    async fn attempt<T, Fut>(&self, call: Fut) -> Result<Response<T>, Status>
+    where
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let settings = &self.settings;
+        settings.fleet_rpcs.until_ready().await;
+        self.miner_rpcs.until_ready().await;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(settings.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no answer within {:?}",
+                settings.timeout
+            ))),
+        };
+        settings.stats.rpc(result.is_ok(), started.elapsed());
+        result
+    }
+
+    /// One authenticated call; an UNAUTHENTICATED answer (an expired session) gets
+    /// one re-login and one retry.
+    async fn unary<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T, CallError>
+    where
+        F: Fn(Services, Option<AsciiMetadataValue>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut relogged = false;
+        loop {
+            let (generation, token) = self.auth.current();
+            match self.attempt(call(self.services(), token)).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if status.code() == Code::Unauthenticated && !relogged => {
+                    relogged = true;
+                    self.relogin(generation).await?;
+                }
+                Err(status) => return Err(CallError::Status { method, status }),
+            }
+        }
+    }
+
+    /// Logs in; the token is read from the `authorization` header first (every API
+    /// version sends it), then from the body (API 1.1 and later).
+    pub async fn login(&self) -> Result<(), CallError> {
+        let credentials = &self.settings.credentials;
+        self.settings.stats.logins.fetch_add(1, Relaxed);
+        let request = api::LoginRequest {
+            username: credentials.username.clone(),
+            password: credentials.password.expose().to_string(),
+        };
+        let services = self.services();
+        let result = self
+            .attempt(async move {
+                client!(services, AuthenticationServiceClient)
+                    .login(request)
+                    .await
+            })
+            .await;
+        let response = match result {
+            Ok(response) => response,
+            Err(status) if status.code() == Code::Unauthenticated => {
+                return Err(CallError::BadCredentials {
+                    username: credentials.username.clone(),
+                    message: status.message().to_string(),
+                })
+            }
+            Err(status) => {
+                return Err(CallError::Status {
+                    method: "Login",
+                    status,
+                })
+            }
+        };
+        let header = response.metadata().get("authorization").cloned();
+        let body = response.into_inner().token;
+        let token = header
+            .filter(|t| !t.is_empty())
+            .or_else(|| body.parse().ok())
+            .ok_or_else(|| CallError::Status {
+                method: "Login",
+                status: Status::internal("the miner answered the login without a token"),
+            })?;
+        self.auth.set(token);
+        Ok(())
+    }
+
+    /// Logs in again unless another call already did since `generation`.
+    async fn relogin(&self, generation: u64) -> Result<(), CallError> {
+        let _one_at_a_time = self.auth.relogin.lock().await;
+        if self.auth.current().0 != generation {
+            return Ok(());
+        }
+        self.login().await
+    }
+
+    pub async fn api_version(&self) -> Result<ApiVersion, CallError> {
+        self.unary("GetApiVersion", |s, _| async move {
+            client!(s, ApiVersionServiceClient)
+                .get_api_version(ApiVersionRequest {})
+                .await
+        })
+        .await
+    }
+
+    pub async fn status_stream(&self) -> Result<Streaming<api::GetMinerStatusResponse>, CallError> {
+        self.unary("GetMinerStatus", |s, t| async move {
+            client!(s, MinerServiceClient)
+                .get_miner_status(authed(api::GetMinerStatusRequest {}, t))
+                .await
+        })
+        .await
+    }
+
+    pub async fn details(&self) -> Result<api::GetMinerDetailsResponse, CallError> {
+        self.unary("GetMinerDetails", |s, t| async move {
+            client!(s, MinerServiceClient)
+                .get_miner_details(authed(api::GetMinerDetailsRequest {}, t))
+                .await
+        })
+        .await
+    }
+
+    pub async fn stats(&self) -> Result<api::GetMinerStatsResponse, CallError> {
+        self.unary("GetMinerStats", |s, t| async move {
+            client!(s, MinerServiceClient)
+                .get_miner_stats(authed(api::GetMinerStatsRequest {}, t))
+                .await
+        })
+        .await
+    }
+
+    pub async fn hashboards(&self) -> Result<api::GetHashboardsResponse, CallError> {
+        self.unary("GetHashboards", |s, t| async move {
+            client!(s, MinerServiceClient)
+                .get_hashboards(authed(api::GetHashboardsRequest {}, t))
+                .await
+        })
+        .await
+    }
+
+    pub async fn cooling(&self) -> Result<api::GetCoolingStateResponse, CallError> {
+        self.unary("GetCoolingState", |s, t| async move {
+            client!(s, CoolingServiceClient)
+                .get_cooling_state(authed(api::GetCoolingStateRequest {}, t))
+                .await
+        })
+        .await
+    }
+
+    pub async fn pools(&self) -> Result<api::GetPoolGroupsResponse, CallError> {
+        self.unary("GetPoolGroups", |s, t| async move {
+            client!(s, PoolServiceClient)
+                .get_pool_groups(authed(api::GetPoolGroupsRequest {}, t))
+                .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,296 @@
+//! What the user writes under `type: bos`, with `profile:` presets.
+//!
+//! A profile is YAML (profiles.yaml) laid under the user's settings before decoding,
+//! so every field has one definition, the presets are readable as a file, and an
+//! error in a field the user wrote still points at the user's line.
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use serde::Deserialize;
+
+use super::backoff::BackoffConfig;
+use super::breaker::BreakerConfig;
+use super::targets::{Shard, TargetsConfig};
+use crate::config::decode::{from_node, unknown_name, DecodeError};
+use crate::config::node::{self, overlay, Node, Value};
+use crate::config::secret::Secret;
+use crate::config::units::HumanDuration;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BosConfig {
+    pub targets: TargetsConfig,
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    pub username: String,
+    /// Usually `${BOS_PASSWORD}`; or `password_file` for a mounted secret.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Present means TLS; without `ca_file` the system's roots are trusted.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    pub interval: HumanDuration,
+    pub jitter: f64,
+    pub polls: Vec<Poll>,
+    pub stream: bool,
+    pub timeout: HumanDuration,
+    pub connect_timeout: HumanDuration,
+    pub stream_idle_timeout: HumanDuration,
+    pub compression: Compression,
+    pub max_connections: usize,
+    pub connection_ttl: HumanDuration,
+    pub idle_timeout: HumanDuration,
+    pub keepalive: KeepaliveConfig,
+    pub rate: RateConfig,
+    pub backoff: BackoffConfig,
+    pub breaker: BreakerConfig,
+    pub auth_retry: HumanDuration,
+    pub batch_size: usize,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The name the miners' certificates carry, when it is not the address dialled.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Client certificate and key (PEM) for mTLS; both or neither.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The unary calls polled every `interval`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Poll {
+    /// MinerService.GetMinerDetails: uptime, model.
+    Details,
+    /// MinerService.GetMinerStats: hashrate, power, efficiency, shares.
+    Stats,
+    /// MinerService.GetHashboards: one `kind: board` sample per board.
+    Hashboards,
+    /// CoolingService.GetCoolingState: fans, hottest sensor.
+    Cooling,
+    /// PoolService.GetPoolGroups: shares of the active pools when stats lack them.
+    Pools,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeepaliveConfig {
+    pub interval: HumanDuration,
+    pub timeout: HumanDuration,
+    pub while_idle: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    pub connects_per_second: u32,
+    pub rpcs_per_second: u32,
+    pub rpcs_per_second_per_miner: u32,
+}
+
+pub const PROFILES: &[&str] = &["default", "development", "high_throughput"];
+
+static PRESETS: LazyLock<Node> = LazyLock::new(|| {
+    node::parse(include_str!("profiles.yaml")).expect("profiles.yaml is valid YAML (tested)")
+});
+
+/// Decodes a `bos` source: the user's settings over its profile over `default`.
+pub fn decode(body: &Node) -> Result<BosConfig, DecodeError> {
+    let (profile, mark) = match body.get("profile") {
+        None => ("default", body.mark),
+        Some(node) => (node.as_str().unwrap_or_default(), node.mark),
+    };
+    let preset = PRESETS.get(profile).ok_or_else(|| DecodeError {
+        mark: Some(mark),
+        message: unknown_name("profile", profile, PROFILES),
+        unknown_field: None,
+    })?;
+    let base = overlay(
+        &PRESETS.get("default").cloned().unwrap_or_else(empty),
+        preset,
+    );
+    let mine = Node {
+        mark: body.mark,
+        value: Value::Map(
+            body.entries()
+                .iter()
+                .filter(|(key, _)| key.as_str() != Some("profile"))
+                .cloned()
+                .collect(),
+        ),
+    };
+    let config: BosConfig = from_node(&overlay(&base, &mine))?;
+    config.check().map_err(|message| DecodeError {
+        mark: Some(body.mark),
+        message,
+        unknown_field: None,
+    })?;
+    Ok(config)
+}
+
+fn empty() -> Node {
+    Node {
+        mark: Default::default(),
+        value: Value::Map(Vec::new()),
+    }
+}
+
+impl BosConfig {
+    /// Rules that span fields; each message says what to change.
+    fn check(&self) -> Result<(), String> {
+        if self.password.is_some() == self.password_file.is_some() {
+            return Err("set exactly one of `password` (e.g. `password: ${BOS_PASSWORD}`) or `password_file`".into());
+        }
+        if let Some(tls) = &self.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                return Err(
+                    "`tls.cert_file` and `tls.key_file` go together (mTLS); set both or neither"
+                        .into(),
+                );
+            }
+        }
+        if let Some(shard) = self.shard {
+            if shard.count == 0 || shard.index >= shard.count {
+                return Err(format!(
+                    "`shard.index` must be below `shard.count` (0-based), found index {} of {}",
+                    shard.index, shard.count
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(format!(
+                "`jitter` is a fraction of `interval` from 0 to 1, found {}",
+                self.jitter
+            ));
+        }
+        if self.interval.0.is_zero() || self.timeout.0.is_zero() || self.connect_timeout.0.is_zero()
+        {
+            return Err("`interval`, `timeout` and `connect_timeout` must be above zero".into());
+        }
+        let rate = &self.rate;
+        if rate.connects_per_second == 0
+            || rate.rpcs_per_second == 0
+            || rate.rpcs_per_second_per_miner == 0
+        {
+            return Err("every `rate` limit must be at least 1 per second".into());
+        }
+        let needed = self.polls.len() as f64 / self.interval.0.as_secs_f64();
+        if needed > f64::from(rate.rpcs_per_second_per_miner) {
+            return Err(format!(
+                "{} polls every {:?} need {needed:.1} calls a second per miner, above `rate.rpcs_per_second_per_miner` ({}); raise it, lengthen `interval`, or poll fewer calls",
+                self.polls.len(), self.interval.0, rate.rpcs_per_second_per_miner
+            ));
+        }
+        if self.max_connections == 0 || self.batch_size == 0 {
+            return Err("`max_connections` and `batch_size` must be at least 1".into());
+        }
+        if self.backoff.multiplier < 1.0
+            || self.breaker.failure_threshold == 0
+            || self.breaker.successes_to_close == 0
+        {
+            return Err(
+                "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_yaml(yaml: &str) -> Result<BosConfig, DecodeError> {
+        decode(&node::parse(yaml).unwrap())
+    }
+
+    const MINIMAL: &str =
+        "targets: {addresses: ['127.0.0.1:50051']}\nusername: root\npassword: root\n";
+
+    #[test]
+    fn every_profile_decodes() {
+        for profile in PROFILES {
+            let config = decode_yaml(&format!("{MINIMAL}profile: {profile}\n"))
+                .unwrap_or_else(|e| panic!("profile {profile}: {e}"));
+            assert!(!config.polls.is_empty());
+        }
+    }
+
+    #[test]
+    fn explicit_fields_win_over_the_profile() {
+        let config = decode_yaml(&format!(
+            "{MINIMAL}profile: development\ninterval: 7s\nrate: {{rpcs_per_second: 42}}\n"
+        ))
+        .unwrap();
+        assert_eq!(config.interval.0.as_secs(), 7);
+        assert_eq!(config.rate.rpcs_per_second, 42);
+        assert_eq!(config.rate.connects_per_second, 50, "from development");
+        assert_eq!(config.rate.rpcs_per_second_per_miner, 10, "from default");
+        assert_eq!(config.timeout.0.as_secs(), 2, "from development");
+    }
+
+    #[test]
+    fn errors_point_at_the_users_line() {
+        let e = decode_yaml(&format!("{MINIMAL}profile: fast\n")).unwrap_err();
+        assert_eq!(e.mark.unwrap().line, 4);
+        assert!(
+            e.message
+                .contains("expected one of: default, development, high_throughput"),
+            "{}",
+            e.message
+        );
+
+        let e = decode_yaml(&format!("{MINIMAL}intervall: 5s\n")).unwrap_err();
+        assert_eq!(e.mark.unwrap().line, 4);
+        assert!(
+            e.message.contains("did you mean `interval`"),
+            "{}",
+            e.message
+        );
+
+        let e = decode_yaml(&format!("{MINIMAL}backoff: {{initial: soon}}\n")).unwrap_err();
+        assert_eq!(e.mark.unwrap().line, 4);
+        assert!(e.message.contains("not a duration"), "{}", e.message);
+    }
+
+    #[test]
+    fn polls_must_fit_the_per_miner_budget() {
+        let e = decode_yaml(&format!("{MINIMAL}interval: 100ms\n")).unwrap_err();
+        assert!(
+            e.message.contains("50.0 calls a second per miner"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn credentials_are_required_and_never_shown() {
+        let e =
+            decode_yaml("targets: {addresses: ['127.0.0.1:50051']}\nusername: root\n").unwrap_err();
+        assert!(
+            e.message.contains("exactly one of `password`"),
+            "{}",
+            e.message
+        );
+        let config = decode_yaml(MINIMAL).unwrap();
+        assert!(!format!("{config:?}").contains("password: Some(Secret(\"root\"))"));
+        assert!(format!("{config:?}").contains("Secret(***)"));
+    }
+}

@@ -1,0 +1,106 @@
+//! From thousands of miner tasks to one stream of batches, with bounded room.
+//!
+//! Miner tasks hand their samples to one bounded queue; [`forward`] gathers them into
+//! batches for the pipeline. When the pipeline is full, the queue fills: a poll that
+//! finds no room is skipped and counted (the miner is asked nothing), status changes
+//! wait for room (they are facts, not to be lost), and streams are not read (HTTP/2
+//! flow control then holds the miners back). Nothing here grows with an outage.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::stats::PoolStats;
+use crate::sample::Sample;
+use crate::topology::batch::{Batch, MemoryBudget};
+use crate::topology::fanout::Fanout;
+
+/// Room for this many polls' samples between the miners and the batcher: a few
+/// hundred kilobytes, enough to ride over one slow batch downstream.
+const QUEUE_POLLS: usize = 512;
+
+/// A batch smaller than `batch_size` still leaves after this long, so a small fleet's
+/// samples are not held back.
+const FLUSH_AFTER: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+pub struct Emitter {
+    tx: mpsc::Sender<Vec<Sample>>,
+    stats: Arc<PoolStats>,
+}
+
+pub struct EmitPermit<'a>(mpsc::Permit<'a, Vec<Sample>>);
+
+impl EmitPermit<'_> {
+    pub fn send(self, samples: Vec<Sample>) {
+        if !samples.is_empty() {
+            self.0.send(samples);
+        }
+    }
+}
+
+impl Emitter {
+    pub fn new(stats: Arc<PoolStats>) -> (Self, mpsc::Receiver<Vec<Sample>>) {
+        let (tx, rx) = mpsc::channel(QUEUE_POLLS);
+        (Emitter { tx, stats }, rx)
+    }
+
+    /// Room for one poll's samples, or `None` (counted as a skipped poll) when full.
+    pub fn try_reserve(&self) -> Option<EmitPermit<'_>> {
+        match self.tx.try_reserve() {
+            Ok(permit) => Some(EmitPermit(permit)),
+            Err(_) => {
+                self.stats.polls_skipped.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Whether a stream message could be acted on now.
+    pub fn has_room(&self) -> bool {
+        self.tx.capacity() > 0
+    }
+
+    /// Waits for room, then queues `samples` (status changes: never skipped).
+    pub async fn send(&self, samples: Vec<Sample>) {
+        // Fails only once the batcher is gone, i.e. the pipeline has stopped.
+        let _ = self.tx.send(samples).await;
+    }
+}
+
+/// Batches what the miners queue and sends it on, until every miner task has gone.
+pub async fn forward(
+    mut rx: mpsc::Receiver<Vec<Sample>>,
+    out: &mut Fanout,
+    budget: &MemoryBudget,
+    batch_size: usize,
+) {
+    let mut pending: Vec<Sample> = Vec::with_capacity(batch_size);
+    let mut flush = tokio::time::interval(FLUSH_AFTER);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(samples) => {
+                    pending.extend(samples);
+                    if pending.len() >= batch_size {
+                        send(&mut pending, out, budget).await;
+                    }
+                }
+                None => break,
+            },
+            _ = flush.tick() => send(&mut pending, out, budget).await,
+        }
+    }
+    send(&mut pending, out, budget).await;
+}
+
+async fn send(pending: &mut Vec<Sample>, out: &mut Fanout, budget: &MemoryBudget) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch = Batch::new(std::mem::take(pending), budget).await;
+    out.send(batch).await;
+}

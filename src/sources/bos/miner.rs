@@ -1,0 +1,418 @@
+//! One task per miner: connect, check the API version, log in, hold the status stream
+//! open, poll on an interval, and on failure back off (with the breaker deciding when
+//! a dead miner is tried at all). Every change of state is a status sample.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Streaming};
+
+use super::backoff::Backoff;
+use super::breaker::Breaker;
+use super::client::{Auth, CallError, CallSettings, MinerClient};
+use super::config::{BosConfig, Poll};
+use super::connect::{DialError, Dialer};
+use super::emit::Emitter;
+use super::poll::{samples, Answers};
+use super::pool::{Connection, ConnectionPool};
+use super::stats::{GaugeGuard, PoolStats};
+use super::status::{MinerStatus, StatusLog};
+use super::targets::Target;
+use crate::proto::bos::v1 as api;
+use crate::sample::MinerState;
+
+/// What every miner task of one source shares.
+pub struct Shared {
+    pub config: BosConfig,
+    pub calls: Arc<CallSettings>,
+    pub dialer: Dialer,
+    pub pool: ConnectionPool,
+    pub emitter: Emitter,
+    pub stats: Arc<PoolStats>,
+    pub status_log: Arc<StatusLog>,
+}
+
+/// Why a session ended badly, with the message users see (what failed, what to check).
+enum Failure {
+    Offline(String),
+    AuthFailed(String),
+    Unsupported(String),
+}
+
+enum End {
+    Stopped,
+    /// `connection_ttl` passed: reconnect at once, no failure.
+    Recycle,
+}
+
+/// What the status stream did.
+enum StreamEvent {
+    Status(i32),
+    /// Ended, failed, or silent for longer than `stream_idle_timeout`.
+    Lost(String),
+}
+
+pub struct MinerTask {
+    index: usize,
+    target: Target,
+    shared: Arc<Shared>,
+    status: MinerStatus,
+    breaker: Breaker,
+    backoff: Backoff,
+    auth: Arc<Auth>,
+    rpcs: Arc<DefaultDirectRateLimiter>,
+    rng: fastrand::Rng,
+    /// The last status the stream reported.
+    miner_status: Option<i32>,
+    /// What failed in the last poll, if anything.
+    poll_problem: Option<String>,
+}
+
+impl MinerTask {
+    pub fn new(index: usize, target: Target, shared: Arc<Shared>) -> Self {
+        let config = &shared.config;
+        let per_miner =
+            NonZeroU32::new(config.rate.rpcs_per_second_per_miner).unwrap_or(NonZeroU32::MIN);
+        MinerTask {
+            index,
+            breaker: Breaker::new(config.breaker.clone()),
+            backoff: Backoff::new(config.backoff.clone(), index as u64),
+            rpcs: Arc::new(RateLimiter::direct(Quota::per_second(per_miner))),
+            rng: fastrand::Rng::with_seed(index as u64),
+            target,
+            shared,
+            status: MinerStatus::default(),
+            auth: Arc::default(),
+            miner_status: None,
+            poll_problem: None,
+        }
+    }
+
+    pub async fn run(mut self, stop: CancellationToken) {
+        let greeting = format!("connecting to {}", self.target.address);
+        self.enter(MinerState::Connecting, &greeting, &stop).await;
+        let shared = self.shared.clone();
+        loop {
+            if let Some(wait) = self.breaker.wait(std::time::Instant::now()) {
+                let _open = GaugeGuard::up(&shared.stats.breaker_open);
+                if stopped_during(wait, &stop).await {
+                    return;
+                }
+            }
+            let delay = match self.session(&stop).await {
+                Ok(End::Stopped) => return,
+                Ok(End::Recycle) => continue,
+                Err(failure) => {
+                    self.breaker.failure(std::time::Instant::now());
+                    let (state, message, delay) = match failure {
+                        Failure::AuthFailed(m) => {
+                            (MinerState::AuthFailed, m, shared.config.auth_retry.0)
+                        }
+                        Failure::Unsupported(m) => {
+                            (MinerState::Unsupported, m, shared.config.backoff.max.0)
+                        }
+                        Failure::Offline(m) => (MinerState::Offline, m, self.backoff.next_delay()),
+                    };
+                    self.enter(state, &message, &stop).await;
+                    delay
+                }
+            };
+            let _waiting = GaugeGuard::up(&shared.stats.in_backoff);
+            if stopped_during(delay, &stop).await {
+                return;
+            }
+        }
+    }
+
+    /// One connection's life: from dialling to a failure, a stop, or its TTL.
+    async fn session(&mut self, stop: &CancellationToken) -> Result<End, Failure> {
+        let shared = self.shared.clone();
+        let config = &shared.config;
+        let Some(first) = self.connect(stop).await? else {
+            return Ok(End::Stopped);
+        };
+        let mut stream = {
+            // Scoped: a poll-only miner's parked channel must be closable once evicted,
+            // so nothing here may keep a clone of it.
+            let client = self.client(&first);
+            self.check_version(&client).await?;
+            client.login().await.map_err(|e| self.failure(e))?;
+            match config.stream {
+                true => Some(client.status_stream().await.map_err(|e| self.failure(e))?),
+                false => None,
+            }
+        };
+        self.breaker.success();
+        self.backoff.reset();
+        self.poll_problem = None;
+        self.refresh(stop).await;
+
+        let recycle_at = Instant::now() + config.connection_ttl.0;
+        // The first poll lands anywhere in the first interval, spreading the fleet.
+        let mut next_poll = Instant::now() + config.interval.0.mul_f64(self.rng.f64());
+        let mut connection = Some(first);
+        // Absolute, not per wait: the loop wakes for polls far more often than the
+        // stream is allowed to stay silent.
+        let idle = config.stream_idle_timeout.0;
+        let mut stream_deadline = Instant::now() + idle;
+        loop {
+            // Read the stream only while there is room downstream: otherwise HTTP/2
+            // flow control holds the miner back.
+            let read_stream = stream.is_some() && shared.emitter.has_room();
+            // Not `biased`: a poll that overruns its interval must not starve the
+            // stream, nor a busy stream the polls.
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(End::Stopped),
+                _ = sleep_until(recycle_at), if stream.is_some() => return Ok(End::Recycle),
+                _ = sleep_until(next_poll) => {
+                    let spread = 1.0 + config.jitter * (self.rng.f64() - 0.5);
+                    next_poll = Instant::now() + config.interval.0.mul_f64(spread);
+                    let conn = match connection.take() {
+                        Some(conn) => conn,
+                        None => match self.unpark(stop).await? {
+                            Some(conn) => conn,
+                            None => return Ok(End::Stopped),
+                        },
+                    };
+                    self.poll(&self.client(&conn)).await?;
+                    self.refresh(stop).await;
+                    if stream.is_some() {
+                        connection = Some(conn);
+                    } else {
+                        shared.pool.park(self.index, conn);
+                    }
+                }
+                event = next_event(&mut stream, stream_deadline, idle), if read_stream => match event {
+                    StreamEvent::Status(status) => {
+                        stream_deadline = Instant::now() + idle;
+                        self.miner_status = Some(status);
+                        self.refresh(stop).await;
+                    }
+                    StreamEvent::Lost(why) => {
+                        shared.stats.stream_reopens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::debug!(miner = %self.target.id, %why, "re-opening the status stream");
+                        let Some(conn) = connection.as_ref() else {
+                            return Err(Failure::Offline(why));
+                        };
+                        stream = Some(self.client(conn).status_stream().await.map_err(|e| self.failure(e))?);
+                        stream_deadline = Instant::now() + idle;
+                    }
+                },
+            }
+        }
+    }
+
+    /// A place under the connection cap, then a channel.
+    async fn connect(&mut self, stop: &CancellationToken) -> Result<Option<Connection>, Failure> {
+        let shared = self.shared.clone();
+        let slot = tokio::select! {
+            _ = stop.cancelled() => return Ok(None),
+            slot = shared.pool.slot() => slot,
+        };
+        let dialled = tokio::select! {
+            _ = stop.cancelled() => return Ok(None),
+            dialled = shared.dialer.dial(&self.target) => dialled,
+        };
+        match dialled {
+            Ok(channel) => Ok(Some(shared.pool.open(slot, channel))),
+            Err(e) => Err(Failure::Offline(self.connect_message(&e))),
+        }
+    }
+
+    /// A poll-only miner's parked connection, or a new one if it was evicted or is
+    /// past its TTL.
+    async fn unpark(&mut self, stop: &CancellationToken) -> Result<Option<Connection>, Failure> {
+        let ttl = self.shared.config.connection_ttl.0;
+        match self.shared.pool.take(self.index) {
+            Some(conn) if conn.opened.elapsed() < ttl => Ok(Some(conn)),
+            _ => self.connect(stop).await,
+        }
+    }
+
+    fn client(&self, connection: &Connection) -> MinerClient {
+        MinerClient {
+            channel: connection.channel.clone(),
+            auth: self.auth.clone(),
+            miner_rpcs: self.rpcs.clone(),
+            settings: self.shared.calls.clone(),
+        }
+    }
+
+    /// Firmware before API 1.0 numbers fields differently; reading it would produce
+    /// wrong values, so such miners are reported, not read.
+    async fn check_version(&self, client: &MinerClient) -> Result<(), Failure> {
+        match client.api_version().await {
+            Ok(version) if version.major >= 1 => Ok(()),
+            Ok(version) => Err(Failure::Unsupported(format!(
+                "the firmware reports miner API {}.{}; rigtap needs API 1.0 or later (Braiins OS 23.08 or newer): upgrade the firmware, or remove the miner from `targets`",
+                version.major, version.minor
+            ))),
+            Err(e) if e.code() == Code::Unimplemented => Err(Failure::Unsupported(
+                "the miner has no API version service: firmware before Braiins OS 23.03 has no gRPC API; upgrade it, or remove the miner from `targets`".into(),
+            )),
+            Err(e) => Err(self.failure(e)),
+        }
+    }
+
+    /// Polls the configured calls at once over the one channel, and queues the samples.
+    /// A poll with no room downstream is skipped (and counted) before any call is made.
+    async fn poll(&mut self, client: &MinerClient) -> Result<(), Failure> {
+        let shared = self.shared.clone();
+        let Some(permit) = shared.emitter.try_reserve() else {
+            return Ok(());
+        };
+        let wants = |poll: Poll| shared.config.polls.contains(&poll);
+        let (details, stats, hashboards, cooling, pools) = tokio::join!(
+            maybe(wants(Poll::Details), client.details()),
+            maybe(wants(Poll::Stats), client.stats()),
+            maybe(wants(Poll::Hashboards), client.hashboards()),
+            maybe(wants(Poll::Cooling), client.cooling()),
+            maybe(wants(Poll::Pools), client.pools()),
+        );
+        let mut errors: Vec<CallError> = Vec::new();
+        let answers = Answers {
+            details: keep(details, &mut errors),
+            stats: keep(stats, &mut errors),
+            hashboards: keep(hashboards, &mut errors),
+            cooling: keep(cooling, &mut errors),
+            pools: keep(pools, &mut errors),
+        };
+        let at = Utc::now().trunc_subsecs(3);
+        let produced = samples(&self.target, self.miner_status, &answers, at);
+        let answered = !produced.is_empty();
+        permit.send(produced);
+
+        if let Some(auth) = errors
+            .iter()
+            .position(|e| matches!(e, CallError::BadCredentials { .. }))
+        {
+            return Err(self.failure(errors.swap_remove(auth)));
+        }
+        if !answered && !errors.is_empty() && errors.iter().all(CallError::retryable) {
+            return Err(self.failure(errors.swap_remove(0)));
+        }
+        self.poll_problem = (!errors.is_empty()).then(|| {
+            let calls: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!(
+                "some calls fail: {}; the other telemetry still flows",
+                calls.join("; ")
+            )
+        });
+        Ok(())
+    }
+
+    /// Online, or degraded when a call fails or the miner reports it is not mining.
+    async fn refresh(&mut self, stop: &CancellationToken) {
+        let normal = api::MinerStatus::Normal as i32;
+        let (state, message) = match (&self.poll_problem, self.miner_status) {
+            (Some(problem), _) => (MinerState::Degraded, problem.clone()),
+            (None, Some(status)) if status != normal => (
+                MinerState::Degraded,
+                format!(
+                    "the miner reports status {}; check its pools, power limits and tuner",
+                    super::poll::status_name(status).unwrap_or_else(|| status.to_string())
+                ),
+            ),
+            (None, _) => (MinerState::Online, "streaming and polling".to_string()),
+        };
+        self.enter(state, &message, stop).await;
+    }
+
+    /// Moves to `state`; a change is emitted as a status sample (waiting for room:
+    /// changes are never skipped) and logged.
+    async fn enter(&mut self, state: MinerState, message: &str, stop: &CancellationToken) {
+        let shared = self.shared.clone();
+        let from = self.status.state();
+        let Some(sample) = self
+            .status
+            .change(state, message, &self.target, &shared.status_log)
+        else {
+            return;
+        };
+        shared.stats.transition(from, state);
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = shared.emitter.send(vec![sample]) => {}
+        }
+    }
+
+    fn failure(&self, error: CallError) -> Failure {
+        match error {
+            CallError::BadCredentials { .. } => Failure::AuthFailed(format!(
+                "{error}; check `username` and `password` for this miner (a firmware upgrade can reset them); next try in {:?}",
+                self.shared.config.auth_retry.0
+            )),
+            error => Failure::Offline(format!(
+                "{error}; check that the miner at {} is up and its gRPC API answers",
+                self.target.address
+            )),
+        }
+    }
+
+    fn connect_message(&self, error: &DialError) -> String {
+        let text = error.to_string();
+        let lower = text.to_ascii_lowercase();
+        let hint = if ["certificate", "tls", "handshake"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            "check `tls.ca_file` and `tls.server_name`: the miner's certificate must be signed by that CA and carry that name"
+        } else {
+            "check that the miner is powered, reachable from this host, and serves its gRPC API on that port"
+        };
+        format!("cannot connect to {}: {text}; {hint}", self.target.address)
+    }
+}
+
+async fn maybe<T>(wanted: bool, call: impl std::future::Future<Output = T>) -> Option<T> {
+    match wanted {
+        true => Some(call.await),
+        false => None,
+    }
+}
+
+/// A call's answer, with its error (if any) set aside.
+fn keep<T>(result: Option<Result<T, CallError>>, errors: &mut Vec<CallError>) -> Option<T> {
+    match result? {
+        Ok(answer) => Some(answer),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// The next thing the status stream does, or `Lost` at `deadline`; never resolves
+/// without a stream. Dropping it loses nothing (`Streaming::message` is cancel-safe).
+async fn next_event(
+    stream: &mut Option<Streaming<api::GetMinerStatusResponse>>,
+    deadline: Instant,
+    idle: Duration,
+) -> StreamEvent {
+    let Some(stream) = stream.as_mut() else {
+        return std::future::pending().await;
+    };
+    match tokio::time::timeout_at(deadline, stream.message()).await {
+        Ok(Ok(Some(message))) => StreamEvent::Status(message.status),
+        Ok(Ok(None)) => StreamEvent::Lost("the status stream ended".into()),
+        Ok(Err(status)) => StreamEvent::Lost(format!(
+            "the status stream failed: {}: {}",
+            status.code(),
+            status.message()
+        )),
+        Err(_) => StreamEvent::Lost(format!("the status stream was silent for {idle:?}")),
+    }
+}
+
+/// Sleeps for `wait`; true if the pipeline stopped meanwhile.
+async fn stopped_during(wait: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = sleep(wait) => false,
+    }
+}

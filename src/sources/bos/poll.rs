@@ -1,0 +1,231 @@
+//! One poll's answers turned into samples: one `kind: miner` sample and one
+//! `kind: board` sample per hashboard.
+//!
+//! The miner API names its units in its types (GigaHashrate, Frequency in Hz, Power
+//! in W), so conversion to the sample's units happens here, where the unit is known;
+//! plausibility checks belong to the `normalise` transform. Whatever a miner left out
+//! stays absent, never zero.
+
+use chrono::{DateTime, Utc};
+
+use super::targets::Target;
+use crate::proto::bos::v1 as api;
+use crate::sample::{Sample, SampleKind};
+
+/// What one poll got back; a call that failed or was not asked for is `None`.
+#[derive(Default)]
+pub struct Answers {
+    pub details: Option<api::GetMinerDetailsResponse>,
+    pub stats: Option<api::GetMinerStatsResponse>,
+    pub hashboards: Option<api::GetHashboardsResponse>,
+    pub cooling: Option<api::GetCoolingStateResponse>,
+    pub pools: Option<api::GetPoolGroupsResponse>,
+}
+
+impl Answers {
+    fn is_empty(&self) -> bool {
+        self.details.is_none()
+            && self.stats.is_none()
+            && self.hashboards.is_none()
+            && self.cooling.is_none()
+            && self.pools.is_none()
+    }
+}
+
+/// `MINER_STATUS_NORMAL` → `normal`: the sample carries the short lowercase form.
+pub fn status_name(status: i32) -> Option<String> {
+    let status = api::MinerStatus::try_from(status).ok()?;
+    let name = status.as_str_name().strip_prefix("MINER_STATUS_")?;
+    Some(name.to_ascii_lowercase())
+}
+
+fn ths(rate: Option<&api::GigaHashrate>) -> Option<f64> {
+    rate.map(|r| r.gigahash_per_second / 1000.0)
+}
+
+fn last_minute(stats: Option<&api::WorkSolverStats>) -> Option<f64> {
+    ths(stats?.real_hashrate.as_ref()?.last_1m.as_ref())
+}
+
+fn celsius(sensor: Option<&api::TemperatureSensor>) -> Option<f64> {
+    Some(sensor?.temperature.as_ref()?.degree_c)
+}
+
+fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.fold(None, |best, v| Some(best.map_or(v, |b: f64| b.max(v))))
+}
+
+/// The samples of one poll, all stamped `at`; none when every call failed.
+pub fn samples(
+    target: &Target,
+    miner_status: Option<i32>,
+    answers: &Answers,
+    at: DateTime<Utc>,
+) -> Vec<Sample> {
+    if answers.is_empty() {
+        return Vec::new();
+    }
+    let new = |kind| {
+        let mut sample = Sample::new(kind, target.id.clone(), target.labels.clone());
+        sample.timestamp = at;
+        sample
+    };
+    let boards: &[api::Hashboard] = answers
+        .hashboards
+        .as_ref()
+        .map_or(&[], |h| h.hashboards.as_slice());
+
+    let mut miner = new(SampleKind::Miner);
+    miner.miner_status = miner_status
+        .or(answers.details.as_ref().map(|d| d.status))
+        .and_then(status_name);
+    if let Some(details) = &answers.details {
+        miner.uptime_s = Some(details.bosminer_uptime_s);
+        miner.hashrate_nominal_ths = ths(details.sticker_hashrate.as_ref());
+    }
+    if let Some(stats) = &answers.stats {
+        let work = stats.miner_stats.as_ref();
+        miner.hashrate_ths = last_minute(work);
+        miner.hashrate_nominal_ths =
+            ths(work.and_then(|w| w.nominal_hashrate.as_ref())).or(miner.hashrate_nominal_ths);
+        if let Some(power) = &stats.power_stats {
+            miner.power_w = power
+                .approximated_consumption
+                .as_ref()
+                .map(|p| p.watt as f64);
+            miner.efficiency_jth = power.efficiency.as_ref().map(|e| e.joule_per_terahash);
+        }
+        if let Some(pool) = &stats.pool_stats {
+            miner.shares_accepted = Some(pool.accepted_shares);
+            miner.shares_rejected = Some(pool.rejected_shares);
+            miner.shares_stale = Some(pool.stale_shares);
+        }
+    }
+    if miner.shares_accepted.is_none() {
+        if let Some(pools) = &answers.pools {
+            let stats: Vec<&api::PoolStats> = pools
+                .pool_groups
+                .iter()
+                .flat_map(|g| &g.pools)
+                .filter_map(|p| p.stats.as_ref())
+                .collect();
+            if !stats.is_empty() {
+                miner.shares_accepted = Some(stats.iter().map(|s| s.accepted_shares).sum());
+                miner.shares_rejected = Some(stats.iter().map(|s| s.rejected_shares).sum());
+                miner.shares_stale = Some(stats.iter().map(|s| s.stale_shares).sum());
+            }
+        }
+    }
+    if let Some(cooling) = &answers.cooling {
+        miner.temp_chip_c = celsius(cooling.highest_temperature.as_ref());
+        if !cooling.fans.is_empty() {
+            let total: f64 = cooling.fans.iter().map(|f| f64::from(f.rpm)).sum();
+            miner.fan_rpm = Some(total / cooling.fans.len() as f64);
+        }
+    }
+    if !boards.is_empty() {
+        miner.temp_chip_c = miner.temp_chip_c.or_else(|| {
+            max(boards
+                .iter()
+                .filter_map(|b| celsius(b.highest_chip_temp.as_ref())))
+        });
+        miner.temp_board_c = max(boards
+            .iter()
+            .filter_map(|b| b.board_temp.as_ref().map(|t| t.degree_c)));
+        let chips: Vec<u32> = boards.iter().filter_map(|b| b.chips_count).collect();
+        miner.chips = (!chips.is_empty()).then(|| chips.iter().sum());
+    }
+
+    let mut out = Vec::with_capacity(1 + boards.len());
+    out.push(miner);
+    out.extend(boards.iter().enumerate().map(|(i, board)| {
+        let mut sample = new(SampleKind::Board);
+        sample.board = Some(board.id.parse().unwrap_or(i as u32 + 1));
+        sample.message = (!board.enabled).then(|| "board disabled".to_string());
+        sample.hashrate_ths = last_minute(board.stats.as_ref());
+        sample.hashrate_nominal_ths = ths(board
+            .stats
+            .as_ref()
+            .and_then(|s| s.nominal_hashrate.as_ref()));
+        sample.temp_chip_c = celsius(board.highest_chip_temp.as_ref());
+        sample.temp_board_c = board.board_temp.as_ref().map(|t| t.degree_c);
+        sample.frequency_mhz = board.current_frequency.as_ref().map(|f| f.hertz / 1e6);
+        sample.voltage_v = board.current_voltage.as_ref().map(|v| v.volt);
+        sample.chips = board.chips_count;
+        sample
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target::fixture("m1")
+    }
+
+    fn ghs(value: f64) -> Option<api::GigaHashrate> {
+        Some(api::GigaHashrate {
+            gigahash_per_second: value,
+        })
+    }
+
+    #[test]
+    fn units_are_converted_and_absent_stays_absent() {
+        let answers = Answers {
+            stats: Some(api::GetMinerStatsResponse {
+                miner_stats: Some(api::WorkSolverStats {
+                    real_hashrate: Some(api::RealHashrate {
+                        last_1m: ghs(247_000.0),
+                        ..Default::default()
+                    }),
+                    nominal_hashrate: ghs(250_000.0),
+                    ..Default::default()
+                }),
+                power_stats: Some(api::MinerPowerStats {
+                    approximated_consumption: Some(api::Power { watt: 3480 }),
+                    efficiency: None,
+                }),
+                pool_stats: None,
+            }),
+            hashboards: Some(api::GetHashboardsResponse {
+                hashboards: vec![api::Hashboard {
+                    id: "2".into(),
+                    enabled: true,
+                    chips_count: Some(65),
+                    current_frequency: Some(api::Frequency { hertz: 626e6 }),
+                    board_temp: Some(api::Temperature { degree_c: 55.0 }),
+                    ..Default::default()
+                }],
+            }),
+            ..Answers::default()
+        };
+        let samples = samples(
+            &target(),
+            Some(api::MinerStatus::Paused as i32),
+            &answers,
+            Utc::now(),
+        );
+        assert_eq!(samples.len(), 2);
+        let miner = &samples[0];
+        assert_eq!(miner.kind, SampleKind::Miner);
+        assert_eq!(miner.hashrate_ths, Some(247.0));
+        assert_eq!(miner.hashrate_nominal_ths, Some(250.0));
+        assert_eq!(miner.power_w, Some(3480.0));
+        assert_eq!(miner.efficiency_jth, None, "not reported, not invented");
+        assert_eq!(miner.shares_accepted, None);
+        assert_eq!(miner.miner_status.as_deref(), Some("paused"));
+        assert_eq!(miner.temp_board_c, Some(55.0));
+        assert_eq!(miner.chips, Some(65));
+        let board = &samples[1];
+        assert_eq!((board.kind, board.board), (SampleKind::Board, Some(2)));
+        assert_eq!(board.frequency_mhz, Some(626.0));
+        assert_eq!(board.hashrate_ths, None);
+    }
+
+    #[test]
+    fn nothing_answered_means_no_samples() {
+        assert!(samples(&target(), None, &Answers::default(), Utc::now()).is_empty());
+    }
+}

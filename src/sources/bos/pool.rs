@@ -1,0 +1,195 @@
+//! The cap on open connections (`max_connections`), with least-recently-used eviction
+//! of idle poll-only connections.
+//!
+//! Every open channel holds one permit. A streaming miner keeps its channel (and
+//! permit) for its whole session. A poll-only miner parks its channel here between
+//! polls; when a miner needs a permit and none is free, the channel parked longest ago
+//! is closed and its permit reused. Parked channels idle past `idle_timeout` are closed
+//! by [`ConnectionPool::close_idle`].
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tonic::transport::Channel;
+
+use super::stats::PoolStats;
+
+/// An open channel to one miner and its place under the cap.
+pub struct Connection {
+    pub channel: Channel,
+    pub opened: Instant,
+    _permit: OwnedSemaphorePermit,
+    stats: Arc<PoolStats>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.stats.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+pub struct ConnectionPool {
+    slots: Arc<Semaphore>,
+    /// Parked poll-only connections by miner index, with when they were parked.
+    parked: Mutex<HashMap<usize, (Connection, Instant)>>,
+    /// Wakes a miner waiting for a slot when a connection is parked (and so evictable).
+    was_parked: Notify,
+    stats: Arc<PoolStats>,
+}
+
+/// A place under the cap, before the channel exists.
+pub struct Slot(OwnedSemaphorePermit);
+
+impl ConnectionPool {
+    pub fn new(max_connections: usize, stats: Arc<PoolStats>) -> Self {
+        ConnectionPool {
+            slots: Arc::new(Semaphore::new(max_connections)),
+            parked: Mutex::default(),
+            was_parked: Notify::new(),
+            stats,
+        }
+    }
+
+    /// A free place under the cap, evicting the least recently used parked
+    /// connection if there is none; waits when every place is in active use.
+    pub async fn slot(&self) -> Slot {
+        loop {
+            if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+                return Slot(permit);
+            }
+            if self.evict_oldest() {
+                continue;
+            }
+            tokio::select! {
+                permit = self.slots.clone().acquire_owned() => {
+                    return Slot(permit.expect("the pool's semaphore is never closed"));
+                }
+                // `notify_one` keeps a wake-up for a waiter that comes later, so a park
+                // between the eviction attempt above and this wait is not missed.
+                _ = self.was_parked.notified() => {}
+            }
+        }
+    }
+
+    /// Turns a slot and a new channel into a counted connection.
+    pub fn open(&self, slot: Slot, channel: Channel) -> Connection {
+        self.stats.connections_open.fetch_add(1, Relaxed);
+        Connection {
+            channel,
+            opened: Instant::now(),
+            _permit: slot.0,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// Keeps a poll-only miner's connection for its next poll.
+    pub fn park(&self, miner: usize, connection: Connection) {
+        self.lock().insert(miner, (connection, Instant::now()));
+        self.was_parked.notify_one();
+    }
+
+    /// The miner's parked connection, if it was not evicted or closed meanwhile.
+    pub fn take(&self, miner: usize) -> Option<Connection> {
+        self.lock().remove(&miner).map(|(connection, _)| connection)
+    }
+
+    /// Closes parked connections idle for longer than `idle_timeout`.
+    pub fn close_idle(&self, idle_timeout: Duration) {
+        self.lock()
+            .retain(|_, (_, parked)| parked.elapsed() < idle_timeout);
+    }
+
+    /// Scans for the oldest parked connection: linear, but only when the cap is
+    /// reached, and cheaper than keeping an ordered index on every park.
+    fn evict_oldest(&self) -> bool {
+        let mut parked = self.lock();
+        let oldest = parked
+            .iter()
+            .min_by_key(|(_, (_, at))| *at)
+            .map(|(miner, _)| *miner);
+        oldest.and_then(|miner| parked.remove(&miner)).is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, (Connection, Instant)>> {
+        self.parked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel() -> Channel {
+        tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy()
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_evicts_the_least_recently_parked() {
+        let stats = Arc::new(PoolStats::default());
+        let pool = ConnectionPool::new(2, stats.clone());
+        let a = pool.open(pool.slot().await, channel());
+        let b = pool.open(pool.slot().await, channel());
+        pool.park(0, a);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        pool.park(1, b);
+        assert_eq!(stats.connections_open.load(Relaxed), 2);
+
+        let c = pool.open(pool.slot().await, channel());
+        assert!(
+            pool.take(0).is_none(),
+            "miner 0 parked first and was evicted"
+        );
+        assert!(pool.take(1).is_some(), "miner 1 is still parked");
+        drop(c);
+        assert_eq!(stats.connections_open.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn busy_connections_are_never_evicted() {
+        let pool = ConnectionPool::new(1, Arc::default());
+        let held = pool.open(pool.slot().await, channel());
+        let waiting = tokio::time::timeout(Duration::from_millis(50), pool.slot()).await;
+        assert!(
+            waiting.is_err(),
+            "waits while the only connection is in use"
+        );
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(1), pool.slot())
+            .await
+            .expect("a slot once the connection closed");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_miner_takes_over_a_connection_parked_later() {
+        let pool = Arc::new(ConnectionPool::new(1, Arc::default()));
+        let held = pool.open(pool.slot().await, channel());
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.slot().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pool.park(0, held);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("parking wakes the waiter, which evicts the parked connection")
+            .unwrap();
+        assert!(pool.take(0).is_none());
+    }
+
+    #[tokio::test]
+    async fn idle_parked_connections_close() {
+        let pool = ConnectionPool::new(1, Arc::default());
+        let a = pool.open(pool.slot().await, channel());
+        pool.park(3, a);
+        pool.close_idle(Duration::from_secs(60));
+        assert!(pool.take(3).is_some());
+        let a = pool.open(pool.slot().await, channel());
+        pool.park(3, a);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        pool.close_idle(Duration::from_millis(1));
+        assert!(pool.take(3).is_none());
+    }
+}

@@ -1,0 +1,167 @@
+//! A miner's state as the collector sees it, and what changes of it produce: a
+//! `kind: status` sample every time (consumers see gaps as facts), and a log line that
+//! says what to check, rate-limited per miner and fleet-wide so a site-wide outage is a
+//! handful of lines, not ten thousand.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use super::targets::Target;
+use crate::sample::{MinerState, Sample, SampleKind};
+
+/// A miner logs the same state again only after this long (a flapping miner).
+const REPEAT_AFTER: Duration = Duration::from_secs(300);
+
+/// Fleet-wide budget of state-change lines: 10 a second, bursts of 50.
+pub struct StatusLog {
+    limiter: DefaultDirectRateLimiter,
+    suppressed: AtomicU64,
+}
+
+impl Default for StatusLog {
+    fn default() -> Self {
+        let quota = Quota::per_second(NonZeroU32::new(10).expect("10 > 0"))
+            .allow_burst(NonZeroU32::new(50).expect("50 > 0"));
+        StatusLog {
+            limiter: RateLimiter::direct(quota),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl StatusLog {
+    /// Lines not written since the start, because of the fleet-wide budget.
+    pub fn suppressed(&self) -> u64 {
+        self.suppressed.load(Relaxed)
+    }
+}
+
+/// One miner's current state and when each state was last logged.
+#[derive(Default)]
+pub struct MinerStatus {
+    state: Option<MinerState>,
+    logged: [Option<Instant>; 6],
+}
+
+fn slot(state: MinerState) -> usize {
+    match state {
+        MinerState::Connecting => 0,
+        MinerState::Online => 1,
+        MinerState::Degraded => 2,
+        MinerState::Offline => 3,
+        MinerState::AuthFailed => 4,
+        MinerState::Unsupported => 5,
+    }
+}
+
+impl MinerStatus {
+    pub fn state(&self) -> Option<MinerState> {
+        self.state
+    }
+
+    /// Moves to `to`; returns the status sample to emit, or `None` if nothing changed.
+    /// `message` says why, and what to check.
+    pub fn change(
+        &mut self,
+        to: MinerState,
+        message: &str,
+        target: &Target,
+        log: &StatusLog,
+    ) -> Option<Sample> {
+        let from = self.state.replace(to);
+        if from == Some(to) {
+            return None;
+        }
+        let last = &mut self.logged[slot(to)];
+        if last.is_none_or(|at| at.elapsed() >= REPEAT_AFTER) {
+            if log.limiter.check().is_ok() {
+                *last = Some(Instant::now());
+                write(from, to, message, target, log.suppressed.load(Relaxed));
+            } else {
+                log.suppressed.fetch_add(1, Relaxed);
+            }
+        }
+        let mut sample = Sample::new(SampleKind::Status, target.id.clone(), target.labels.clone());
+        sample.state = Some(to);
+        sample.message = Some(message.to_string());
+        Some(sample)
+    }
+}
+
+fn write(
+    from: Option<MinerState>,
+    to: MinerState,
+    message: &str,
+    target: &Target,
+    suppressed: u64,
+) {
+    let (miner, address, state) = (&*target.id, &target.address, to.as_str());
+    let was = from.map_or("new", MinerState::as_str);
+    match to {
+        MinerState::Offline
+        | MinerState::AuthFailed
+        | MinerState::Unsupported
+        | MinerState::Degraded => {
+            tracing::warn!(
+                miner,
+                address,
+                state,
+                was,
+                suppressed_so_far = suppressed,
+                "{message}"
+            )
+        }
+        MinerState::Online if from.is_some_and(|f| f != MinerState::Connecting) => {
+            tracing::info!(miner, address, state, was, "{message}")
+        }
+        MinerState::Online | MinerState::Connecting => {
+            tracing::debug!(miner, address, state, was, "{message}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target::fixture("m1")
+    }
+
+    #[test]
+    fn only_changes_make_samples() {
+        let (log, mut status) = (StatusLog::default(), MinerStatus::default());
+        let sample = status
+            .change(MinerState::Offline, "refused", &target(), &log)
+            .unwrap();
+        assert_eq!(sample.kind, SampleKind::Status);
+        assert_eq!(sample.state, Some(MinerState::Offline));
+        assert_eq!(sample.message.as_deref(), Some("refused"));
+        assert!(status
+            .change(MinerState::Offline, "refused again", &target(), &log)
+            .is_none());
+        assert!(status
+            .change(MinerState::Online, "back", &target(), &log)
+            .is_some());
+        assert_eq!(status.state(), Some(MinerState::Online));
+    }
+
+    #[test]
+    fn a_fleet_wide_flood_is_cut_to_the_budget() {
+        let log = StatusLog::default();
+        for i in 0..1000 {
+            let mut status = MinerStatus::default();
+            let t = Target::fixture(&format!("m{i}"));
+            assert!(
+                status
+                    .change(MinerState::Offline, "down", &t, &log)
+                    .is_some(),
+                "every change is a sample"
+            );
+        }
+        assert!(log.suppressed() >= 900, "suppressed {}", log.suppressed());
+    }
+}

@@ -1,0 +1,356 @@
+//! Which miners a `bos` source polls: addresses and ranges, an inventory CSV (its extra
+//! columns become labels), or the embedded simulator's fleet; then, optionally, only
+//! this agent's shard of them.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::sample::Labels;
+use crate::sim::InventoryRow;
+
+/// What the user writes under `targets:`; any mix of the three is allowed.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsConfig {
+    /// `host:port`, an IPv4 range `10.0.0.1-10.0.0.200:50051`, or a port range
+    /// `127.0.0.1:50051-50150`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// CSV with a header: `id`, `address`, then any label columns (site, rack, model...).
+    #[serde(default)]
+    pub inventory: Option<PathBuf>,
+    /// The miners of the pipeline's embedded `simulator:`.
+    #[serde(default)]
+    pub simulator: bool,
+}
+
+/// `shard: {index, count}`: this agent keeps the miners whose rendezvous hash picks `index`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// One miner to collect from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub id: Arc<str>,
+    /// `host:port`, as dialled.
+    pub address: String,
+    pub labels: Labels,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("target `{0}` is not `host:port`, `A.B.C.D-A.B.C.E:port` or `host:PORT1-PORT2`")]
+    Address(String),
+    #[error("target range `{0}` runs backwards or holds more than 1,000,000 addresses")]
+    Range(String),
+    #[error("inventory {}: {message}", path.display())]
+    Inventory { path: PathBuf, message: String },
+    #[error("miner id `{0}` is listed twice; ids must be unique across `targets`")]
+    Duplicate(String),
+    #[error("`targets.simulator: true` needs a top-level `simulator:` section")]
+    NoSimulator,
+    #[error(
+        "`targets` lists no miners; add `addresses`, an `inventory` file, or `simulator: true`"
+    )]
+    Empty,
+}
+
+const MAX_RANGE: u64 = 1_000_000;
+
+impl TargetsConfig {
+    /// Every target, in the order written; `simulated` is the embedded fleet, if any.
+    pub fn resolve(&self, simulated: Option<&[InventoryRow]>) -> Result<Vec<Target>, TargetError> {
+        let mut targets = Vec::new();
+        let no_labels: Labels = Arc::default();
+        for entry in &self.addresses {
+            for address in expand(entry)? {
+                targets.push(Target {
+                    id: address.as_str().into(),
+                    address,
+                    labels: no_labels.clone(),
+                });
+            }
+        }
+        if let Some(path) = &self.inventory {
+            targets.extend(read_inventory(path)?);
+        }
+        if self.simulator {
+            let rows = simulated.ok_or(TargetError::NoSimulator)?;
+            targets.extend(rows.iter().map(|row| Target {
+                id: row.id.as_str().into(),
+                address: row.address.to_string(),
+                labels: Arc::new(BTreeMap::from([
+                    ("site".to_string(), row.site.clone()),
+                    ("rack".to_string(), row.rack.clone()),
+                    ("model".to_string(), row.model.to_string()),
+                ])),
+            }));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = targets.iter().find(|t| !seen.insert(t.id.clone())) {
+            return Err(TargetError::Duplicate(dup.id.to_string()));
+        }
+        if targets.is_empty() {
+            return Err(TargetError::Empty);
+        }
+        Ok(targets)
+    }
+}
+
+/// Expands one `addresses` entry into `host:port` strings.
+fn expand(entry: &str) -> Result<Vec<String>, TargetError> {
+    let bad = || TargetError::Address(entry.to_string());
+    let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    if let Some((low, high)) = port.split_once('-') {
+        let (low, high): (u16, u16) = (
+            low.parse().map_err(|_| bad())?,
+            high.parse().map_err(|_| bad())?,
+        );
+        if high < low {
+            return Err(TargetError::Range(entry.to_string()));
+        }
+        return Ok((low..=high).map(|p| format!("{host}:{p}")).collect());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    // A range is two IPv4 addresses; anything else with a dash is a host name.
+    let range = host.split_once('-').and_then(|(low, high)| {
+        Some((
+            low.parse::<Ipv4Addr>().ok()?,
+            high.parse::<Ipv4Addr>().ok()?,
+        ))
+    });
+    if let Some((low, high)) = range {
+        let (low, high) = (u32::from(low), u32::from(high));
+        if high < low || u64::from(high - low) >= MAX_RANGE {
+            return Err(TargetError::Range(entry.to_string()));
+        }
+        return Ok((low..=high)
+            .map(|ip| format!("{}:{port}", Ipv4Addr::from(ip)))
+            .collect());
+    }
+    Ok(vec![format!("{host}:{port}")])
+}
+
+/// Reads an inventory: a header naming `id` and `address`, other columns become labels.
+fn read_inventory(path: &Path) -> Result<Vec<Target>, TargetError> {
+    let error = |message: String| TargetError::Inventory {
+        path: path.to_owned(),
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| error(format!("cannot read: {e}")))?;
+    let header = reader.headers().map_err(|e| error(e.to_string()))?.clone();
+    let column = |name: &str| {
+        header.iter().position(|h| h == name).ok_or_else(|| {
+            error(format!(
+                "the header has no `{name}` column; the first line must name at least `id,address`"
+            ))
+        })
+    };
+    let (id_col, address_col) = (column("id")?, column("address")?);
+    let mut targets = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| error(e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let field = |i: usize| record.get(i).unwrap_or_default();
+        let (id, address) = (field(id_col), field(address_col));
+        if id.is_empty() || !address.contains(':') {
+            return Err(error(format!(
+                "line {line}: needs an id and an address `host:port`, found `{id}`, `{address}`"
+            )));
+        }
+        let labels: BTreeMap<String, String> = header
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != id_col && *i != address_col)
+            .map(|(i, name)| (name.to_string(), field(i).to_string()))
+            .collect();
+        targets.push(Target {
+            id: id.into(),
+            address: address.to_string(),
+            labels: Arc::new(labels),
+        });
+    }
+    Ok(targets)
+}
+
+#[cfg(test)]
+impl Target {
+    /// A miner for unit tests; nothing listens at its address.
+    pub fn fixture(id: &str) -> Self {
+        Target {
+            id: id.into(),
+            address: "127.0.0.1:50051".into(),
+            labels: Arc::default(),
+        }
+    }
+}
+
+impl Shard {
+    /// Whether this shard owns the miner `id`: the shard with the highest rendezvous
+    /// score wins. Adding a shard moves only the miners the new shard now wins (about
+    /// 1/(count+1) of them); no other miner changes owner.
+    pub fn owns(&self, id: &str) -> bool {
+        let best = (0..self.count)
+            .max_by_key(|&shard| score(id, shard))
+            .unwrap_or(0);
+        best == self.index
+    }
+}
+
+/// A stable 64-bit hash of (id, shard): FNV-1a, then splitmix64's finaliser so that
+/// nearby ids and shard numbers give unrelated scores. Stable across rigtap versions
+/// and platforms (std's hasher is neither), so agents of different builds agree.
+fn score(id: &str, shard: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes().chain(shard.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 30;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 27;
+    hash = hash.wrapping_mul(0x94d0_49bb_1331_11eb);
+    hash ^ (hash >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addresses(list: &[&str]) -> Result<Vec<String>, TargetError> {
+        let config = TargetsConfig {
+            addresses: list.iter().map(|s| s.to_string()).collect(),
+            ..TargetsConfig::default()
+        };
+        Ok(config
+            .resolve(None)?
+            .into_iter()
+            .map(|t| t.address)
+            .collect())
+    }
+
+    #[test]
+    fn ranges_expand() {
+        assert_eq!(
+            addresses(&["127.0.0.1:50051-50053"]).unwrap(),
+            ["127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053"]
+        );
+        assert_eq!(
+            addresses(&["10.0.0.254-10.0.1.1:50051", "miner-a.local:50051"]).unwrap(),
+            [
+                "10.0.0.254:50051",
+                "10.0.0.255:50051",
+                "10.0.1.0:50051",
+                "10.0.1.1:50051",
+                "miner-a.local:50051"
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_addresses_say_what_is_accepted() {
+        let e = addresses(&["10.0.0.5"]).unwrap_err().to_string();
+        assert!(e.contains("is not `host:port`"), "{e}");
+        let e = addresses(&["127.0.0.1:50060-50051"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("runs backwards"), "{e}");
+        let e = addresses(&["a:1", "a:1"]).unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let e = addresses(&[]).unwrap_err().to_string();
+        assert!(e.contains("lists no miners"), "{e}");
+    }
+
+    #[test]
+    fn inventory_columns_become_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.csv");
+        std::fs::write(
+            &path,
+            "id,address,site,rack\nm1, 10.0.0.1:50051 ,north,r01\nm2,10.0.0.2:50051,south,r02\n",
+        )
+        .unwrap();
+        let config = TargetsConfig {
+            inventory: Some(path.clone()),
+            ..TargetsConfig::default()
+        };
+        let targets = config.resolve(None).unwrap();
+        assert_eq!(targets.len(), 2);
+        assert_eq!(&*targets[0].id, "m1");
+        assert_eq!(targets[0].address, "10.0.0.1:50051");
+        assert_eq!(targets[1].labels["site"], "south");
+        assert_eq!(targets[1].labels["rack"], "r02");
+
+        std::fs::write(&path, "name,address\nm1,10.0.0.1:50051\n").unwrap();
+        let e = config.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("no `id` column"), "{e}");
+        std::fs::write(&path, "id,address\nm1,10.0.0.1\n").unwrap();
+        let e = config.resolve(None).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    fn owner(id: &str, count: u32) -> u32 {
+        (0..count)
+            .find(|&index| Shard { index, count }.owns(id))
+            .expect("some shard owns every miner")
+    }
+
+    #[test]
+    fn shards_partition_the_fleet_exactly() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("sim-{i:05}")).collect();
+        for count in [1, 2, 3, 7] {
+            let mut sizes = vec![0usize; count as usize];
+            for id in &ids {
+                let owners = (0..count)
+                    .filter(|&index| Shard { index, count }.owns(id))
+                    .count();
+                assert_eq!(owners, 1, "{id} must have exactly one owner of {count}");
+                sizes[owner(id, count) as usize] += 1;
+            }
+            let fair = ids.len() / count as usize;
+            for size in sizes {
+                assert!(
+                    size.abs_diff(fair) < fair / 10 + 50,
+                    "shard of {size}, fair {fair}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn adding_a_shard_moves_about_one_in_n_plus_one() {
+        let ids: Vec<String> = (0..10_000)
+            .map(|i| format!("10.0.{}.{}:50051", i / 256, i % 256))
+            .collect();
+        for n in [1u32, 3, 9] {
+            let moved: Vec<&String> = ids
+                .iter()
+                .filter(|id| owner(id, n) != owner(id, n + 1))
+                .collect();
+            // Every moved miner moved to the new shard: nothing shuffles between old ones.
+            assert!(moved.iter().all(|id| owner(id, n + 1) == n));
+            let expected = ids.len() as f64 / f64::from(n + 1);
+            let ratio = moved.len() as f64 / expected;
+            assert!(
+                (0.9..1.1).contains(&ratio),
+                "n={n}: moved {} of {}, expected about {expected}",
+                moved.len(),
+                ids.len()
+            );
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The `bos` source against the simulated fleet over real gRPC on loopback: every
+//! miner streamed and polled over one connection, outages and recovery, the connect
+//! governor under a reconnect storm, stalled streams, credentials, TLS, the connection
+//! cap, and backpressure from a blocked sink.
+//!
+//! Each test owns a block of loopback addresses (127.5.BLOCK.x), so they run in parallel.
+
+#[path = "support/collector.rs"]
+mod collector;
+#[path = "support/pki.rs"]
+mod pki;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use rigtap::sample::{MinerState, SampleKind};
+use rigtap::sim::faults::{FaultKind, FaultRule};
+use rigtap::sim::{Fleet, SimTls};
+
+use collector::{collect, expect_samples_from_every_miner, ids, in_state, miners_with, sim};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_miner_streams_and_polls_over_one_connection() {
+    let fleet = Fleet::start(sim(1, 200)).await.unwrap();
+    let mut collector = collect(&fleet, "interval: 1s\nrate: {connects_per_second: 200}");
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(30), &mut seen, |s| {
+            miners_with(s, SampleKind::Miner).len() == 200
+                && miners_with(s, SampleKind::Board).len() == 200
+        })
+        .await;
+    for i in 0..200 {
+        let counters = fleet.counters(i);
+        assert_eq!(
+            counters.accepted.load(Relaxed),
+            1,
+            "miner {i}: one connection, reused"
+        );
+        assert_eq!(counters.open.load(Relaxed), 1, "miner {i}: still open");
+        assert_eq!(
+            fleet.calls(i).status_streams.load(Relaxed),
+            1,
+            "miner {i}: one stream"
+        );
+        assert_eq!(
+            fleet.calls(i).logins.load(Relaxed),
+            1,
+            "miner {i}: one login"
+        );
+    }
+    let miner = seen.iter().find(|s| s.kind == SampleKind::Miner).unwrap();
+    let (hashrate, nominal) = (
+        miner.hashrate_ths.unwrap(),
+        miner.hashrate_nominal_ths.unwrap(),
+    );
+    assert!(
+        (90.0..260.0).contains(&nominal),
+        "TH/s, not GH/s: {nominal}"
+    );
+    assert!(
+        hashrate > 0.0 && hashrate < 1.1 * nominal,
+        "{hashrate} of {nominal}"
+    );
+    assert!(miner.power_w.unwrap() > 2000.0);
+    assert_eq!(miner.miner_status.as_deref(), Some("normal"));
+    assert!(
+        miner.labels["site"].starts_with("site-") && miner.labels.contains_key("rack"),
+        "inventory columns are labels"
+    );
+    assert_eq!(in_state(&seen, MinerState::Online), ids(0..200));
+    assert_eq!(collector.stats.in_state(MinerState::Online), 200);
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_miners_go_offline_and_come_back_without_leaking_tasks() {
+    let mut fleet = Fleet::start(sim(2, 50)).await.unwrap();
+    let mut collector = collect(
+        &fleet,
+        "interval: 500ms\nbackoff: {initial: 100ms, max: 500ms}\nbreaker: {failure_threshold: 3, open_for: 500ms}",
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(20), &mut seen, |s| {
+            in_state(s, MinerState::Online).len() == 50
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let baseline = metrics.num_alive_tasks();
+
+    for i in 0..10 {
+        fleet.kill(i).await;
+    }
+    seen.clear();
+    collector
+        .until(Duration::from_secs(20), &mut seen, |s| {
+            in_state(s, MinerState::Offline) == ids(0..10)
+        })
+        .await;
+    let offline = seen
+        .iter()
+        .find(|s| s.state == Some(MinerState::Offline))
+        .unwrap();
+    assert!(
+        offline
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("check that the miner"),
+        "{offline:?}"
+    );
+    for i in 0..10 {
+        fleet.restart(i).await.unwrap();
+    }
+    seen.clear();
+    collector
+        .until(Duration::from_secs(20), &mut seen, |s| {
+            in_state(s, MinerState::Online) == ids(0..10)
+        })
+        .await;
+    assert!(
+        in_state(&seen, MinerState::Offline).is_disjoint(&ids(10..50)),
+        "the miners that stayed up were never reported offline"
+    );
+
+    // Tasks of the old connections are gone: the count settles back to where it was.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Ok(batch) = collector.batches.try_recv() {
+            drop(batch);
+        }
+        let alive = metrics.num_alive_tasks();
+        if alive <= baseline {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{alive} tasks alive, {baseline} before the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_never_exceeds_the_connect_governor() {
+    const LIMIT: u64 = 40;
+    let mut fleet = Fleet::start(sim(3, 200)).await.unwrap();
+    let mut collector = collect(
+        &fleet,
+        &format!("interval: 2s\nrate: {{connects_per_second: {LIMIT}}}\nbackoff: {{initial: 50ms, max: 200ms}}\nbreaker: {{failure_threshold: 1000, open_for: 1s}}"),
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(30), &mut seen, |s| {
+            in_state(s, MinerState::Online).len() == 200
+        })
+        .await;
+    let first_peak = fleet.connect_rate().peak_per_second();
+
+    // The whole fleet drops at once and is back at once: every miner reconnects.
+    fleet.connect_rate().reset();
+    for i in 0..200 {
+        fleet.restart(i).await.unwrap();
+    }
+    collector
+        .until(Duration::from_secs(30), &mut seen, |_| {
+            (0..200).all(|i| fleet.counters(i).accepted.load(Relaxed) >= 2)
+        })
+        .await;
+    let storm_peak = fleet.connect_rate().peak_per_second();
+    let attempts = collector.stats.connect_attempts.load(Relaxed);
+    collector.stop().await;
+    assert!(
+        first_peak <= LIMIT,
+        "start-up peaked at {first_peak}/s, limit {LIMIT}/s"
+    );
+    assert!(
+        storm_peak <= LIMIT,
+        "the storm peaked at {storm_peak}/s, limit {LIMIT}/s"
+    );
+    assert!(
+        storm_peak >= LIMIT / 2,
+        "the governor, not something else, set the pace: {storm_peak}/s"
+    );
+    assert!(attempts >= 400, "everyone connected twice: {attempts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_streams_are_detected_and_reopened() {
+    let mut config = sim(4, 4);
+    config.faults = vec![rule(FaultKind::Stall, &[0, 1])];
+    let fleet = Fleet::start(config).await.unwrap();
+    let mut collector = collect(
+        &fleet,
+        "interval: 300ms\nstream_idle_timeout: 700ms\nrate: {rpcs_per_second_per_miner: 50}",
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |_| {
+            fleet.calls(0).status_streams.load(Relaxed) >= 3
+                && fleet.calls(1).status_streams.load(Relaxed) >= 3
+        })
+        .await;
+    assert_eq!(
+        fleet.calls(2).status_streams.load(Relaxed),
+        1,
+        "a live stream is left alone"
+    );
+    assert!(
+        fleet.counters(0).accepted.load(Relaxed) == 1,
+        "re-opened on the same connection"
+    );
+    seen.clear();
+    collector
+        .until(Duration::from_secs(10), &mut seen, |s| {
+            miners_with(s, SampleKind::Miner).len() == 4
+        })
+        .await;
+    assert!(collector.stats.stream_reopens.load(Relaxed) >= 4);
+    collector.stop().await;
+}
+
+fn rule(kind: FaultKind, miners: &[usize]) -> FaultRule {
+    FaultRule {
+        kind,
+        fraction: None,
+        miners: miners.to_vec(),
+        probability: 1.0,
+        delay: None,
+        after: None,
+        limit: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_reported_once_and_not_hammered() {
+    let fleet = Fleet::start(sim(5, 10)).await.unwrap();
+    let mut collector = collect(
+        &fleet,
+        "password: wrong\nbreaker: {failure_threshold: 1, open_for: 2s}",
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |s| {
+            in_state(s, MinerState::AuthFailed).len() == 10
+        })
+        .await;
+    let failed = seen
+        .iter()
+        .find(|s| s.state == Some(MinerState::AuthFailed))
+        .unwrap();
+    let message = failed.message.as_deref().unwrap();
+    assert!(
+        message.contains("login as `root` was refused: Bad credentials"),
+        "{message}"
+    );
+    assert!(
+        message.contains("check `username` and `password`"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for i in 0..10 {
+        let logins = fleet.calls(i).logins.load(Relaxed);
+        assert_eq!(
+            logins, 1,
+            "miner {i}: one refused login, then quiet until auth_retry"
+        );
+    }
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_renewed_without_a_gap() {
+    let mut config = sim(6, 3);
+    config.session_timeout = Duration::from_millis(300);
+    let fleet = Fleet::start(config).await.unwrap();
+    // Poll-only, every 600ms: every poll finds its session expired. (Each expiry costs
+    // a login and five retries, so the per-miner call budget is raised to keep up.)
+    let mut collector = collect(
+        &fleet,
+        "interval: 600ms\njitter: 0\nstream: false\nrate: {rpcs_per_second_per_miner: 50}",
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |s| {
+            s.iter()
+                .filter(|s| s.kind == SampleKind::Miner && &*s.miner_id == "sim-00000")
+                .count()
+                >= 5
+        })
+        .await;
+    let logins = fleet.calls(0).logins.load(Relaxed);
+    assert!(logins >= 4, "a re-login per expired session: {logins}");
+    let states: BTreeSet<&str> = seen
+        .iter()
+        .filter_map(|s| s.state.map(MinerState::as_str))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeSet::from(["connecting", "online"]),
+        "nothing else was reported"
+    );
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mtls_and_a_wrong_ca() {
+    let certs = pki::pki();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    };
+    let ca = write("ca.pem", &certs.ca);
+    let other_ca = write("other-ca.pem", &pki::pki().ca);
+    let client_cert = write("client.pem", &certs.client.0);
+    let client_key = write("client.key", &certs.client.1);
+    let tls = |client_ca: bool| {
+        Some(SimTls {
+            cert: certs.server.0.clone().into_bytes(),
+            key: certs.server.1.clone().into_bytes(),
+            client_ca: client_ca.then(|| certs.ca.clone().into_bytes()),
+        })
+    };
+
+    let mut config = sim(7, 3);
+    config.tls = tls(false);
+    let fleet = Fleet::start(config).await.unwrap();
+    let trusted = format!("tls: {{ca_file: {ca}, server_name: miner.sim}}");
+    expect_samples_from_every_miner(&fleet, &trusted, 3).await;
+
+    let mut collector = collect(
+        &fleet,
+        &format!("tls: {{ca_file: {other_ca}, server_name: miner.sim}}"),
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |s| {
+            in_state(s, MinerState::Offline).len() == 3
+        })
+        .await;
+    let refused = seen
+        .iter()
+        .find(|s| s.state == Some(MinerState::Offline))
+        .unwrap();
+    let message = refused.message.as_deref().unwrap();
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    assert!(
+        message.contains("check `tls.ca_file` and `tls.server_name`"),
+        "{message}"
+    );
+    collector.stop().await;
+    drop(fleet);
+
+    let mut config = sim(8, 3);
+    config.tls = tls(true);
+    let fleet = Fleet::start(config).await.unwrap();
+    let mtls = format!("tls: {{ca_file: {ca}, server_name: miner.sim, cert_file: {client_cert}, key_file: {client_key}}}");
+    expect_samples_from_every_miner(&fleet, &mtls, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_firmware_is_reported_as_unsupported() {
+    let mut config = sim(9, 2);
+    config.faults = vec![rule(FaultKind::OldApi, &[1])];
+    let fleet = Fleet::start(config).await.unwrap();
+    let mut collector = collect(&fleet, "interval: 500ms");
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |s| {
+            !in_state(s, MinerState::Unsupported).is_empty()
+                && !miners_with(s, SampleKind::Miner).is_empty()
+        })
+        .await;
+    assert_eq!(in_state(&seen, MinerState::Unsupported), ids(1..2));
+    assert_eq!(
+        miners_with(&seen, SampleKind::Miner),
+        ids(0..1),
+        "nothing is read from old firmware"
+    );
+    let message = seen
+        .iter()
+        .find_map(|s| {
+            (s.state == Some(MinerState::Unsupported)).then(|| s.message.clone().unwrap())
+        })
+        .unwrap();
+    assert!(
+        message.contains("API 0.9") && message.contains("upgrade the firmware"),
+        "{message}"
+    );
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_only_miners_share_a_capped_pool() {
+    let fleet = Fleet::start(sim(10, 12)).await.unwrap();
+    let mut collector = collect(&fleet, "interval: 400ms\nstream: false\nmax_connections: 4\nrate: {connects_per_second: 100, rpcs_per_second_per_miner: 50}");
+    let mut seen = Vec::new();
+    let mut most_open = 0;
+    collector
+        .until(Duration::from_secs(20), &mut seen, |s| {
+            most_open = most_open.max(fleet.open_connections());
+            let mut per_miner: BTreeMap<&str, usize> = BTreeMap::new();
+            for sample in s.iter().filter(|s| s.kind == SampleKind::Miner) {
+                *per_miner.entry(&sample.miner_id).or_default() += 1;
+            }
+            per_miner.len() == 12 && per_miner.values().all(|n| *n >= 3)
+        })
+        .await;
+    assert!(
+        most_open <= 4,
+        "at most 4 connections open at once, saw {most_open}"
+    );
+    assert!(collector.stats.connections_open.load(Relaxed) <= 4);
+    let accepted: u64 = (0..12)
+        .map(|i| fleet.counters(i).accepted.load(Relaxed))
+        .sum();
+    assert!(
+        accepted > 12,
+        "evicted miners reconnected: {accepted} connections for 12 miners"
+    );
+    collector.stop().await;
+}

@@ -1,0 +1,109 @@
+//! `rigtap run` end to end on the embedded simulator: the README's main command (the
+//! shipped collector.yaml), and a JSON pipeline whose values are checked against what
+//! the simulated miners report.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use support::{finished, start};
+
+#[test]
+fn the_default_collector_runs_on_the_embedded_fleet() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let yaml = std::fs::read_to_string(format!("{root}/collector.yaml")).unwrap();
+    let mut rigtap = start(&yaml, &["--duration", "5s"]);
+    let lines = rigtap.rest();
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let with = |kind: &str| -> BTreeSet<String> {
+        lines
+            .iter()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace().skip(1);
+                (words.next() == Some(kind)).then(|| words.next().unwrap_or_default().to_string())
+            })
+            .collect()
+    };
+    let all: BTreeSet<String> = (0..20).map(|i| format!("sim-{i:05}")).collect();
+    assert_eq!(with("miner"), all, "every simulated miner was polled");
+    assert_eq!(with("board"), all);
+    assert!(lines.iter().any(|l| l.contains("state=online")));
+    assert_eq!(finished(&logs, "console")["dropped"], 0);
+}
+
+#[test]
+fn samples_carry_what_the_simulated_miners_report() {
+    let yaml = "
+simulator:
+  miners: 10
+  first: 127.6.0.1:50051
+  seed: 3
+sources:
+  fleet:
+    type: bos
+    profile: development
+    interval: 1s
+    targets: {simulator: true}
+    username: root
+    password: root
+sinks:
+  out:
+    type: stdout
+    inputs: [fleet]
+";
+    let mut rigtap = start(yaml, &["--duration", "4s"]);
+    let lines = rigtap.rest();
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let samples: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    let mut kinds: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for s in &samples {
+        kinds
+            .entry(s["kind"].as_str().unwrap())
+            .or_default()
+            .insert(s["miner_id"].as_str().unwrap());
+    }
+    for kind in ["miner", "board", "status"] {
+        assert_eq!(kinds[kind].len(), 10, "{kind} samples from every miner");
+    }
+    for miner in samples.iter().filter(|s| s["kind"] == "miner") {
+        let (ths, watts, jth) = (
+            miner["hashrate_ths"].as_f64().unwrap(),
+            miner["power_w"].as_f64().unwrap(),
+            miner["efficiency_jth"].as_f64().unwrap(),
+        );
+        // The simulator's models: 100-250 TH/s at 14-22 J/TH; efficiency is W / TH/s.
+        assert!((20.0..260.0).contains(&ths), "{miner}");
+        assert!(
+            (jth - watts / ths).abs() < 0.5,
+            "J/TH is W over TH/s: {miner}"
+        );
+        assert_eq!(miner["miner_status"], "normal");
+        assert!(
+            miner["site"].as_str().unwrap().starts_with("site-"),
+            "inventory labels: {miner}"
+        );
+        assert!(miner["fan_rpm"].as_f64().unwrap() > 1000.0);
+    }
+    let boards: Vec<&serde_json::Value> = samples.iter().filter(|s| s["kind"] == "board").collect();
+    assert!(boards
+        .iter()
+        .all(|b| (1..=4).contains(&b["board"].as_u64().unwrap())));
+    assert!(
+        boards
+            .iter()
+            .any(|b| b["frequency_mhz"].as_f64().unwrap() > 100.0),
+        "Hz became MHz"
+    );
+    let source = logs
+        .iter()
+        .find(|l| l["message"] == "bos source finished")
+        .expect("the source's summary");
+    assert_eq!(source["online"], 10);
+    assert_eq!(source["connect_attempts"], 10, "one connection per miner");
+}

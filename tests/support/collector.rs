@@ -1,0 +1,170 @@
+//! Runs a `bos` source in the test's own runtime, against a simulated fleet, and hands
+//! the test what it emits. Used by the bos test binaries.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rigtap::config::{self, SourceConfig};
+use rigtap::sample::{MinerState, Sample, SampleKind};
+use rigtap::sim::{Fleet, SimConfig};
+use rigtap::sources::bos::stats::PoolStats;
+use rigtap::topology::batch::{MemoryBudget, SharedBatch};
+use rigtap::topology::fanout::{Fanout, Output};
+use rigtap::topology::{ComponentResult, SourceContext};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A fleet on 127.5.BLOCK.1 onwards: each test owns a block, so tests run in parallel.
+pub fn sim(block: u8, miners: usize) -> SimConfig {
+    SimConfig {
+        miners,
+        first: SocketAddrV4::new(Ipv4Addr::new(127, 5, block, 1), 50051),
+        seed: 7,
+        status_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    }
+}
+
+/// A running `bos` source whose output the test reads directly.
+pub struct Collector {
+    pub batches: mpsc::Receiver<SharedBatch>,
+    stop: CancellationToken,
+    task: JoinHandle<ComponentResult>,
+    pub stats: Arc<PoolStats>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a `bos` source on `fleet` (through its inventory CSV) with `settings` (YAML
+/// lines of the source, after `targets`), decoded by the real config loader.
+pub fn collect(fleet: &Fleet, settings: &str) -> Collector {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory: PathBuf = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    let password = if settings.contains("password:") {
+        ""
+    } else {
+        "password: root\n"
+    };
+    let indented: String = format!("username: root\n{password}{settings}")
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    let yaml = format!(
+        "sources:\n  fleet:\n    type: bos\n    profile: development\n    targets: {{inventory: {}}}\n{indented}sinks:\n  out: {{type: stdout, inputs: [fleet]}}\n",
+        inventory.display()
+    );
+    let pipeline = config::from_str(&yaml, &|_| None)
+        .unwrap_or_else(|e| panic!("test pipeline is valid: {e:?}\n{yaml}"));
+    let SourceConfig::Bos(bos) = pipeline.sources.into_iter().next().unwrap().config else {
+        panic!("a bos source")
+    };
+    let (tx, batches) = mpsc::channel(4);
+    let out = Fanout::new(
+        vec![Output {
+            consumer: "test".into(),
+            tx,
+            when_full: config::WhenFull::Block,
+            consumer_stats: Arc::default(),
+        }],
+        Arc::default(),
+    );
+    let stop = CancellationToken::new();
+    let stats = Arc::new(PoolStats::default());
+    let context = SourceContext {
+        id: "fleet".into(),
+        out,
+        stop: stop.clone(),
+        budget: MemoryBudget::new(64 << 20),
+    };
+    let task = tokio::spawn(rigtap::sources::bos::run(
+        *bos,
+        context,
+        None,
+        stats.clone(),
+    ));
+    Collector {
+        batches,
+        stop,
+        task,
+        stats,
+        _dir: dir,
+    }
+}
+
+impl Collector {
+    /// Reads samples until `done` says enough, or panics after `limit`.
+    pub async fn until(
+        &mut self,
+        limit: Duration,
+        seen: &mut Vec<Sample>,
+        mut done: impl FnMut(&[Sample]) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        while !done(seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.batches.recv()).await {
+                Ok(Some(batch)) => seen.extend(batch.samples().iter().cloned()),
+                Ok(None) => panic!("the source ended early"),
+                Err(_) => panic!(
+                    "condition not met within {limit:?}; {} samples seen",
+                    seen.len()
+                ),
+            }
+        }
+    }
+
+    /// Stops the source and checks it ended cleanly.
+    pub async fn stop(mut self) -> Vec<Sample> {
+        self.stop.cancel();
+        let mut rest = Vec::new();
+        while let Some(batch) = tokio::time::timeout(Duration::from_secs(10), self.batches.recv())
+            .await
+            .expect("the source drains and ends")
+        {
+            rest.extend(batch.samples().iter().cloned());
+        }
+        self.task
+            .await
+            .unwrap()
+            .expect("the source ends without error");
+        rest
+    }
+}
+
+pub fn miners_with(samples: &[Sample], kind: SampleKind) -> BTreeSet<String> {
+    samples
+        .iter()
+        .filter(|s| s.kind == kind)
+        .map(|s| s.miner_id.to_string())
+        .collect()
+}
+
+pub fn in_state(samples: &[Sample], state: MinerState) -> BTreeSet<String> {
+    samples
+        .iter()
+        .filter(|s| s.state == Some(state))
+        .map(|s| s.miner_id.to_string())
+        .collect()
+}
+
+pub fn ids(range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("sim-{i:05}")).collect()
+}
+
+/// Collects from `fleet` with `settings` until each of its `miners` has sent a
+/// `kind: miner` sample, then stops.
+pub async fn expect_samples_from_every_miner(fleet: &Fleet, settings: &str, miners: usize) {
+    let mut collector = collect(fleet, settings);
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |s| {
+            miners_with(s, SampleKind::Miner).len() == miners
+        })
+        .await;
+    collector.stop().await;
+}
