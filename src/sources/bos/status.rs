@@ -76,7 +76,13 @@ impl MinerStatus {
             return None;
         }
         let last = &mut self.logged[slot(to)];
-        if last.is_none_or(|at| at.elapsed() >= REPEAT_AFTER) {
+        // Start-up (connecting, then online) is logged at debug level and costs no
+        // budget; the budget is for lines an operator sees.
+        let quiet = matches!(to, MinerState::Connecting)
+            || (to == MinerState::Online && from.is_none_or(|f| f == MinerState::Connecting));
+        if quiet {
+            write(from, to, message, target, 0);
+        } else if last.is_none_or(|at| at.elapsed() >= REPEAT_AFTER) {
             if log.limiter.check().is_ok() {
                 *last = Some(Instant::now());
                 write(from, to, message, target, log.suppressed.load(Relaxed));
