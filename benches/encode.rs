@@ -1,11 +1,16 @@
-//! Encoding throughput of the stdout sink (samples/s), JSON against text.
+//! Encoding throughput of the sinks (samples/s): stdout JSON against text, and Parquet
+//! (Arrow columns, then a compressed file in memory) with zstd against snappy.
 //!
-//! `cargo bench --bench encode`; compare the two in one run, as ratios.
+//! `cargo bench --bench encode`; compare within one run, as ratios.
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use rigtap::sample::{Sample, SampleKind};
+use rigtap::sinks::parquet::{file_schema, record_batch};
 use rigtap::sinks::stdout::{encode, StdoutEncoding};
 
 fn samples(n: usize) -> Vec<Sample> {
@@ -54,5 +59,33 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// One 10,000-row batch (a typical flush) to a finished Parquet file in memory.
+fn bench_parquet(c: &mut Criterion) {
+    let batch = samples(10_000);
+    let labels = ["site".to_string(), "rack".to_string()];
+    let schema = file_schema(&labels, ["kind"].into_iter());
+    let mut group = c.benchmark_group("parquet_encode");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    for (name, compression) in [
+        ("zstd", Compression::ZSTD(ZstdLevel::default())),
+        ("snappy", Compression::SNAPPY),
+    ] {
+        let properties = WriterProperties::builder()
+            .set_compression(compression)
+            .build();
+        group.bench_with_input(BenchmarkId::from_parameter(name), &batch, |b, batch| {
+            b.iter(|| {
+                let columns = record_batch(batch, &schema).expect("encodes");
+                let mut writer =
+                    ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties.clone()))
+                        .expect("writer");
+                writer.write(&columns).expect("write");
+                writer.into_inner().expect("finish").len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_parquet);
 criterion_main!(benches);

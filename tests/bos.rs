@@ -365,11 +365,12 @@ async fn tls_mtls_and_a_wrong_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn old_firmware_is_reported_as_unsupported() {
+async fn old_firmware_is_reported_as_unsupported_and_gzip_works() {
     let mut config = sim(9, 2);
     config.faults = vec![rule(FaultKind::OldApi, &[1])];
     let fleet = Fleet::start(config).await.unwrap();
-    let mut collector = collect(&fleet, "interval: 500ms");
+    // Compressed both ways, which the simulator accepts.
+    let mut collector = collect(&fleet, "interval: 500ms\ncompression: gzip");
     let mut seen = Vec::new();
     collector
         .until(Duration::from_secs(15), &mut seen, |s| {

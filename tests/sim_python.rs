@@ -1,23 +1,16 @@
 //! The wire format proven by a client written by someone else: Python grpcio, with
 //! stubs generated at test time from proto/, against the simulator on loopback.
 
+#[path = "support/python.rs"]
+mod python;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rigtap::sim::telemetry::model_of;
 use rigtap::sim::{Fleet, SimConfig};
 
-/// The venv that tests/run.sh creates from tests/py/requirements.txt.
-fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing; run ./tests/run.sh once to create the test venv",
-        venv.display()
-    );
-    venv
-}
+use python::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_client_decodes_every_call() {

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::sim::embedded::EmbeddedSim;
+use crate::sinks::parquet::ParquetConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::bos::BosConfig;
 use crate::sources::generate::GenerateConfig;
@@ -62,6 +63,7 @@ pub enum TransformConfig {
 #[derive(Debug)]
 pub enum SinkConfig {
     Stdout(StdoutConfig),
+    Parquet(Box<ParquetConfig>),
 }
 
 /// The queue in front of a transform or sink.
@@ -308,7 +310,7 @@ fn section_key(section: Section) -> &'static str {
 /// The types each section knows, for "did you mean" and the list of valid ones.
 pub const SOURCE_TYPES: &[&str] = &["generate", "bos"];
 pub const TRANSFORM_TYPES: &[&str] = &["filter"];
-pub const SINK_TYPES: &[&str] = &["stdout"];
+pub const SINK_TYPES: &[&str] = &["stdout", "parquet"];
 
 fn decode_source(kind: &str, body: &Node) -> Option<Result<SourceConfig, DecodeError>> {
     match kind {
@@ -330,6 +332,9 @@ fn decode_transform(kind: &str, body: &Node) -> Option<Result<TransformConfig, D
 fn decode_sink(kind: &str, body: &Node) -> Option<Result<SinkConfig, DecodeError>> {
     match kind {
         "stdout" => Some(from_node(body).map(SinkConfig::Stdout)),
+        "parquet" => {
+            Some(crate::sinks::parquet::decode(body).map(|c| SinkConfig::Parquet(Box::new(c))))
+        }
         _ => None,
     }
 }

@@ -95,7 +95,10 @@ fn unknown_component_type() {
 #[test]
 fn missing_type() {
     let yaml = GOOD.replace("    type: stdout\n", "");
-    assert_eq!(errors(&yaml), ["8:5: missing `type`; add `type: <stdout>`"]);
+    assert_eq!(
+        errors(&yaml),
+        ["8:5: missing `type`; add `type: <stdout | parquet>`"]
+    );
 }
 
 #[test]

@@ -93,6 +93,16 @@ pub enum SimError {
     Tls(#[from] tonic::transport::Error),
 }
 
+/// A service that takes gzip-compressed requests and answers in gzip when asked to,
+/// so a collector's `compression: gzip` can be tested.
+macro_rules! gzip {
+    ($server:expr) => {
+        $server
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+    };
+}
+
 /// One miner's server and counters.
 struct MinerHandle {
     addr: SocketAddr,
@@ -217,12 +227,12 @@ impl Fleet {
             builder = builder.tls_config(tls.clone())?;
         }
         let router = builder
-            .add_service(ApiVersionServiceServer::new(service.clone()))
-            .add_service(AuthenticationServiceServer::new(service.clone()))
-            .add_service(MinerServiceServer::new(service.clone()))
-            .add_service(CoolingServiceServer::new(service.clone()))
-            .add_service(PoolServiceServer::new(service.clone()))
-            .add_service(PerformanceServiceServer::new(service));
+            .add_service(gzip!(ApiVersionServiceServer::new(service.clone())))
+            .add_service(gzip!(AuthenticationServiceServer::new(service.clone())))
+            .add_service(gzip!(MinerServiceServer::new(service.clone())))
+            .add_service(gzip!(CoolingServiceServer::new(service.clone())))
+            .add_service(gzip!(PoolServiceServer::new(service.clone())))
+            .add_service(gzip!(PerformanceServiceServer::new(service)));
         miner.kill = CancellationToken::new();
         let connections = incoming(
             listener,

@@ -1,3 +1,4 @@
 //! Sink stages: where samples leave the pipeline.
 
+pub mod parquet;
 pub mod stdout;

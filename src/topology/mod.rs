@@ -184,10 +184,11 @@ impl Running {
                 stats: stats[&sink.id].clone(),
                 stop_pipeline: running.stop_requested.clone(),
             };
-            let task = match sink.config {
-                SinkConfig::Stdout(config) => sinks::stdout::run(config, context),
+            let task: ComponentTask = match sink.config {
+                SinkConfig::Stdout(config) => Box::pin(sinks::stdout::run(config, context)),
+                SinkConfig::Parquet(config) => Box::pin(sinks::parquet::run(*config, context)),
             };
-            running.spawn(sink.id, &stats, Box::pin(task));
+            running.spawn(sink.id, &stats, task);
         }
         running.tasks.close();
         running

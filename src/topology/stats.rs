@@ -14,13 +14,16 @@ pub enum DropReason {
     ConsumerStopped,
     /// The sink's output went away (for example a closed stdout pipe).
     OutputClosed,
+    /// A sink could not write what it held (a disk error) and stopped.
+    WriteFailed,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::ConsumerStopped,
         DropReason::OutputClosed,
+        DropReason::WriteFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +31,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::ConsumerStopped => "consumer_stopped",
             DropReason::OutputClosed => "output_closed",
+            DropReason::WriteFailed => "write_failed",
         }
     }
 }

@@ -1,0 +1,100 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{de, Deserialize, Deserializer};
+
+use super::partition::PartitionTemplate;
+use crate::config::units::{ByteSize, HumanDuration};
+
+/// What the user writes under `type: parquet`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// The root of the partitioned tree.
+    pub path: PathBuf,
+    /// Label columns, declared so every file has the same schema from the first row.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Directories under `path`, e.g. `site={site}/date={date}/`.
+    #[serde(default = "default_partition")]
+    pub partition: String,
+    #[serde(default)]
+    pub compression: ParquetCompression,
+    /// Rows per row group: larger compresses better, smaller needs less memory to read.
+    #[serde(default = "default_row_group_rows", deserialize_with = "at_least_one")]
+    pub row_group_rows: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub rotate: RotateConfig,
+}
+
+fn default_partition() -> String {
+    "kind={kind}/date={date}/hour={hour}/".into()
+}
+
+/// 100,000 rows of about 20 columns: a few MiB a row group, what DuckDB and Spark read well.
+fn default_row_group_rows() -> usize {
+    100_000
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ParquetCompression {
+    #[default]
+    Zstd,
+    Snappy,
+}
+
+/// When buffered samples are encoded into the open file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_rows: usize,
+    pub max_bytes: ByteSize,
+    pub timeout: HumanDuration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: 10_000,
+            max_bytes: ByteSize(16 << 20),
+            timeout: HumanDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// When a file is finished and a new one started.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotateConfig {
+    pub max_rows: usize,
+    pub max_bytes: ByteSize,
+    /// Also how late a sample may become visible to readers.
+    pub max_age: HumanDuration,
+}
+
+impl Default for RotateConfig {
+    fn default() -> Self {
+        RotateConfig {
+            max_rows: 1_000_000,
+            max_bytes: ByteSize(256 << 20),
+            max_age: HumanDuration(Duration::from_secs(300)),
+        }
+    }
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    match usize::deserialize(d)? {
+        0 => Err(de::Error::custom("must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+impl ParquetConfig {
+    /// The partition template, checked against the declared labels.
+    pub fn template(&self) -> Result<PartitionTemplate, String> {
+        PartitionTemplate::parse(&self.partition, &self.labels)
+    }
+}

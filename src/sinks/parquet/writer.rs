@@ -1,0 +1,104 @@
+//! One Parquet file being written: under a hidden temporary name (`.part-….parquet.tmp`)
+//! until it is complete, then synced and renamed, so a reader never sees a partial file.
+//! Everything here blocks; the sink calls it from `spawn_blocking`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::ParquetError;
+
+pub struct OpenFile {
+    temporary: PathBuf,
+    finished: PathBuf,
+    writer: ArrowWriter<File>,
+    pub rows: usize,
+    pub opened: Instant,
+}
+
+/// Ends of the names the sink writes; temporaries also start with a dot.
+const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
+
+impl OpenFile {
+    /// Creates `dir` if needed and a new temporary file in it called after `name`.
+    pub fn create(
+        dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+        properties: WriterProperties,
+    ) -> Result<Self, ParquetError> {
+        std::fs::create_dir_all(dir).map_err(|e| ParquetError::io(dir, e))?;
+        let temporary = dir.join(format!(".{name}{TEMPORARY_SUFFIX}"));
+        let finished = dir.join(format!("{name}.parquet"));
+        let file = File::create(&temporary).map_err(|e| ParquetError::io(&temporary, e))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(properties))
+            .map_err(|e| ParquetError::parquet(&temporary, e))?;
+        Ok(OpenFile {
+            temporary,
+            finished,
+            writer,
+            rows: 0,
+            opened: Instant::now(),
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| ParquetError::parquet(&self.temporary, e))?;
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Bytes written so far plus what is buffered for the current row group.
+    pub fn bytes(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size()
+    }
+
+    /// Writes the footer, syncs, and renames the file into view; returns its path.
+    pub fn finish(self) -> Result<PathBuf, ParquetError> {
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| ParquetError::parquet(&self.temporary, e))?;
+        file.sync_all()
+            .map_err(|e| ParquetError::io(&self.temporary, e))?;
+        std::fs::rename(&self.temporary, &self.finished)
+            .map_err(|e| ParquetError::io(&self.finished, e))?;
+        // The rename is durable only once the directory entry is on disk too.
+        if let Some(dir) = self.finished.parent() {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| ParquetError::io(dir, e))?;
+        }
+        Ok(self.finished)
+    }
+}
+
+/// Removes temporaries a previous run left behind (killed, or the machine lost power):
+/// they never had a footer, so no reader could use them. Returns how many there were.
+pub fn remove_leftovers(root: &Path) -> Result<usize, ParquetError> {
+    let mut removed = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| ParquetError::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ParquetError::io(&dir, e))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if name.starts_with('.') && name.ends_with(TEMPORARY_SUFFIX) {
+                std::fs::remove_file(&path).map_err(|e| ParquetError::io(&path, e))?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}

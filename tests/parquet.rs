@@ -1,0 +1,237 @@
+//! The parquet sink end to end: `rigtap run` writes a partitioned tree, and DuckDB (an
+//! independent reader, from PyPI in the test venv) reads it back.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::python::python;
+use support::{finished, start};
+
+/// Runs tests/py/parquet_read.py on `root` and parses what it prints.
+fn duckdb(root: &Path, mode: &str) -> serde_json::Value {
+    let script = format!("{}/tests/py/parquet_read.py", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new(python())
+        .args([script.as_str(), &root.display().to_string(), mode])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "parquet_read.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON from parquet_read.py")
+}
+
+/// Files under `root` whose names satisfy `keep`.
+fn files(root: &Path, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if keep(&name) {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".parquet.tmp")
+}
+
+#[test]
+fn duckdb_reads_back_exactly_what_was_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (zstd, snappy) = (dir.path().join("zstd"), dir.path().join("snappy"));
+    let yaml = format!(
+        "
+sources:
+  gen: {{type: generate, count: 30000, miners: 13, seed: 5, batch_size: 500, labels: {{site: north, rack: r1}}}}
+sinks:
+  files:
+    type: parquet
+    inputs: [gen]
+    path: {}
+    labels: [site, rack]
+    partition: site={{site}}/kind={{kind}}/date={{date}}/hour={{hour}}/
+    batch: {{max_rows: 2000}}
+    rotate: {{max_rows: 5000}}
+  small:
+    type: parquet
+    inputs: [gen]
+    path: {}
+    labels: [site, rack]
+    compression: snappy
+    row_group_rows: 1000
+  copy:
+    type: stdout
+    inputs: [gen]
+",
+        zstd.display(),
+        snappy.display()
+    );
+    let mut rigtap = start(&yaml, &[]);
+    let lines = rigtap.rest();
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(finished(&logs, "files")["samples_out"], 30000);
+
+    // What was sent, from the stdout copy of the same stream.
+    let mut sums: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let entry = sums
+            .entry(v["miner_id"].as_str().unwrap().to_string())
+            .or_default();
+        entry.0 += v["hashrate_ths"].as_f64().unwrap();
+        entry.1 += 1.0;
+    }
+    assert_eq!(lines.len(), 30000);
+
+    for root in [&zstd, &snappy] {
+        let table = duckdb(root, "table");
+        assert_eq!(table["rows"], 30000, "{}", root.display());
+        let types = &table["types"];
+        assert_eq!(types["timestamp"], "TIMESTAMP WITH TIME ZONE");
+        assert_eq!(types["hashrate_ths"], "DOUBLE");
+        assert_eq!(types["shares_accepted"], "UBIGINT");
+        assert_eq!(types["board"], "UINTEGER");
+        assert_eq!(types["miner_id"], "VARCHAR");
+        assert_eq!(types["kind"], "VARCHAR", "a partition column");
+        assert!(types.get("date").is_some() && types.get("hour").is_some());
+        let means = table["mean_hashrate"].as_object().unwrap();
+        assert_eq!(means.len(), 13);
+        for (miner, (sum, n)) in &sums {
+            let read = means[miner].as_f64().unwrap();
+            assert!(
+                (read - sum / n).abs() < 1e-9,
+                "{miner}: {read} vs {}",
+                sum / n
+            );
+        }
+        assert!(
+            files(root, &|n| is_temporary(n)).is_empty(),
+            "nothing half-written is left"
+        );
+    }
+    let zstd_files = files(&zstd, &|n| n.ends_with(".parquet"));
+    // 30,000 rows, batches of 2,000, rotation past 5,000 rows (checked after each batch).
+    assert_eq!(zstd_files.len(), 5, "rotated by rows: {zstd_files:?}");
+    assert!(
+        zstd_files
+            .iter()
+            .all(|f| f.contains("/site=north/kind=miner/date=")),
+        "{zstd_files:?}"
+    );
+}
+
+#[test]
+fn kill_9_leaves_only_complete_files_and_the_next_start_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |rate: &str| {
+        format!(
+            "
+sources:
+  gen: {{type: generate, {rate}, miners: 10}}
+sinks:
+  files:
+    type: parquet
+    inputs: [gen]
+    path: {}
+    batch: {{max_rows: 500, timeout: 100ms}}
+    rotate: {{max_rows: 3000, max_age: 300ms}}
+",
+            dir.path().display()
+        )
+    };
+    let rigtap = start(&yaml("rate: 5000"), &[]);
+    std::thread::sleep(Duration::from_millis(2500));
+    rigtap.signal("KILL");
+    let (code, _, _) = rigtap.finish(Duration::from_secs(10));
+    assert_eq!(code, None, "killed by a signal");
+
+    let visible = duckdb(dir.path(), "files");
+    let visible = visible.as_object().unwrap();
+    assert!(
+        visible.len() >= 3,
+        "files were finished while it ran: {visible:?}"
+    );
+    for (path, rows) in visible {
+        assert!(
+            rows.as_u64().is_some_and(|n| n > 0),
+            "{path} must open cleanly: {rows}"
+        );
+    }
+
+    let leftovers = files(dir.path(), &|n| is_temporary(n)).len();
+    let rigtap = start(&yaml("count: 10"), &[]);
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    if leftovers > 0 {
+        let cleaned = logs
+            .iter()
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("removed unfinished files"))
+            })
+            .unwrap_or_else(|| panic!("the restart reports the {leftovers} leftover(s): {stderr}"));
+        assert_eq!(cleaned["leftovers"], leftovers as u64);
+    }
+    assert!(files(dir.path(), &|n| is_temporary(n)).is_empty());
+}
+
+#[test]
+fn an_unwritable_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, "x").unwrap();
+    let yaml = format!(
+        "
+sources:
+  gen: {{type: generate, count: 100}}
+sinks:
+  files: {{type: parquet, inputs: [gen], path: {}/out}}
+",
+        blocker.display()
+    );
+    let rigtap = start(&yaml, &[]);
+    let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(1), "a failed sink fails the run");
+    assert!(stderr.contains("not-a-directory/out"), "{stderr}");
+    assert!(
+        stderr.contains("check that the directory exists, is writable"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn partition_templates_are_checked_at_validate_time() {
+    let yaml = "
+sources:
+  gen: {type: generate}
+sinks:
+  files:
+    type: parquet
+    inputs: [gen]
+    path: /tmp/x
+    partition: site={site}/
+";
+    let problems = rigtap::config::from_str(yaml, &|_| None).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert_eq!((problems[0].mark.line, problems[0].mark.column), (9, 16));
+    assert!(
+        problems[0].message.contains("unknown field `{site}`"),
+        "{}",
+        problems[0].message
+    );
+}
