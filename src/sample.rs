@@ -109,6 +109,14 @@ pub struct Sample {
     pub shares_stale: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime_s: Option<u64>,
+    /// Shares since the miner's previous sample (set by `normalise`; after a counter
+    /// reset, the shares since the reset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares_accepted_delta: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares_rejected_delta: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shares_stale_delta: Option<u64>,
     #[serde(flatten)]
     pub labels: Labels,
 }
@@ -145,6 +153,9 @@ impl Sample {
             shares_rejected: None,
             shares_stale: None,
             uptime_s: None,
+            shares_accepted_delta: None,
+            shares_rejected_delta: None,
+            shares_stale_delta: None,
             labels,
         }
     }
@@ -182,6 +193,28 @@ pub fn number_field(name: &str) -> Option<NumberField> {
         "shares_rejected" => |s| s.shares_rejected.map(|v| v as f64),
         "shares_stale" => |s| s.shares_stale.map(|v| v as f64),
         "uptime_s" => |s| s.uptime_s.map(|v| v as f64),
+        "shares_accepted_delta" => |s| s.shares_accepted_delta.map(|v| v as f64),
+        "shares_rejected_delta" => |s| s.shares_rejected_delta.map(|v| v as f64),
+        "shares_stale_delta" => |s| s.shares_stale_delta.map(|v| v as f64),
+        _ => return None,
+    })
+}
+
+/// Writes a floating-point measurement.
+pub type FloatFieldMut = fn(&mut Sample) -> &mut Option<f64>;
+
+/// The floating-point measurements, by name, for checks that may clear a value.
+pub fn float_field_mut(name: &str) -> Option<FloatFieldMut> {
+    Some(match name {
+        "hashrate_ths" => |s| &mut s.hashrate_ths,
+        "hashrate_nominal_ths" => |s| &mut s.hashrate_nominal_ths,
+        "power_w" => |s| &mut s.power_w,
+        "efficiency_jth" => |s| &mut s.efficiency_jth,
+        "temp_chip_c" => |s| &mut s.temp_chip_c,
+        "temp_board_c" => |s| &mut s.temp_board_c,
+        "fan_rpm" => |s| &mut s.fan_rpm,
+        "frequency_mhz" => |s| &mut s.frequency_mhz,
+        "voltage_v" => |s| &mut s.voltage_v,
         _ => return None,
     })
 }
@@ -199,7 +232,7 @@ pub fn text_field(name: &str) -> Option<TextField> {
 }
 
 /// The names of the fixed columns, in schema order. Label names must not collide.
-pub const FIXED_COLUMNS: [&str; 21] = [
+pub const FIXED_COLUMNS: [&str; 24] = [
     "timestamp",
     "kind",
     "miner_id",
@@ -221,6 +254,9 @@ pub const FIXED_COLUMNS: [&str; 21] = [
     "shares_rejected",
     "shares_stale",
     "uptime_s",
+    "shares_accepted_delta",
+    "shares_rejected_delta",
+    "shares_stale_delta",
 ];
 
 /// The Arrow schema of a sample stream whose declared labels are `labels`: the fixed
@@ -255,6 +291,9 @@ pub fn arrow_schema(labels: &[String]) -> Schema {
         u64_col("shares_rejected"),
         u64_col("shares_stale"),
         u64_col("uptime_s"),
+        u64_col("shares_accepted_delta"),
+        u64_col("shares_rejected_delta"),
+        u64_col("shares_stale_delta"),
     ];
     fields.extend(labels.iter().map(|name| Field::new(name, dict(), true)));
     Schema::new(fields)

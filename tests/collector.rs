@@ -107,3 +107,119 @@ sinks:
     assert_eq!(source["online"], 10);
     assert_eq!(source["connect_attempts"], 10, "one connection per miner");
 }
+
+#[test]
+fn normalise_and_enrich_clean_and_label_what_the_miners_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.csv");
+    let mut csv = String::from("id,address,site,rack,model\n");
+    for i in 1..=6 {
+        csv.push_str(&format!(
+            "127.6.1.{i}:50051,127.6.1.{i}:50051,site-a,rack-{i},S21\n"
+        ));
+    }
+    std::fs::write(&inventory, csv).unwrap();
+    let yaml = format!(
+        "
+simulator:
+  miners: 6
+  first: 127.6.1.1:50051
+  faults: [{{kind: malformed, miners: [0]}}]
+sources:
+  fleet:
+    type: bos
+    profile: development
+    interval: 1s
+    targets: {{addresses: ['127.6.1.1-127.6.1.6:50051']}}
+    username: root
+    password: root
+transforms:
+  clean: {{type: normalise, inputs: [fleet]}}
+  labelled:
+    type: enrich
+    inputs: [clean]
+    labels: [site, rack, model]
+    inventory: {}
+    static: {{region: eu}}
+sinks:
+  out: {{type: stdout, inputs: [labelled]}}
+",
+        inventory.display()
+    );
+    let mut rigtap = start(&yaml, &["--duration", "4500ms"]);
+    let lines = rigtap.rest();
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let samples: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |miner: &str, kind: &str| -> Vec<&serde_json::Value> {
+        samples
+            .iter()
+            .filter(|s| s["miner_id"] == miner && s["kind"] == kind)
+            .collect()
+    };
+
+    // The malformed miner: NaN hashrate, 9 GW and -300 °C chips are removed, not passed on.
+    let broken = of("127.6.1.1:50051", "miner");
+    assert!(!broken.is_empty());
+    assert!(
+        broken
+            .iter()
+            .all(|s| s.get("hashrate_ths").is_none() && s.get("power_w").is_none()),
+        "{broken:?}"
+    );
+    assert!(of("127.6.1.1:50051", "board")
+        .iter()
+        .all(|b| b.get("temp_chip_c").is_none() && b.get("hashrate_ths").is_none()));
+    let report = logs
+        .iter()
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("normalise finished"))
+        })
+        .unwrap();
+    assert!(
+        report["implausible"].as_str().unwrap().contains("power_w"),
+        "{report}"
+    );
+
+    // A healthy miner: plausible values, efficiency consistent, deltas that match its counters.
+    let healthy = of("127.6.1.2:50051", "miner");
+    assert!(healthy.len() >= 3, "polled every second: {}", healthy.len());
+    for s in &healthy {
+        let (ths, watts, jth) = (
+            s["hashrate_ths"].as_f64().unwrap(),
+            s["power_w"].as_f64().unwrap(),
+            s["efficiency_jth"].as_f64().unwrap(),
+        );
+        assert!((jth - watts / ths).abs() < 0.5, "{s}");
+        assert_eq!(
+            (
+                s["site"].as_str(),
+                s["rack"].as_str(),
+                s["model"].as_str(),
+                s["region"].as_str()
+            ),
+            (Some("site-a"), Some("rack-2"), Some("S21"), Some("eu"))
+        );
+    }
+    assert!(
+        healthy[0].get("shares_accepted_delta").is_none(),
+        "no delta before a second sample"
+    );
+    for pair in healthy.windows(2) {
+        let delta = pair[1]["shares_accepted"].as_u64().unwrap()
+            - pair[0]["shares_accepted"].as_u64().unwrap();
+        assert_eq!(pair[1]["shares_accepted_delta"].as_u64(), Some(delta));
+    }
+    let status = of("127.6.1.3:50051", "status");
+    assert!(
+        status
+            .iter()
+            .all(|s| s["region"] == "eu" && s["site"] == "site-a"),
+        "status samples are labelled too"
+    );
+}

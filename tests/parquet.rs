@@ -123,9 +123,23 @@ sinks:
             "nothing half-written is left"
         );
     }
+    // Rotation past 5,000 rows, checked after each write of at most 2,000: every file
+    // but the smallest holds 5,000 to 6,999 rows, and the smallest no more.
+    let per_file = duckdb(&zstd, "files");
+    let mut rows: Vec<u64> = per_file
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .collect();
+    rows.sort_unstable();
+    assert!(rows.len() >= 5, "rotated by rows: {per_file}");
+    assert!(
+        rows[1..].iter().all(|n| (5000..7000).contains(n)) && rows[0] < 7000,
+        "{rows:?}"
+    );
+    assert_eq!(rows.iter().sum::<u64>(), 30000);
     let zstd_files = files(&zstd, &|n| n.ends_with(".parquet"));
-    // 30,000 rows, batches of 2,000, rotation past 5,000 rows (checked after each batch).
-    assert_eq!(zstd_files.len(), 5, "rotated by rows: {zstd_files:?}");
     assert!(
         zstd_files
             .iter()

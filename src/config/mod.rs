@@ -22,7 +22,9 @@ use crate::sinks::parquet::ParquetConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::bos::BosConfig;
 use crate::sources::generate::GenerateConfig;
+use crate::transforms::enrich::EnrichConfig;
 use crate::transforms::filter::FilterConfig;
+use crate::transforms::normalise::NormaliseConfig;
 use decode::{from_node, nearest, unknown_name, DecodeError};
 use graph::{GraphNode, Section};
 use node::{Mark, Node, Value};
@@ -58,6 +60,8 @@ pub enum SourceConfig {
 #[derive(Debug)]
 pub enum TransformConfig {
     Filter(FilterConfig),
+    Normalise(NormaliseConfig),
+    Enrich(EnrichConfig),
 }
 
 #[derive(Debug)]
@@ -309,7 +313,7 @@ fn section_key(section: Section) -> &'static str {
 
 /// The types each section knows, for "did you mean" and the list of valid ones.
 pub const SOURCE_TYPES: &[&str] = &["generate", "bos"];
-pub const TRANSFORM_TYPES: &[&str] = &["filter"];
+pub const TRANSFORM_TYPES: &[&str] = &["normalise", "enrich", "filter"];
 pub const SINK_TYPES: &[&str] = &["stdout", "parquet"];
 
 fn decode_source(kind: &str, body: &Node) -> Option<Result<SourceConfig, DecodeError>> {
@@ -325,6 +329,10 @@ fn decode_source(kind: &str, body: &Node) -> Option<Result<SourceConfig, DecodeE
 fn decode_transform(kind: &str, body: &Node) -> Option<Result<TransformConfig, DecodeError>> {
     match kind {
         "filter" => Some(from_node(body).map(TransformConfig::Filter)),
+        "normalise" => {
+            Some(crate::transforms::normalise::decode(body).map(TransformConfig::Normalise))
+        }
+        "enrich" => Some(crate::transforms::enrich::decode(body).map(TransformConfig::Enrich)),
         _ => None,
     }
 }

@@ -52,6 +52,9 @@ fn column(samples: &[Sample], name: &str, kind: &DataType) -> Result<ArrayRef, A
         "shares_rejected" => u64s(|s| s.shares_rejected),
         "shares_stale" => u64s(|s| s.shares_stale),
         "uptime_s" => u64s(|s| s.uptime_s),
+        "shares_accepted_delta" => u64s(|s| s.shares_accepted_delta),
+        "shares_rejected_delta" => u64s(|s| s.shares_rejected_delta),
+        "shares_stale_delta" => u64s(|s| s.shares_stale_delta),
         "message" => Arc::new(StringArray::from_iter(
             samples.iter().map(|s| s.message.as_deref()),
         )),

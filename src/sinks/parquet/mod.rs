@@ -140,7 +140,9 @@ pub async fn run(config: ParquetConfig, mut ctx: SinkContext) -> ComponentResult
         next: 0,
     };
     let mut partitions: HashMap<String, Partition> = HashMap::new();
-    let mut tick = tokio::time::interval(config.batch.timeout.0.min(config.rotate.max_age.0));
+    let period = config.batch.timeout.0.min(config.rotate.max_age.0);
+    // The first check comes one period in, not at once: nothing is old at the start.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     let outcome: Result<(), ParquetError> = async {

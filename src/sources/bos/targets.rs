@@ -143,7 +143,7 @@ fn expand(entry: &str) -> Result<Vec<String>, TargetError> {
 }
 
 /// Reads an inventory: a header naming `id` and `address`, other columns become labels.
-fn read_inventory(path: &Path) -> Result<Vec<Target>, TargetError> {
+pub fn read_inventory(path: &Path) -> Result<Vec<Target>, TargetError> {
     let error = |message: String| TargetError::Inventory {
         path: path.to_owned(),
         message,
