@@ -402,10 +402,11 @@ async fn poll_only_miners_share_a_capped_pool() {
     let fleet = Fleet::start(sim(10, 12)).await.unwrap();
     let mut collector = collect(&fleet, "interval: 400ms\nstream: false\nmax_connections: 4\nrate: {connects_per_second: 100, rpcs_per_second_per_miner: 50}");
     let mut seen = Vec::new();
-    let mut most_open = 0;
+    let gauge = collector.stats.clone();
+    let mut most_held = 0;
     collector
         .until(Duration::from_secs(20), &mut seen, |s| {
-            most_open = most_open.max(fleet.open_connections());
+            most_held = most_held.max(gauge.connections_open.load(Relaxed));
             let mut per_miner: BTreeMap<&str, usize> = BTreeMap::new();
             for sample in s.iter().filter(|s| s.kind == SampleKind::Miner) {
                 *per_miner.entry(&sample.miner_id).or_default() += 1;
@@ -413,11 +414,12 @@ async fn poll_only_miners_share_a_capped_pool() {
             per_miner.len() == 12 && per_miner.values().all(|n| *n >= 3)
         })
         .await;
+    // The cap counts the collector's channels. (The simulator's own count can lag by a
+    // close in flight: an evicted socket closes a moment after its replacement opens.)
     assert!(
-        most_open <= 4,
-        "at most 4 connections open at once, saw {most_open}"
+        most_held <= 4,
+        "at most 4 channels held at once, saw {most_held}"
     );
-    assert!(collector.stats.connections_open.load(Relaxed) <= 4);
     let accepted: u64 = (0..12)
         .map(|i| fleet.counters(i).accepted.load(Relaxed))
         .sum();
@@ -425,5 +427,67 @@ async fn poll_only_miners_share_a_capped_pool() {
         accepted > 12,
         "evicted miners reconnected: {accepted} connections for 12 miners"
     );
+    collector.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fleet.open_connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "evicted and stopped connections all close"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_recycled_after_their_ttl_without_a_gap() {
+    let fleet = Fleet::start(sim(12, 5)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "root\n").unwrap();
+    let mut collector = collect(
+        &fleet,
+        &format!(
+            "password_file: {}\ninterval: 500ms\nconnection_ttl: 1s",
+            password.display()
+        ),
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |_| {
+            (0..5).all(|i| fleet.counters(i).accepted.load(Relaxed) >= 3)
+        })
+        .await;
+    let states: BTreeSet<&str> = seen
+        .iter()
+        .filter_map(|s| s.state.map(MinerState::as_str))
+        .collect();
+    assert_eq!(
+        states,
+        BTreeSet::from(["connecting", "online"]),
+        "a recycle is not an outage"
+    );
+    collector.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_makes_no_connection_attempts() {
+    let mut config = sim(13, 1);
+    config.faults = vec![rule(FaultKind::Refuse, &[0])];
+    let fleet = Fleet::start(config).await.unwrap();
+    let mut collector = collect(
+        &fleet,
+        "backoff: {initial: 50ms, max: 100ms}\nbreaker: {failure_threshold: 3, open_for: 3s}",
+    );
+    let attempts = collector.stats.clone();
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(15), &mut seen, |_| {
+            attempts.connect_attempts.load(Relaxed) >= 3
+        })
+        .await;
+    // The third failure opened the breaker for 3 s: a second later, still no new attempt.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(attempts.connect_attempts.load(Relaxed), 3);
+    assert_eq!(attempts.breaker_open.load(Relaxed), 1);
     collector.stop().await;
 }
