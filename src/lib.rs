@@ -4,6 +4,7 @@
 //! says which, and [`topology`] runs it with bounded queues and ordered shutdown.
 
 pub mod config;
+pub mod limits;
 pub mod proto;
 pub mod sample;
 pub mod sim;

@@ -20,6 +20,9 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use super::faults::MinerFaults;
 
+/// "Too many open files" (Linux, macOS and the BSDs agree on the number).
+const EMFILE: i32 = 24;
+
 /// Connection counters of one miner.
 #[derive(Debug, Default)]
 pub struct ConnectionCounters {
@@ -77,52 +80,65 @@ pub fn incoming(
         .connection_rate
         .and_then(NonZeroU32::new)
         .map(|n| RateLimiter::direct(Quota::per_second(n)));
-    futures_util::stream::unfold((listener, limiter), move |(listener, limiter)| {
-        let counters = counters.clone();
-        let rate = rate.clone();
-        let faults = faults.clone();
-        let kill = kill.clone();
-        async move {
-            loop {
-                let stream = match listener.accept().await {
-                    Ok((stream, _)) => stream,
-                    Err(e) => return Some((Err(e), (listener, limiter))),
-                };
-                rate.record();
-                let over_cap = faults
-                    .connection_cap
-                    .is_some_and(|cap| counters.open.load(Relaxed) >= cap as usize);
-                let over_rate = limiter.as_ref().is_some_and(|l| l.check().is_err());
-                if over_cap || over_rate {
-                    counters.rejected.fetch_add(1, Relaxed);
-                    drop(stream);
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                counters.accepted.fetch_add(1, Relaxed);
-                counters.open.fetch_add(1, Relaxed);
-                let killed = kill.cancelled_owned();
-                let cut: Cut = match faults.drop_after {
-                    None => Box::pin(killed),
-                    Some(max) => {
-                        let after = max.mul_f64(fastrand::f64()).max(Duration::from_millis(50));
-                        Box::pin(async move {
-                            tokio::select! {
-                                _ = killed => {}
-                                _ = tokio::time::sleep(after) => {}
+    // `warned`: this miner already said it is out of file descriptors.
+    futures_util::stream::unfold(
+        (listener, limiter, false),
+        move |(listener, limiter, mut warned)| {
+            let counters = counters.clone();
+            let rate = rate.clone();
+            let faults = faults.clone();
+            let kill = kill.clone();
+            async move {
+                loop {
+                    let stream = match listener.accept().await {
+                        Ok((stream, _)) => stream,
+                        // Out of file descriptors: the connection waits in the backlog;
+                        // say so, and try again shortly rather than spin.
+                        Err(e) if e.raw_os_error() == Some(EMFILE) => {
+                            if !std::mem::replace(&mut warned, true) {
+                                tracing::warn!(error = %e, "cannot accept: the open-file limit is reached");
                             }
-                        })
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                        Err(e) => return Some((Err(e), (listener, limiter, warned))),
+                    };
+                    rate.record();
+                    let over_cap = faults
+                        .connection_cap
+                        .is_some_and(|cap| counters.open.load(Relaxed) >= cap as usize);
+                    let over_rate = limiter.as_ref().is_some_and(|l| l.check().is_err());
+                    if over_cap || over_rate {
+                        counters.rejected.fetch_add(1, Relaxed);
+                        drop(stream);
+                        continue;
                     }
-                };
-                let connection = SimConnection {
-                    stream,
-                    cut,
-                    counters: counters.clone(),
-                };
-                return Some((Ok(connection), (listener, limiter)));
+                    let _ = stream.set_nodelay(true);
+                    counters.accepted.fetch_add(1, Relaxed);
+                    counters.open.fetch_add(1, Relaxed);
+                    let killed = kill.cancelled_owned();
+                    let cut: Cut = match faults.drop_after {
+                        None => Box::pin(killed),
+                        Some(max) => {
+                            let after = max.mul_f64(fastrand::f64()).max(Duration::from_millis(50));
+                            Box::pin(async move {
+                                tokio::select! {
+                                    _ = killed => {}
+                                    _ = tokio::time::sleep(after) => {}
+                                }
+                            })
+                        }
+                    };
+                    let connection = SimConnection {
+                        stream,
+                        cut,
+                        counters: counters.clone(),
+                    };
+                    return Some((Ok(connection), (listener, limiter, warned)));
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// Resolves when the connection must end: the miner was killed, or `drop` fired.

@@ -173,6 +173,11 @@ impl Fleet {
                 Some(server_tls)
             }
         };
+        // A listener and a connection per miner, plus the runtime's own.
+        let needed = 2 * config.miners as u64 + 64;
+        if let Some(limit) = crate::limits::open_files_short_of(needed) {
+            tracing::warn!(miners = config.miners, needed, limit, "the open-file limit is too low for this fleet: connections beyond it will hang. Raise it (`ulimit -n`, or LimitNOFILE in a systemd unit) or simulate fewer miners");
+        }
         let started = Instant::now();
         let mut fleet = Fleet {
             miners: Vec::with_capacity(config.miners),

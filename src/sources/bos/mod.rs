@@ -74,6 +74,19 @@ pub async fn run(
     };
     let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
     stats.miners.store(targets.len() as u64, Relaxed);
+    let needed = targets.len() as u64 + 64;
+    if let Some(limit) = crate::limits::open_files_short_of(needed) {
+        tracing::warn!(source = %ctx.id, miners = targets.len(), needed, limit, "the open-file limit is too low for this fleet: miners beyond it will fail to connect. Raise it (`ulimit -n`, or LimitNOFILE in a systemd unit) or split the fleet with `shard`");
+    }
+    let demand = targets.len() as f64 * config.polls.len() as f64 / config.interval.0.as_secs_f64();
+    if demand > 0.8 * f64::from(config.rate.rpcs_per_second) {
+        tracing::warn!(
+            source = %ctx.id,
+            calls_per_second = demand.round(),
+            rpcs_per_second = config.rate.rpcs_per_second,
+            "the fleet's polls need most or more of `rate.rpcs_per_second`; polls will run late. Raise it, lengthen `interval`, or poll fewer calls"
+        );
+    }
     tracing::info!(source = %ctx.id, miners = targets.len(), shard = ?config.shard, "bos source starting");
 
     let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
