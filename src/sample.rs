@@ -51,6 +51,14 @@ pub enum MinerState {
 }
 
 impl MinerState {
+    /// How many states there are, for tables indexed by [`MinerState::index`].
+    pub const COUNT: usize = 6;
+
+    /// A dense index in declaration order, for per-state tables.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             MinerState::Connecting => "connecting",
@@ -315,6 +323,12 @@ mod tests {
         assert_eq!(json["site"], "north");
         assert_eq!(json["hashrate_ths"], 247.5);
         assert!(json.get("power_w").is_none(), "absent stays absent");
+    }
+
+    #[test]
+    fn state_indexes_fill_their_table() {
+        assert_eq!(MinerState::Connecting.index(), 0);
+        assert_eq!(MinerState::Unsupported.index() + 1, MinerState::COUNT);
     }
 
     #[test]

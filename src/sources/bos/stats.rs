@@ -10,8 +10,8 @@ use crate::sample::MinerState;
 #[derive(Debug, Default)]
 pub struct PoolStats {
     pub miners: AtomicU64,
-    /// Miners in each state, indexed by [`state_index`].
-    states: [AtomicI64; STATES.len()],
+    /// Miners in each state, indexed by [`MinerState::index`].
+    states: [AtomicI64; MinerState::COUNT],
     /// Miners waiting out a backoff delay, or an open breaker.
     pub in_backoff: AtomicI64,
     pub breaker_open: AtomicI64,
@@ -27,30 +27,17 @@ pub struct PoolStats {
     pub latency: LatencyHistogram,
 }
 
-const STATES: [MinerState; 6] = [
-    MinerState::Connecting,
-    MinerState::Online,
-    MinerState::Degraded,
-    MinerState::Offline,
-    MinerState::AuthFailed,
-    MinerState::Unsupported,
-];
-
-fn state_index(state: MinerState) -> usize {
-    STATES.iter().position(|s| *s == state).unwrap_or(0)
-}
-
 impl PoolStats {
     /// Moves one miner from `from` (if it had a state) to `to`.
     pub fn transition(&self, from: Option<MinerState>, to: MinerState) {
         if let Some(from) = from {
-            self.states[state_index(from)].fetch_sub(1, Relaxed);
+            self.states[from.index()].fetch_sub(1, Relaxed);
         }
-        self.states[state_index(to)].fetch_add(1, Relaxed);
+        self.states[to.index()].fetch_add(1, Relaxed);
     }
 
     pub fn in_state(&self, state: MinerState) -> i64 {
-        self.states[state_index(state)].load(Relaxed)
+        self.states[state.index()].load(Relaxed)
     }
 
     pub fn rpc(&self, ok: bool, latency: Duration) {

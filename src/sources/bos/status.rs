@@ -43,18 +43,7 @@ impl StatusLog {
 #[derive(Default)]
 pub struct MinerStatus {
     state: Option<MinerState>,
-    logged: [Option<Instant>; 6],
-}
-
-fn slot(state: MinerState) -> usize {
-    match state {
-        MinerState::Connecting => 0,
-        MinerState::Online => 1,
-        MinerState::Degraded => 2,
-        MinerState::Offline => 3,
-        MinerState::AuthFailed => 4,
-        MinerState::Unsupported => 5,
-    }
+    logged: [Option<Instant>; MinerState::COUNT],
 }
 
 impl MinerStatus {
@@ -75,7 +64,7 @@ impl MinerStatus {
         if from == Some(to) {
             return None;
         }
-        let last = &mut self.logged[slot(to)];
+        let last = &mut self.logged[to.index()];
         // Start-up (connecting, then online) is logged at debug level and costs no
         // budget; the budget is for lines an operator sees.
         let quiet = matches!(to, MinerState::Connecting)
