@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::sample::float_field_mut;
+use crate::sample::{float_field_mut, FloatFieldMut};
 
 /// `[min, max]`, inclusive.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
@@ -31,8 +31,16 @@ pub const DEFAULTS: [(&str, [f64; 2]); 9] = [
     ("voltage_v", [0.0, 100.0]),
 ];
 
+/// One measurement's check, with its accessor resolved once rather than per sample.
+#[derive(Clone, Copy, Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub field: FloatFieldMut,
+    pub bound: Bound,
+}
+
 /// The defaults with the user's `bounds:` laid over them; an unknown field is an error.
-pub fn resolve(overrides: &BTreeMap<String, Bound>) -> Result<Vec<(&'static str, Bound)>, String> {
+pub fn resolve(overrides: &BTreeMap<String, Bound>) -> Result<Vec<Check>, String> {
     if let Some(name) = overrides
         .keys()
         .find(|name| float_field_mut(name).is_none())
@@ -55,11 +63,12 @@ pub fn resolve(overrides: &BTreeMap<String, Bound>) -> Result<Vec<(&'static str,
     }
     Ok(DEFAULTS
         .iter()
-        .map(|(name, default)| {
-            (
-                *name,
-                overrides.get(*name).copied().unwrap_or(Bound(*default)),
-            )
+        .filter_map(|(name, default)| {
+            Some(Check {
+                name,
+                field: float_field_mut(name)?,
+                bound: overrides.get(*name).copied().unwrap_or(Bound(*default)),
+            })
         })
         .collect())
 }
@@ -82,7 +91,12 @@ mod tests {
             ("voltage_v", 13.7),
         ];
         let bounds = resolve(&BTreeMap::new()).unwrap();
-        for ((name, bound), (real_name, value)) in bounds.iter().zip(real) {
+        assert_eq!(
+            bounds.len(),
+            DEFAULTS.len(),
+            "every default names a measurement"
+        );
+        for (Check { name, bound, .. }, (real_name, value)) in bounds.iter().zip(real) {
             assert_eq!(*name, real_name);
             assert!(bound.admits(value), "{name} {value}");
             assert!(!bound.admits(f64::NAN), "{name} NaN");
@@ -96,7 +110,11 @@ mod tests {
                 "{name}: a unit mix-up (x1000) is refused"
             );
         }
-        let temp = bounds.iter().find(|(n, _)| *n == "temp_chip_c").unwrap().1;
+        let temp = bounds
+            .iter()
+            .find(|c| c.name == "temp_chip_c")
+            .unwrap()
+            .bound;
         assert!(!temp.admits(-300.0), "below absolute zero");
     }
 
@@ -104,7 +122,11 @@ mod tests {
     fn overrides_replace_defaults_and_are_checked() {
         let mine = BTreeMap::from([("temp_chip_c".to_string(), Bound([0.0, 95.0]))]);
         let bounds = resolve(&mine).unwrap();
-        let temp = bounds.iter().find(|(n, _)| *n == "temp_chip_c").unwrap().1;
+        let temp = bounds
+            .iter()
+            .find(|c| c.name == "temp_chip_c")
+            .unwrap()
+            .bound;
         assert!(!temp.admits(96.0));
         let bad = BTreeMap::from([("miner_id".to_string(), Bound([0.0, 1.0]))]);
         assert!(resolve(&bad).unwrap_err().contains("not a measurement"));

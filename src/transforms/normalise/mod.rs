@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 use crate::config::decode::{from_node, DecodeError};
 use crate::config::node::Node;
-use crate::sample::{float_field_mut, Sample, SampleKind};
+use crate::sample::{Sample, SampleKind};
 
 /// What the user writes under `type: normalise`.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -52,7 +52,9 @@ pub fn decode(body: &Node) -> Result<NormaliseConfig, DecodeError> {
 
 /// The running stage: bounds, and each miner's previous counters.
 pub struct Normaliser {
-    bounds: Vec<(&'static str, Bound)>,
+    checks: Vec<bounds::Check>,
+    /// The bound a derived efficiency must meet, like a reported one.
+    efficiency: Bound,
     previous: HashMap<Arc<str>, Option<counters::Previous>>,
     /// Values removed, by field.
     pub implausible: BTreeMap<&'static str, u64>,
@@ -62,8 +64,14 @@ pub struct Normaliser {
 
 impl Normaliser {
     pub fn new(config: &NormaliseConfig) -> Result<Self, String> {
+        let checks = bounds::resolve(&config.bounds)?;
+        let efficiency = checks
+            .iter()
+            .find(|c| c.name == "efficiency_jth")
+            .map_or(Bound([f64::NEG_INFINITY, f64::INFINITY]), |c| c.bound);
         Ok(Normaliser {
-            bounds: bounds::resolve(&config.bounds)?,
+            checks,
+            efficiency,
             previous: HashMap::new(),
             implausible: BTreeMap::new(),
             counter_resets: 0,
@@ -77,20 +85,17 @@ impl Normaliser {
 
     fn one(&mut self, mut sample: Sample) -> Sample {
         sample.timestamp = sample.timestamp.trunc_subsecs(3);
-        for (name, bound) in &self.bounds {
-            let Some(field) = float_field_mut(name) else {
-                continue;
-            };
-            let value = field(&mut sample);
-            if value.is_some_and(|v| !bound.admits(v)) {
+        for check in &self.checks {
+            let value = (check.field)(&mut sample);
+            if value.is_some_and(|v| !check.bound.admits(v)) {
                 *value = None;
-                *self.implausible.entry(name).or_default() += 1;
+                *self.implausible.entry(check.name).or_default() += 1;
             }
         }
         if sample.efficiency_jth.is_none() {
             if let (Some(watts), Some(ths)) = (sample.power_w, sample.hashrate_ths) {
                 let derived = watts / ths;
-                if ths > 0.0 && self.admits("efficiency_jth", derived) {
+                if ths > 0.0 && self.efficiency.admits(derived) {
                     sample.efficiency_jth = Some(derived);
                     self.efficiency_derived += 1;
                 }
@@ -104,13 +109,6 @@ impl Normaliser {
             }
         }
         sample
-    }
-
-    fn admits(&self, name: &str, value: f64) -> bool {
-        self.bounds
-            .iter()
-            .find(|(n, _)| *n == name)
-            .is_none_or(|(_, bound)| bound.admits(value))
     }
 }
 
