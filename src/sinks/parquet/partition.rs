@@ -4,21 +4,27 @@
 
 use std::fmt;
 
-use crate::sample::{text_field, Sample};
+use crate::sample::{text_field, Sample, TextField};
 
 /// What Hive (and every engine after it) writes for a missing partition value.
 const MISSING: &str = "__HIVE_DEFAULT_PARTITION__";
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct PartitionTemplate {
     text: String,
     parts: Vec<Part>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// A piece of the template, resolved when it is parsed so that rendering a sample
+/// looks nothing up by name.
+#[derive(Clone, Debug)]
 enum Part {
     Literal(String),
-    Field(String),
+    Date,
+    Hour,
+    /// A text column, and its accessor.
+    Text(String, TextField),
+    Label(String),
 }
 
 impl PartitionTemplate {
@@ -34,15 +40,16 @@ impl PartitionTemplate {
                 .find('}')
                 .ok_or_else(|| format!("partition `{text}`: a `{{` is never closed"))?;
             let name = &rest[open + 1..open + close];
-            let known = matches!(name, "date" | "hour")
-                || text_field(name).is_some()
-                || labels.iter().any(|l| l == name);
-            if !known {
-                return Err(format!(
+            let part = match (name, text_field(name)) {
+                ("date", _) => Part::Date,
+                ("hour", _) => Part::Hour,
+                (_, Some(get)) => Part::Text(name.to_string(), get),
+                _ if labels.iter().any(|l| l == name) => Part::Label(name.to_string()),
+                _ => return Err(format!(
                     "partition `{text}`: unknown field `{{{name}}}`; use date, hour, kind, miner_id, state, miner_status, or a label declared in `labels`"
-                ));
-            }
-            parts.push(Part::Field(name.to_string()));
+                )),
+            };
+            parts.push(part);
             rest = &rest[open + close + 1..];
         }
         if !rest.is_empty() {
@@ -63,8 +70,8 @@ impl PartitionTemplate {
     /// readers (Spark among them) refuse a column both in the path and in the file.
     pub fn columns(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
-            Part::Field(name) if name != "date" && name != "hour" => Some(name.as_str()),
-            _ => None,
+            Part::Text(name, _) | Part::Label(name) => Some(name.as_str()),
+            Part::Literal(_) | Part::Date | Part::Hour => None,
         })
     }
 
@@ -72,20 +79,24 @@ impl PartitionTemplate {
     pub fn render(&self, sample: &Sample) -> String {
         let mut out = String::new();
         for part in &self.parts {
-            match part {
-                Part::Literal(text) => out.push_str(text),
-                Part::Field(name) => {
-                    let value = match name.as_str() {
-                        "date" => sample.timestamp.format("%Y-%m-%d").to_string(),
-                        "hour" => sample.timestamp.format("%H").to_string(),
-                        name => text_field(name)
-                            .and_then(|get| get(sample).map(str::to_string))
-                            .or_else(|| sample.labels.get(name).cloned())
-                            .unwrap_or_else(|| MISSING.to_string()),
-                    };
-                    out.push_str(&escape(&value));
+            let value = match part {
+                Part::Literal(text) => {
+                    out.push_str(text);
+                    continue;
                 }
-            }
+                Part::Date => sample.timestamp.format("%Y-%m-%d").to_string(),
+                Part::Hour => sample.timestamp.format("%H").to_string(),
+                Part::Text(name, get) => get(sample)
+                    .or_else(|| sample.labels.get(name).map(String::as_str))
+                    .unwrap_or(MISSING)
+                    .to_string(),
+                Part::Label(name) => sample
+                    .labels
+                    .get(name)
+                    .map_or(MISSING, String::as_str)
+                    .to_string(),
+            };
+            out.push_str(&escape(&value));
         }
         out
     }
