@@ -121,7 +121,10 @@ pub async fn run(
         let task = MinerTask::new(index, target, shared.clone());
         tasks.spawn(task.run(ctx.stop.clone()));
     }
-    tasks.spawn(close_idle(shared.clone(), ctx.stop.clone()));
+    // Only poll-only miners park channels; streaming miners hold theirs.
+    if !shared.config.stream {
+        tasks.spawn(close_idle(shared.clone(), ctx.stop.clone()));
+    }
     tasks.close();
     let batch_size = shared.config.batch_size;
     // The queue closes once every task (each holding `shared`) has returned.
