@@ -18,7 +18,9 @@ use rigtap::sample::{MinerState, SampleKind};
 use rigtap::sim::faults::{FaultKind, FaultRule};
 use rigtap::sim::{Fleet, SimTls};
 
-use collector::{collect, expect_samples_from_every_miner, ids, in_state, miners_with, sim};
+use collector::{
+    collect, expect_samples_from_every_miner, ids, in_state, miners_with, sim, states_reported,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_miner_streams_and_polls_over_one_connection() {
@@ -295,10 +297,7 @@ async fn an_expired_token_is_renewed_without_a_gap() {
         .await;
     let logins = fleet.calls(0).logins.load(Relaxed);
     assert!(logins >= 4, "a re-login per expired session: {logins}");
-    let states: BTreeSet<&str> = seen
-        .iter()
-        .filter_map(|s| s.state.map(MinerState::as_str))
-        .collect();
+    let states = states_reported(&seen);
     assert_eq!(
         states,
         BTreeSet::from(["connecting", "online"]),
@@ -457,10 +456,7 @@ async fn connections_are_recycled_after_their_ttl_without_a_gap() {
             (0..5).all(|i| fleet.counters(i).accepted.load(Relaxed) >= 3)
         })
         .await;
-    let states: BTreeSet<&str> = seen
-        .iter()
-        .filter_map(|s| s.state.map(MinerState::as_str))
-        .collect();
+    let states = states_reported(&seen);
     assert_eq!(
         states,
         BTreeSet::from(["connecting", "online"]),

@@ -157,6 +157,14 @@ pub fn in_state(samples: &[Sample], state: MinerState) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every state the samples reported, by name.
+pub fn states_reported(samples: &[Sample]) -> BTreeSet<&'static str> {
+    samples
+        .iter()
+        .filter_map(|s| s.state.map(MinerState::as_str))
+        .collect()
+}
+
 pub fn ids(range: std::ops::Range<usize>) -> BTreeSet<String> {
     range.map(|i| format!("sim-{i:05}")).collect()
 }
