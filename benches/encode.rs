@@ -1,43 +1,19 @@
-//! Encoding throughput of the sinks (samples/s): stdout JSON against text, and Parquet
-//! (Arrow columns, then a compressed file in memory) with zstd against snappy.
+//! Encoding throughput of the sinks (samples/s): stdout JSON against text, Parquet
+//! (Arrow columns, then a compressed file in memory) with zstd against snappy, and
+//! Kafka message payloads, JSON against protobuf.
 //!
 //! `cargo bench --bench encode`; compare within one run, as ratios.
 
-use std::sync::Arc;
+mod common;
 
+use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use rigtap::sample::{Sample, SampleKind};
+use rigtap::sinks::kafka::{Encoder, KafkaEncoding, Message};
 use rigtap::sinks::parquet::{file_schema, record_batch};
 use rigtap::sinks::stdout::{encode, StdoutEncoding};
-
-fn samples(n: usize) -> Vec<Sample> {
-    let labels = Arc::new(
-        [
-            ("site".to_string(), "north".to_string()),
-            ("rack".to_string(), "r12".to_string()),
-        ]
-        .into(),
-    );
-    (0..n)
-        .map(|i| {
-            let mut s = Sample::new(
-                SampleKind::Miner,
-                format!("m-{i:05}").into(),
-                Arc::clone(&labels),
-            );
-            s.hashrate_ths = Some(240.0 + i as f64 % 7.0);
-            s.power_w = Some(3400.0);
-            s.efficiency_jth = Some(14.1);
-            s.temp_chip_c = Some(71.5);
-            s.fan_rpm = Some(5900.0);
-            s.shares_accepted = Some(i as u64);
-            s
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     let batch = samples(1000);
@@ -87,5 +63,31 @@ fn bench_parquet(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_parquet);
+/// Kafka messages (topic, key and payload) for a 1,000-sample batch.
+fn bench_kafka(c: &mut Criterion) {
+    let batch = samples(1000);
+    let mut group = c.benchmark_group("kafka_encode");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    for (name, encoding) in [
+        ("json", KafkaEncoding::Json),
+        ("protobuf", KafkaEncoding::Protobuf),
+    ] {
+        let encoder = Encoder::new("miners.{site}.{kind}", "{miner_id}", encoding).expect("valid");
+        let mut message = Message::default();
+        group.bench_with_input(BenchmarkId::from_parameter(name), &batch, |b, batch| {
+            b.iter(|| {
+                batch
+                    .iter()
+                    .map(|s| {
+                        encoder.encode(s, &mut message);
+                        message.size()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_parquet, bench_kafka);
 criterion_main!(benches);

@@ -11,5 +11,6 @@ pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod telemetry;
+pub mod template;
 pub mod topology;
 pub mod transforms;

@@ -46,6 +46,38 @@ fn invalid_pipeline_exits_2_with_every_error() {
 }
 
 #[test]
+fn kafka_settings_are_checked_before_anything_starts() {
+    let (code, _, stderr) = validate(
+        "sources:\n  g: {type: generate}\nsinks:\n  k:\n    type: kafka\n    inputs: [g]\n    brokers: 127.0.0.1:9092\n    topic: miners.{site\n",
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "FILE:8:12: topic `miners.{site`: a `{` is never closed\n"
+    );
+
+    let (code, _, stderr) = validate(
+        "sources:\n  g: {type: generate}\nsinks:\n  k:\n    type: kafka\n    inputs: [g]\n    brokers: 127.0.0.1:9092\n    topic: t\n    acks: leader\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("FILE:9:11: `idempotence: true` needs `acks: all`"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate(
+        "sources:\n  g: {type: generate}\nsinks:\n  k:\n    type: kafka\n    inputs: [g]\n    brokers: 127.0.0.1:9092\n    topic: t\n    librdkafka:\n      linger.ms: 5\n      sasl.password: hunter2\n      no.such.thing: 1\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("FILE:12:7: librdkafka refused the producer settings")
+            && stderr.contains("No such configuration property: \"no.such.thing\""),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
 fn the_shipped_pipelines_validate() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut files = vec![format!("{root}/collector.yaml")];

@@ -20,6 +20,16 @@ pub struct DecodeError {
 }
 
 impl DecodeError {
+    /// A component's own check failed: the error points at `key` of `body`, or at the
+    /// component when the key is not written.
+    pub fn at_key(body: &Node, key: &str, message: String) -> Self {
+        DecodeError {
+            mark: Some(body.get(key).map_or(body.mark, |n| n.mark)),
+            message,
+            unknown_field: None,
+        }
+    }
+
     fn at(mut self, mark: Mark) -> Self {
         self.mark.get_or_insert(mark);
         self

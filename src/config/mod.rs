@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::sim::embedded::EmbeddedSim;
+use crate::sinks::kafka::KafkaConfig;
 use crate::sinks::parquet::ParquetConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::bos::BosConfig;
@@ -68,6 +69,7 @@ pub enum TransformConfig {
 pub enum SinkConfig {
     Stdout(StdoutConfig),
     Parquet(Box<ParquetConfig>),
+    Kafka(Box<KafkaConfig>),
 }
 
 /// The queue in front of a transform or sink.
@@ -314,7 +316,7 @@ fn section_key(section: Section) -> &'static str {
 /// The types each section knows, for "did you mean" and the list of valid ones.
 pub const SOURCE_TYPES: &[&str] = &["generate", "bos"];
 pub const TRANSFORM_TYPES: &[&str] = &["normalise", "enrich", "filter"];
-pub const SINK_TYPES: &[&str] = &["stdout", "parquet"];
+pub const SINK_TYPES: &[&str] = &["stdout", "parquet", "kafka"];
 
 fn decode_source(kind: &str, body: &Node) -> Option<Result<SourceConfig, DecodeError>> {
     match kind {
@@ -343,6 +345,7 @@ fn decode_sink(kind: &str, body: &Node) -> Option<Result<SinkConfig, DecodeError
         "parquet" => {
             Some(crate::sinks::parquet::decode(body).map(|c| SinkConfig::Parquet(Box::new(c))))
         }
+        "kafka" => Some(crate::sinks::kafka::decode(body).map(|c| SinkConfig::Kafka(Box::new(c)))),
         _ => None,
     }
 }

@@ -97,7 +97,7 @@ fn missing_type() {
     let yaml = GOOD.replace("    type: stdout\n", "");
     assert_eq!(
         errors(&yaml),
-        ["8:5: missing `type`; add `type: <stdout | parquet>`"]
+        ["8:5: missing `type`; add `type: <stdout | parquet | kafka>`"]
     );
 }
 

@@ -58,6 +58,9 @@ pub struct SinkContext {
     pub stats: Arc<ComponentStats>,
     /// Lets a sink ask for the whole pipeline to stop (its output went away).
     pub stop_pipeline: CancellationToken,
+    /// Cancelled when the pipeline starts to stop, for sinks that bound how long they
+    /// wait for their destination at shutdown.
+    pub stopping: CancellationToken,
 }
 
 /// A component's name and counters, for reports.
@@ -183,10 +186,12 @@ impl Running {
                 input,
                 stats: stats[&sink.id].clone(),
                 stop_pipeline: running.stop_requested.clone(),
+                stopping: running.stop_sources.clone(),
             };
             let task: ComponentTask = match sink.config {
                 SinkConfig::Stdout(config) => Box::pin(sinks::stdout::run(config, context)),
                 SinkConfig::Parquet(config) => Box::pin(sinks::parquet::run(*config, context)),
+                SinkConfig::Kafka(config) => Box::pin(sinks::kafka::run(*config, context)),
             };
             running.spawn(sink.id, &stats, task);
         }

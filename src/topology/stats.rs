@@ -16,14 +16,21 @@ pub enum DropReason {
     OutputClosed,
     /// A sink could not write what it held (a disk error) and stopped.
     WriteFailed,
+    /// The destination refused a sample for good (a Kafka broker: too large, not
+    /// authorised, no such topic).
+    DeliveryFailed,
+    /// Shutdown's deadline passed before the destination acknowledged the sample.
+    ShutdownTimeout,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::ConsumerStopped,
         DropReason::OutputClosed,
         DropReason::WriteFailed,
+        DropReason::DeliveryFailed,
+        DropReason::ShutdownTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +39,8 @@ impl DropReason {
             DropReason::ConsumerStopped => "consumer_stopped",
             DropReason::OutputClosed => "output_closed",
             DropReason::WriteFailed => "write_failed",
+            DropReason::DeliveryFailed => "delivery_failed",
+            DropReason::ShutdownTimeout => "shutdown_timeout",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! written to a temporary file, read its output, signal it, and read its JSON logs.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod kafka;
 pub mod python;
 
 use std::collections::BTreeMap;

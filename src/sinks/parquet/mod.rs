@@ -69,11 +69,7 @@ impl ParquetError {
 /// Decodes a `parquet` sink and checks its partition template and labels.
 pub fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
     let config: ParquetConfig = from_node(body)?;
-    let at = |key: &str, message: String| DecodeError {
-        mark: Some(body.get(key).map_or(body.mark, |n| n.mark)),
-        message,
-        unknown_field: None,
-    };
+    let at = |key: &str, message: String| DecodeError::at_key(body, key, message);
     if let Some(label) = config
         .labels
         .iter()

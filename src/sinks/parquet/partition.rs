@@ -4,100 +4,40 @@
 
 use std::fmt;
 
-use crate::sample::{text_field, Sample, TextField};
+use crate::sample::Sample;
+use crate::template::{Labels, Template};
 
 /// What Hive (and every engine after it) writes for a missing partition value.
 const MISSING: &str = "__HIVE_DEFAULT_PARTITION__";
 
 #[derive(Clone, Debug)]
-pub struct PartitionTemplate {
-    text: String,
-    parts: Vec<Part>,
-}
-
-/// A piece of the template, resolved when it is parsed so that rendering a sample
-/// looks nothing up by name.
-#[derive(Clone, Debug)]
-enum Part {
-    Literal(String),
-    Date,
-    Hour,
-    /// A text column, and its accessor.
-    Text(String, TextField),
-    Label(String),
-}
+pub struct PartitionTemplate(Template);
 
 impl PartitionTemplate {
     /// Parses `{name}` placeholders; `labels` are the label names the template may use.
     pub fn parse(text: &str, labels: &[String]) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(Part::Literal(rest[..open].to_string()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| format!("partition `{text}`: a `{{` is never closed"))?;
-            let name = &rest[open + 1..open + close];
-            let part = match (name, text_field(name)) {
-                ("date", _) => Part::Date,
-                ("hour", _) => Part::Hour,
-                (_, Some(get)) => Part::Text(name.to_string(), get),
-                _ if labels.iter().any(|l| l == name) => Part::Label(name.to_string()),
-                _ => return Err(format!(
-                    "partition `{text}`: unknown field `{{{name}}}`; use date, hour, kind, miner_id, state, miner_status, or a label declared in `labels`"
-                )),
-            };
-            parts.push(part);
-            rest = &rest[open + close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_string()));
-        }
+        let template = Template::parse(text, Labels::Declared(labels))
+            .map_err(|e| format!("partition {e}"))?;
         if text.starts_with('/') || text.split('/').any(|segment| segment == "..") {
             return Err(format!(
                 "partition `{text}` must stay below `path`: no leading `/`, no `..`"
             ));
         }
-        Ok(PartitionTemplate {
-            text: text.to_string(),
-            parts,
-        })
+        Ok(PartitionTemplate(template))
     }
 
     /// The sample columns the path carries; they are left out of the files, as Hive
     /// readers (Spark among them) refuse a column both in the path and in the file.
     pub fn columns(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().filter_map(|p| match p {
-            Part::Text(name, _) | Part::Label(name) => Some(name.as_str()),
-            Part::Literal(_) | Part::Date | Part::Hour => None,
-        })
+        self.0.fields()
     }
 
     /// The directory (relative to `path`) where `sample` belongs.
     pub fn render(&self, sample: &Sample) -> String {
         let mut out = String::new();
-        for part in &self.parts {
-            let value = match part {
-                Part::Literal(text) => {
-                    out.push_str(text);
-                    continue;
-                }
-                Part::Date => sample.timestamp.format("%Y-%m-%d").to_string(),
-                Part::Hour => sample.timestamp.format("%H").to_string(),
-                Part::Text(name, get) => get(sample)
-                    .or_else(|| sample.labels.get(name).map(String::as_str))
-                    .unwrap_or(MISSING)
-                    .to_string(),
-                Part::Label(name) => sample
-                    .labels
-                    .get(name)
-                    .map_or(MISSING, String::as_str)
-                    .to_string(),
-            };
-            out.push_str(&escape(&value));
-        }
+        self.0.render_into(sample, &mut out, |out, value| {
+            out.push_str(&escape(value.unwrap_or(MISSING)))
+        });
         out
     }
 }
@@ -123,7 +63,7 @@ fn escape(value: &str) -> String {
 
 impl fmt::Display for PartitionTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        self.0.fmt(f)
     }
 }
 

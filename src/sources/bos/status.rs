@@ -4,38 +4,31 @@
 //! handful of lines, not ten thousand.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
-
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use super::targets::Target;
 use crate::sample::{MinerState, Sample, SampleKind};
+use crate::telemetry::log_budget::LogBudget;
 
 /// A miner logs the same state again only after this long (a flapping miner).
 const REPEAT_AFTER: Duration = Duration::from_secs(300);
 
 /// Fleet-wide budget of state-change lines: 10 a second, bursts of 50.
-pub struct StatusLog {
-    limiter: DefaultDirectRateLimiter,
-    suppressed: AtomicU64,
-}
+pub struct StatusLog(LogBudget);
 
 impl Default for StatusLog {
     fn default() -> Self {
-        let quota = Quota::per_second(NonZeroU32::new(10).expect("10 > 0"))
-            .allow_burst(NonZeroU32::new(50).expect("50 > 0"));
-        StatusLog {
-            limiter: RateLimiter::direct(quota),
-            suppressed: AtomicU64::new(0),
-        }
+        StatusLog(LogBudget::new(
+            NonZeroU32::new(10).expect("10 > 0"),
+            NonZeroU32::new(50).expect("50 > 0"),
+        ))
     }
 }
 
 impl StatusLog {
     /// Lines not written since the start, because of the fleet-wide budget.
     pub fn suppressed(&self) -> u64 {
-        self.suppressed.load(Relaxed)
+        self.0.suppressed()
     }
 }
 
@@ -71,13 +64,9 @@ impl MinerStatus {
             || (to == MinerState::Online && from.is_none_or(|f| f == MinerState::Connecting));
         if quiet {
             write(from, to, message, target, 0);
-        } else if last.is_none_or(|at| at.elapsed() >= REPEAT_AFTER) {
-            if log.limiter.check().is_ok() {
-                *last = Some(Instant::now());
-                write(from, to, message, target, log.suppressed.load(Relaxed));
-            } else {
-                log.suppressed.fetch_add(1, Relaxed);
-            }
+        } else if last.is_none_or(|at| at.elapsed() >= REPEAT_AFTER) && log.0.allow() {
+            *last = Some(Instant::now());
+            write(from, to, message, target, log.suppressed());
         }
         let mut sample = Sample::new(SampleKind::Status, target.id.clone(), target.labels.clone());
         sample.state = Some(to);

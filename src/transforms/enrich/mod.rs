@@ -54,11 +54,7 @@ impl EnrichConfig {
 /// Decodes an `enrich` transform and checks its label names.
 pub fn decode(body: &Node) -> Result<EnrichConfig, DecodeError> {
     let config: EnrichConfig = from_node(body)?;
-    let error = |message: String| DecodeError {
-        mark: Some(body.get("labels").map_or(body.mark, |n| n.mark)),
-        message,
-        unknown_field: None,
-    };
+    let error = |message: String| DecodeError::at_key(body, "labels", message);
     let declared = config.declared();
     if declared.is_empty() {
         return Err(error(

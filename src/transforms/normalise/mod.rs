@@ -42,11 +42,7 @@ pub struct NormaliseConfig {
 /// Decodes a `normalise` transform and checks its bounds.
 pub fn decode(body: &Node) -> Result<NormaliseConfig, DecodeError> {
     let config: NormaliseConfig = from_node(body)?;
-    bounds::resolve(&config.bounds).map_err(|message| DecodeError {
-        mark: Some(body.get("bounds").map_or(body.mark, |n| n.mark)),
-        message,
-        unknown_field: None,
-    })?;
+    bounds::resolve(&config.bounds).map_err(|e| DecodeError::at_key(body, "bounds", e))?;
     Ok(config)
 }
 

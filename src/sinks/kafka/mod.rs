@@ -1,0 +1,312 @@
+//! `type: kafka`: one message per sample, with nothing lost silently.
+//!
+//! Every message's delivery report is awaited; a sample counts as sent only once the
+//! broker has acknowledged it (`acks: all` and idempotence by default). librdkafka
+//! retries what can be retried, and never expires a message; what the broker refuses
+//! for good (too large, not authorised) is logged with the sample's miner and counted
+//! as dropped (`delivery_failed`).
+//!
+//! What is sent and not yet acknowledged is bounded ([`InFlightLimits`]): at the bound
+//! the sink stops taking batches, its queue fills, and the pipeline is held back, so a
+//! slow or absent broker costs a fixed amount of memory. At shutdown the sink waits at
+//! most `shutdown_timeout` for outstanding deliveries, then reports how many samples
+//! were still undelivered (`shutdown_timeout`) and fails the run.
+
+mod config;
+mod encoder;
+mod producer;
+
+pub use config::{
+    is_secret, Acks, InFlightLimits, KafkaBatch, KafkaCompression, KafkaConfig, KafkaEncoding,
+    Properties,
+};
+pub use encoder::{to_proto, Encoder, Message, SCHEMA_VERSION};
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::time::Instant;
+
+use crate::config::decode::{from_node, DecodeError};
+use crate::config::node::Node;
+use crate::telemetry::log_budget::LogBudget;
+use crate::topology::stats::DropReason;
+use crate::topology::{ComponentResult, SinkContext};
+use producer::Events;
+
+/// How long without any delivery, while messages wait, before the sink says so.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("{undelivered} sample(s) were still undelivered when shutdown_timeout ({timeout:?}) passed; they may or may not have reached the broker. Check the broker, or raise `shutdown_timeout`")]
+    Undelivered { undelivered: u64, timeout: Duration },
+}
+
+/// Decodes a `kafka` sink and checks its templates and producer settings.
+pub fn decode(body: &Node) -> Result<KafkaConfig, DecodeError> {
+    let config: KafkaConfig = from_node(body)?;
+    let at = |key: &str, message: String| DecodeError::at_key(body, key, message);
+    Encoder::new(&config.topic, &config.key, config.encoding).map_err(|e| {
+        let key = if e.starts_with("topic") {
+            "topic"
+        } else {
+            "key"
+        };
+        at(key, e)
+    })?;
+    if config.max_in_flight.messages == 0 || config.max_in_flight.bytes.0 == 0 {
+        return Err(at(
+            "max_in_flight",
+            "`max_in_flight` bounds must be at least 1".into(),
+        ));
+    }
+    producer::check(&config).map_err(|e| {
+        // Point at the librdkafka property librdkafka named, if it is one of the map's.
+        let property = body.get("librdkafka").and_then(|map| {
+            map.entries()
+                .iter()
+                .find(|(name, _)| {
+                    name.as_str()
+                        .is_some_and(|name| e.contains(&format!("\"{name}\"")))
+                })
+                .map(|(name, _)| name.mark)
+        });
+        let key = ["acks", "brokers"]
+            .into_iter()
+            .find(|k| e.contains(&format!("`{k}")))
+            .unwrap_or("librdkafka");
+        DecodeError {
+            mark: property.or(Some(body.get(key).map_or(body.mark, |n| n.mark))),
+            ..at(key, e)
+        }
+    })?;
+    Ok(config)
+}
+
+/// A delivery's outcome, the bytes the message held, and its sample's miner.
+type Report = (Result<(), KafkaError>, usize, Arc<str>);
+type Delivery = Pin<Box<dyn Future<Output = Report> + Send>>;
+
+/// The delivery futures the sink awaits, and what they hold.
+struct InFlight {
+    reports: FuturesUnordered<Delivery>,
+    bytes: usize,
+    limits: InFlightLimits,
+    last_delivery: Instant,
+    /// When to check for a broker that has stopped acknowledging.
+    watchdog: tokio::time::Interval,
+    /// Lines about refused samples.
+    refused: LogBudget,
+}
+
+impl InFlight {
+    fn messages(&self) -> usize {
+        self.reports.len()
+    }
+
+    fn has_room(&self) -> bool {
+        self.messages() < self.limits.messages && (self.bytes as u64) < self.limits.bytes.0
+    }
+
+    /// Says so when messages wait and nothing has been acknowledged for a while.
+    fn warn_if_stalled(&self, ctx: &SinkContext) {
+        if self.messages() > 0 && self.last_delivery.elapsed() >= STALLED_AFTER {
+            tracing::warn!(sink = %ctx.id, waiting = self.messages(), bytes = self.bytes, since_last_delivery = ?self.last_delivery.elapsed(), "no delivery from the broker; samples wait and the pipeline is held back once `max_in_flight` is reached. Check the brokers");
+        }
+    }
+
+    /// Accounts for one delivery report.
+    fn settle(&mut self, (report, size, miner): Report, ctx: &SinkContext) {
+        self.bytes -= size;
+        let Err(error) = report else {
+            self.last_delivery = Instant::now();
+            ctx.stats.sent(1);
+            return;
+        };
+        ctx.stats.dropped(DropReason::DeliveryFailed, 1);
+        if self.refused.allow() {
+            tracing::error!(sink = %ctx.id, miner = %miner, %error, suppressed_so_far = self.refused.suppressed(), "the broker refused a sample for good; it is counted as dropped (delivery_failed). Check the topic exists and may be written, and `message.max.bytes`");
+        }
+    }
+}
+
+pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
+    let encoder = Encoder::new(&config.topic, &config.key, config.encoding)?;
+    let producer = producer::create(&config, &ctx.id).map_err(KafkaSinkError::Create)?;
+    let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "content-type",
+            value: Some(encoder.content_type()),
+        })
+        .insert(Header {
+            key: "schema-version",
+            value: Some(SCHEMA_VERSION),
+        })
+        .insert(Header {
+            key: "agent-id",
+            value: Some(agent_id.as_str()),
+        });
+    let mut flight = InFlight {
+        reports: FuturesUnordered::new(),
+        bytes: 0,
+        limits: config.max_in_flight.clone(),
+        last_delivery: Instant::now(),
+        watchdog: tokio::time::interval(STALLED_AFTER),
+        refused: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(10).expect("10 > 0")),
+    };
+    let timeout = config.shutdown_timeout.0;
+    // Set when the pipeline starts to stop: from then on the sink gives itself
+    // `shutdown_timeout` to deliver what it has and what is still coming.
+    let mut deadline: Option<Instant> = None;
+    let mut message = Message::default();
+
+    let gave_up = 'run: loop {
+        tokio::select! {
+            biased;
+            Some(report) = flight.reports.next(), if flight.messages() > 0 => flight.settle(report, &ctx),
+            _ = ctx.stopping.cancelled(), if deadline.is_none() => deadline = Some(Instant::now() + timeout),
+            _ = sleep_until(deadline) => break 'run true,
+            batch = ctx.input.recv(), if flight.has_room() => {
+                let Some(batch) = batch else { break 'run false };
+                ctx.stats.received(batch.len());
+                for (i, sample) in batch.samples().iter().enumerate() {
+                    encoder.encode(sample, &mut message);
+                    loop {
+                        if !flight.has_room() && !wait_for_report(&mut flight, &ctx, &mut deadline, timeout).await {
+                            ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len() - i);
+                            break 'run true;
+                        }
+                        match send(&producer, &message, &headers, sample.miner_id.clone()) {
+                            Ok(report) => {
+                                flight.bytes += message.size();
+                                flight.reports.push(report);
+                                break;
+                            }
+                            // librdkafka's own queue is full (its limits were lowered in
+                            // `librdkafka:`): wait for a delivery, then send again.
+                            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                                if flight.messages() == 0 {
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                } else if !wait_for_report(&mut flight, &ctx, &mut deadline, timeout).await {
+                                    ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len() - i);
+                                    break 'run true;
+                                }
+                            }
+                            Err(error) => {
+                                ctx.stats.dropped(DropReason::DeliveryFailed, 1);
+                                if flight.refused.allow() {
+                                    tracing::error!(sink = %ctx.id, miner = %sample.miner_id, topic = %message.topic, %error, "the producer refused a sample; it is counted as dropped (delivery_failed)");
+                                }
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            _ = flight.watchdog.tick() => flight.warn_if_stalled(&ctx),
+        }
+    };
+
+    // The input has closed (or time is up): deliver what is in flight, within the deadline.
+    let mut deadline = deadline.or_else(|| Some(Instant::now() + timeout));
+    if !gave_up {
+        while flight.messages() > 0 {
+            if !wait_for_report(&mut flight, &ctx, &mut deadline, timeout).await {
+                break;
+            }
+        }
+    }
+    ctx.stats
+        .dropped(DropReason::ShutdownTimeout, flight.messages());
+    // Whatever upstream still sends can no longer be delivered in time.
+    while let Some(batch) = ctx.input.recv().await {
+        ctx.stats.received(batch.len());
+        ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len());
+    }
+    let undelivered = ctx.stats.dropped_for(DropReason::ShutdownTimeout);
+    if undelivered > 0 {
+        return Err(KafkaSinkError::Undelivered {
+            undelivered,
+            timeout,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Hands one message to the producer; the future resolves with its delivery report.
+fn send(
+    producer: &FutureProducer<Events>,
+    message: &Message,
+    headers: &OwnedHeaders,
+    miner: Arc<str>,
+) -> Result<Delivery, KafkaError> {
+    let record = FutureRecord::to(&message.topic)
+        .key(&message.key)
+        .payload(&message.payload)
+        .headers(headers.clone());
+    let delivery = producer.send_result(record).map_err(|(error, _)| error)?;
+    let size = message.size();
+    Ok(Box::pin(async move {
+        let outcome = match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((error, _message))) => Err(error),
+            // The producer went away with the message (only when the sink is dropped).
+            Err(_canceled) => Err(KafkaError::Canceled),
+        };
+        (outcome, size, miner)
+    }))
+}
+
+/// Waits for one delivery report and settles it; false if the shutdown deadline came
+/// first. Starts the deadline if the pipeline starts to stop meanwhile.
+async fn wait_for_report(
+    flight: &mut InFlight,
+    ctx: &SinkContext,
+    deadline: &mut Option<Instant>,
+    timeout: Duration,
+) -> bool {
+    loop {
+        tokio::select! {
+            biased;
+            Some(report) = flight.reports.next() => {
+                flight.settle(report, ctx);
+                return true;
+            }
+            _ = ctx.stopping.cancelled(), if deadline.is_none() => *deadline = Some(Instant::now() + timeout),
+            _ = sleep_until(*deadline) => return false,
+            _ = flight.watchdog.tick() => flight.warn_if_stalled(ctx),
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The `agent-id` header when the config names none.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "rigtap".to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,233 @@
+//! Fault injection with librdkafka's mock cluster (in-process brokers): broker outages,
+//! retryable and permanent request errors, and the in-flight bound. The real-broker
+//! tests are in tests/kafka.rs and tests/kafka_outage.rs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::{ClientConfig, Message as _, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::config::node;
+use crate::sample::{Sample, SampleKind};
+use crate::topology::batch::{Batch, MemoryBudget};
+use crate::topology::stats::ComponentStats;
+
+const MINERS: u64 = 20;
+
+fn config(bootstrap: &str, extra: &str) -> KafkaConfig {
+    let yaml = format!("brokers: {bootstrap}\ntopic: t\nbatch: {{linger: 5ms}}\n{extra}");
+    decode(&node::parse(&yaml).unwrap()).unwrap()
+}
+
+/// Samples `from..to` of the sequence where miner `i % MINERS` counts its samples.
+fn samples(from: u64, to: u64) -> Vec<Sample> {
+    (from..to)
+        .map(|i| {
+            let mut s = Sample::new(
+                SampleKind::Miner,
+                format!("m-{:02}", i % MINERS).into(),
+                Default::default(),
+            );
+            s.shares_accepted = Some(i / MINERS + 1);
+            s
+        })
+        .collect()
+}
+
+struct Harness {
+    input: mpsc::Sender<crate::topology::batch::SharedBatch>,
+    stats: Arc<ComponentStats>,
+    stopping: CancellationToken,
+    task: tokio::task::JoinHandle<ComponentResult>,
+    budget: MemoryBudget,
+}
+
+fn start(config: KafkaConfig, queue: usize) -> Harness {
+    let (input, rx) = mpsc::channel(queue);
+    let stats = Arc::new(ComponentStats::default());
+    let stopping = CancellationToken::new();
+    let ctx = SinkContext {
+        id: "kafka".into(),
+        input: rx,
+        stats: stats.clone(),
+        stop_pipeline: CancellationToken::new(),
+        stopping: stopping.clone(),
+    };
+    Harness {
+        input,
+        stats,
+        stopping,
+        task: tokio::spawn(run(config, ctx)),
+        budget: MemoryBudget::new(1 << 30),
+    }
+}
+
+impl Harness {
+    async fn send(&self, samples: Vec<Sample>) {
+        let batch = Batch::new(samples, &self.budget).await;
+        self.input.send(Arc::new(batch)).await.unwrap();
+    }
+
+    async fn finish(self) -> (ComponentResult, Arc<ComponentStats>) {
+        drop(self.input);
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("the sink finishes")
+            .unwrap();
+        (result, self.stats)
+    }
+}
+
+/// Every message of topic `t`, as (partition, key, counter), in offset order per partition.
+fn read_all(bootstrap: &str, partitions: i32, expected: usize) -> Vec<(i32, String, u64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "check")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset("t", p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < expected && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let key = String::from_utf8(m.key().unwrap().to_vec()).unwrap();
+            out.push((
+                m.partition(),
+                key,
+                value["shares_accepted"].as_u64().unwrap(),
+            ));
+        }
+    }
+    // Anything beyond what was sent would be a duplicate: give it a moment to show up.
+    if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+        panic!(
+            "more messages than sent, e.g. offset {} of partition {}",
+            m.offset(),
+            m.partition()
+        );
+    }
+    out
+}
+
+/// Per key: one partition, and counters 1..=n in offset order (delivered once, in order).
+fn assert_once_in_order(messages: &[(i32, String, u64)], per_miner: u64) {
+    let mut by_key: BTreeMap<&str, (i32, Vec<u64>)> = BTreeMap::new();
+    for (partition, key, counter) in messages {
+        let entry = by_key.entry(key).or_insert((*partition, Vec::new()));
+        assert_eq!(entry.0, *partition, "key {key} moved partition");
+        entry.1.push(*counter);
+    }
+    assert_eq!(by_key.len() as u64, MINERS);
+    for (key, (_, counters)) in by_key {
+        assert_eq!(counters, (1..=per_miner).collect::<Vec<_>>(), "key {key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_delays_but_loses_and_repeats_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let sink = start(config(&bootstrap, ""), 4);
+    sink.send(samples(0, 1000)).await;
+    cluster.broker_down(1).unwrap();
+    sink.send(samples(1000, 2000)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = sink.stats.samples_out();
+    assert!(
+        during < 2000,
+        "nothing is acknowledged while the broker is down"
+    );
+    cluster.broker_up(1).unwrap();
+    sink.send(samples(2000, 3000)).await;
+    let (result, stats) = sink.finish().await;
+    result.unwrap();
+    assert_eq!(stats.samples_out(), 3000);
+    assert_eq!(stats.dropped_total(), 0);
+    assert_once_in_order(&read_all(&bootstrap, 3, 3000), 3000 / MINERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_request_errors_are_retried_by_the_producer() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    let errors = [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+    ];
+    cluster.request_errors(RDKafkaApiKey::Produce, &errors.repeat(3));
+    let bootstrap = cluster.bootstrap_servers();
+    let sink = start(config(&bootstrap, ""), 4);
+    for from in (0..2000).step_by(200) {
+        sink.send(samples(from, from + 200)).await;
+    }
+    let (result, stats) = sink.finish().await;
+    result.unwrap();
+    assert_eq!((stats.samples_out(), stats.dropped_total()), (2000, 0));
+    assert_once_in_order(&read_all(&bootstrap, 3, 2000), 2000 / MINERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_is_counted_not_retried_forever() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 1, 1).unwrap();
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 200],
+    );
+    let sink = start(config(&cluster.bootstrap_servers(), ""), 4);
+    sink.send(samples(0, 500)).await;
+    let (result, stats) = sink.finish().await;
+    result.unwrap();
+    assert_eq!(stats.samples_in(), 500);
+    assert_eq!(stats.dropped_for(DropReason::DeliveryFailed), 500);
+    assert_eq!(stats.samples_out(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_flight_bound_holds_the_pipeline_back_and_shutdown_reports_the_rest() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let bounded = "max_in_flight: {messages: 150}\nshutdown_timeout: 500ms\n";
+    let sink = start(config(&cluster.bootstrap_servers(), bounded), 2);
+    // Batches of 100: the sink takes two (the second only in part), then its queue of
+    // two fills, and the next send waits.
+    for from in [0, 100, 200, 300] {
+        sink.send(samples(from, from + 100)).await;
+    }
+    let held_back = tokio::time::timeout(Duration::from_secs(1), sink.send(samples(400, 500)));
+    assert!(held_back.await.is_err(), "a full sink holds its input back");
+    assert_eq!(
+        sink.stats.samples_in(),
+        200,
+        "only what fits in flight is taken"
+    );
+
+    sink.stopping.cancel();
+    let (result, stats) = sink.finish().await;
+    let error = result
+        .expect_err("undelivered samples fail the run")
+        .to_string();
+    assert!(
+        error.contains("400 sample(s) were still undelivered"),
+        "{error}"
+    );
+    assert_eq!(stats.samples_in(), 400);
+    assert_eq!(stats.dropped_for(DropReason::ShutdownTimeout), 400);
+    assert_eq!(stats.samples_out(), 0);
+}
