@@ -7,9 +7,11 @@
 
 mod common;
 
-// The tests' own broker helper (it finds the test venv's Python through `python`).
+// The tests' own broker helper, with the two helpers it uses.
 #[path = "../tests/support/kafka.rs"]
 mod broker;
+#[path = "../tests/support/net.rs"]
+mod net;
 #[path = "../tests/support/python.rs"]
 mod python;
 

@@ -11,9 +11,13 @@ use clap::{Parser, Subcommand};
 use rigtap::config::{self, units::HumanDuration, ConfigError};
 use rigtap::sim::faults::{self, FaultRule};
 use rigtap::sim::{Fleet, SimConfig, SimTls};
+use rigtap::telemetry::api_config::ApiConfig;
 use rigtap::telemetry::logging::{self, LogFormat};
+use rigtap::telemetry::progress::ProgressMode;
+use rigtap::telemetry::{self, tap};
 use rigtap::topology::shutdown::{self, Signals};
 use rigtap::topology::Running;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +45,20 @@ enum Command {
         /// Stop in order after this long, e.g. `30s`, `5m`.
         #[arg(long, value_parser = parse_duration)]
         duration: Option<Duration>,
+        /// A progress line on stderr every 5 s: `auto` (only at a terminal), `json`, `off`.
+        #[arg(long, value_enum, default_value = "auto")]
+        progress: ProgressMode,
+    },
+    /// Print the samples a running pipeline's source or transform emits (JSON lines),
+    /// through the pipeline's API (`api.address` of the config file).
+    Tap {
+        #[arg(short, long, default_value = "collector.yaml")]
+        config: PathBuf,
+        /// The id of a source or transform.
+        component: String,
+        /// Stop after this many samples.
+        #[arg(long)]
+        limit: Option<usize>,
     },
     /// Check a pipeline file and print a one-line summary of its graph.
     Validate {
@@ -126,12 +144,35 @@ fn main() -> ExitCode {
             }
             Err(e) => config_failed(&e),
         },
-        Command::Run { config, duration } => {
+        Command::Run {
+            config,
+            duration,
+            progress,
+        } => {
             let pipeline = match config::load(&config) {
                 Ok(pipeline) => pipeline,
                 Err(e) => return config_failed(&e),
             };
-            block_on(run(pipeline, duration))
+            block_on(run(pipeline, duration, progress))
+        }
+        Command::Tap {
+            config,
+            component,
+            limit,
+        } => {
+            let pipeline = match config::load(&config) {
+                Ok(pipeline) => pipeline,
+                Err(e) => return config_failed(&e),
+            };
+            block_on(async move {
+                match tap::print(pipeline.api.address, &component, limit).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("rigtap tap: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
         }
     }
 }
@@ -159,7 +200,11 @@ fn config_failed(error: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(pipeline: config::PipelineConfig, duration: Option<Duration>) -> ExitCode {
+async fn run(
+    pipeline: config::PipelineConfig,
+    duration: Option<Duration>,
+    progress: ProgressMode,
+) -> ExitCode {
     let Some(mut signals) = install_signals() else {
         return ExitCode::FAILURE;
     };
@@ -178,23 +223,20 @@ async fn run(pipeline: config::PipelineConfig, duration: Option<Duration>) -> Ex
         },
     };
     let inventory = fleet.as_ref().map(|f| f.inventory().to_vec());
+    let api = pipeline.api.clone();
     let running = Running::start(pipeline, inventory);
+    let operator = CancellationToken::new();
+    serve_operator(&api, &running, progress, &operator).await;
     let outcome = running.run_until_stopped(&mut signals, duration).await;
+    operator.cancel();
     if let Some(fleet) = fleet {
         fleet.shutdown().await;
     }
     match outcome {
         Ok(report) => {
-            let dropped: u64 = report
-                .components
-                .iter()
-                .map(|c| c.stats.dropped_total())
-                .sum();
-            tracing::info!(
-                components = report.components.len(),
-                dropped,
-                "pipeline stopped"
-            );
+            let components = &report.telemetry.components;
+            let dropped: u64 = components.iter().map(|c| c.stats.dropped_total()).sum();
+            tracing::info!(components = components.len(), dropped, "pipeline stopped");
             if report.failed {
                 ExitCode::FAILURE
             } else {
@@ -207,6 +249,52 @@ async fn run(pipeline: config::PipelineConfig, duration: Option<Duration>) -> Ex
             std::process::exit(130)
         }
     }
+}
+
+/// Starts what an operator watches the pipeline with, until `stop`: the API (if
+/// enabled; a port in use is logged, not fatal: the pipeline matters more), the queue
+/// observer behind `/health`, and the progress line.
+async fn serve_operator(
+    api: &ApiConfig,
+    running: &Running,
+    progress: ProgressMode,
+    stop: &CancellationToken,
+) {
+    let telemetry = running.telemetry();
+    if api.enabled {
+        match tokio::net::TcpListener::bind(api.address).await {
+            Ok(listener) => {
+                tracing::info!(address = %api.address, "serving /metrics, /health and /tap/COMPONENT");
+                tokio::spawn(telemetry::api::serve(
+                    listener,
+                    telemetry.clone(),
+                    running.taps(),
+                    stop.clone(),
+                ));
+            }
+            Err(error) => {
+                tracing::error!(address = %api.address, %error, "cannot serve the API (/metrics, /health); the pipeline runs without it. Set `api.address` to a free port")
+            }
+        }
+    }
+    let observed = telemetry.clone();
+    let stop_observing = stop.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(telemetry::metrics::OBSERVE_EVERY);
+        loop {
+            tokio::select! {
+                _ = stop_observing.cancelled() => return,
+                _ = ticker.tick() => observed.observe(),
+            }
+        }
+    });
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = telemetry::progress::report(progress, telemetry) => {}
+        }
+    });
 }
 
 async fn simulate(args: SimArgs) -> ExitCode {

@@ -54,6 +54,16 @@ impl MinerState {
     /// How many states there are, for tables indexed by [`MinerState::index`].
     pub const COUNT: usize = 6;
 
+    /// Every state, in [`MinerState::index`] order.
+    pub const ALL: [MinerState; MinerState::COUNT] = [
+        MinerState::Connecting,
+        MinerState::Online,
+        MinerState::Degraded,
+        MinerState::Offline,
+        MinerState::AuthFailed,
+        MinerState::Unsupported,
+    ];
+
     /// A dense index in declaration order, for per-state tables.
     pub fn index(self) -> usize {
         self as usize

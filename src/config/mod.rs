@@ -23,6 +23,7 @@ use crate::sinks::parquet::ParquetConfig;
 use crate::sinks::stdout::StdoutConfig;
 use crate::sources::bos::BosConfig;
 use crate::sources::generate::GenerateConfig;
+use crate::telemetry::api_config::ApiConfig;
 use crate::transforms::enrich::EnrichConfig;
 use crate::transforms::filter::FilterConfig;
 use crate::transforms::normalise::NormaliseConfig;
@@ -38,6 +39,8 @@ pub struct PipelineConfig {
     pub memory_budget: ByteSize,
     /// A simulated fleet to serve inside the process before the sources start.
     pub simulator: Option<EmbeddedSim>,
+    /// The operator's endpoints: metrics, health, tap.
+    pub api: ApiConfig,
     pub sources: Vec<Component<SourceConfig>>,
     pub transforms: Vec<Component<TransformConfig>>,
     pub sinks: Vec<Component<SinkConfig>>,
@@ -117,6 +120,8 @@ struct Globals {
     memory_budget: ByteSize,
     #[serde(default)]
     simulator: Option<EmbeddedSim>,
+    #[serde(default)]
+    api: ApiConfig,
     // The component maps are decoded one component at a time by `Decoder`.
     #[serde(default, rename = "sources")]
     _sources: serde::de::IgnoredAny,
@@ -275,6 +280,7 @@ pub fn from_str(
         Some(globals) if problems.is_empty() => Ok(PipelineConfig {
             memory_budget: globals.memory_budget,
             simulator: globals.simulator,
+            api: globals.api,
             sources,
             transforms,
             sinks,

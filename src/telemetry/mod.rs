@@ -1,4 +1,10 @@
-//! What rigtap tells its operators about itself: logs (and, later, metrics and health).
+//! What rigtap tells its operators about itself: logs, metrics, health, a progress
+//! line, and a live view of the samples passing a component.
 
+pub mod api;
+pub mod api_config;
 pub mod log_budget;
 pub mod logging;
+pub mod metrics;
+pub mod progress;
+pub mod tap;

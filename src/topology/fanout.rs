@@ -6,11 +6,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc};
 
 use super::batch::{Batch, SharedBatch};
 use super::stats::{ComponentStats, DropReason};
 use crate::config::WhenFull;
+use crate::sinks::stdout::{encode, StdoutEncoding};
 
 /// One consumer's queue, as seen by a producer.
 pub struct Output {
@@ -24,11 +26,25 @@ pub struct Output {
 pub struct Fanout {
     outputs: Vec<Output>,
     stats: Arc<ComponentStats>,
+    /// Watchers of this component's output (`rigtap tap`), offered each batch as JSON
+    /// lines: encoded only while someone watches, and not charged to the memory budget,
+    /// so a watcher cannot hold the pipeline back.
+    tap: Option<broadcast::Sender<Bytes>>,
 }
 
 impl Fanout {
     pub fn new(outputs: Vec<Output>, stats: Arc<ComponentStats>) -> Self {
-        Fanout { outputs, stats }
+        Fanout {
+            outputs,
+            stats,
+            tap: None,
+        }
+    }
+
+    /// Offers every batch to `tap` while it has watchers; never waits for them.
+    pub fn with_tap(mut self, tap: broadcast::Sender<Bytes>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Delivers `batch` to every consumer, waiting for room where they block.
@@ -36,6 +52,11 @@ impl Fanout {
         let n = batch.len();
         if n == 0 {
             return;
+        }
+        if let Some(tap) = self.tap.as_ref().filter(|t| t.receiver_count() > 0) {
+            let mut lines = Vec::new();
+            encode(StdoutEncoding::Json, batch.samples(), &mut lines);
+            let _ = tap.send(Bytes::from(lines));
         }
         let shared: SharedBatch = Arc::new(batch);
         for output in &self.outputs {

@@ -23,6 +23,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{PipelineConfig, SinkConfig, SourceConfig};
 use crate::sim::InventoryRow;
+use crate::sources::bos::stats::PoolStats;
+use crate::telemetry::metrics::{ComponentEntry, QueueEntry, Role, Telemetry};
+use crate::telemetry::tap::Taps;
 use crate::{sinks, sources, transforms};
 use batch::{MemoryBudget, SharedBatch};
 use fanout::{Fanout, Output};
@@ -63,15 +66,10 @@ pub struct SinkContext {
     pub stopping: CancellationToken,
 }
 
-/// A component's name and counters, for reports.
-pub struct ComponentInfo {
-    pub id: String,
-    pub stats: Arc<ComponentStats>,
-}
-
 /// How a run ended.
 pub struct RunReport {
-    pub components: Vec<ComponentInfo>,
+    /// The final counters of every component.
+    pub telemetry: Arc<Telemetry>,
     /// True when a component failed; the process should exit non-zero.
     pub failed: bool,
 }
@@ -92,9 +90,11 @@ pub struct Running {
     stop_sources: CancellationToken,
     stop_requested: CancellationToken,
     failed: Arc<AtomicBool>,
-    components: Vec<ComponentInfo>,
+    components: Vec<ComponentEntry>,
     queues: Vec<mpsc::WeakSender<SharedBatch>>,
     budget: MemoryBudget,
+    telemetry: Arc<Telemetry>,
+    taps: Arc<Taps>,
 }
 
 impl Running {
@@ -109,8 +109,19 @@ impl Running {
             failed: Arc::new(AtomicBool::new(false)),
             components: Vec::new(),
             queues: Vec::new(),
+            telemetry: Arc::new(Telemetry {
+                components: Vec::new(),
+                queues: Vec::new(),
+                pools: Vec::new(),
+                budget: budget.clone(),
+                health: config.api.health.clone(),
+            }),
+            taps: Arc::default(),
             budget,
         };
+        let mut taps = Taps::default();
+        let mut queue_entries = Vec::new();
+        let mut pools = Vec::new();
 
         // Every transform and sink gets one queue; its producers hold its senders.
         let mut stats: HashMap<String, Arc<ComponentStats>> = HashMap::new();
@@ -133,6 +144,7 @@ impl Running {
         for (id, inputs, buffer) in consumers {
             let (tx, rx) = mpsc::channel(buffer.max_batches);
             running.queues.push(tx.downgrade());
+            queue_entries.push(QueueEntry::new(id.clone(), tx.downgrade()));
             receivers.insert(id.clone(), rx);
             for input in inputs {
                 outputs.entry(input.clone()).or_default().push(Output {
@@ -143,8 +155,10 @@ impl Running {
                 });
             }
         }
-        let mut fanout =
-            |id: &str| Fanout::new(outputs.remove(id).unwrap_or_default(), stats[id].clone());
+        let mut fanout = |id: &str| {
+            Fanout::new(outputs.remove(id).unwrap_or_default(), stats[id].clone())
+                .with_tap(taps.add(id))
+        };
 
         for source in config.sources {
             let context = SourceContext {
@@ -155,14 +169,13 @@ impl Running {
             };
             let task: ComponentTask = match source.config {
                 SourceConfig::Generate(config) => Box::pin(sources::generate::run(config, context)),
-                SourceConfig::Bos(config) => Box::pin(sources::bos::run(
-                    *config,
-                    context,
-                    simulated.clone(),
-                    Arc::default(),
-                )),
+                SourceConfig::Bos(config) => {
+                    let pool = Arc::new(PoolStats::default());
+                    pools.push((source.id.clone(), pool.clone()));
+                    Box::pin(sources::bos::run(*config, context, simulated.clone(), pool))
+                }
             };
-            running.spawn(source.id, &stats, task);
+            running.spawn(source.id, Role::Source, &stats, task);
         }
         for transform in config.transforms {
             let Some(input) = receivers.remove(&transform.id) else {
@@ -175,7 +188,7 @@ impl Running {
                 stats: stats[&transform.id].clone(),
             };
             let task = transforms::run(transform.config, context);
-            running.spawn(transform.id, &stats, Box::pin(task));
+            running.spawn(transform.id, Role::Transform, &stats, Box::pin(task));
         }
         for sink in config.sinks {
             let Some(input) = receivers.remove(&sink.id) else {
@@ -193,27 +206,48 @@ impl Running {
                 SinkConfig::Parquet(config) => Box::pin(sinks::parquet::run(*config, context)),
                 SinkConfig::Kafka(config) => Box::pin(sinks::kafka::run(*config, context)),
             };
-            running.spawn(sink.id, &stats, task);
+            running.spawn(sink.id, Role::Sink, &stats, task);
         }
         running.tasks.close();
+        running.taps = Arc::new(taps);
+        running.telemetry = Arc::new(Telemetry {
+            components: std::mem::take(&mut running.components),
+            queues: queue_entries,
+            pools,
+            budget: running.budget.clone(),
+            health: config.api.health,
+        });
         running
+    }
+
+    /// What `/metrics`, `/health` and the progress line read while the pipeline runs.
+    pub fn telemetry(&self) -> Arc<Telemetry> {
+        self.telemetry.clone()
+    }
+
+    /// The live views of each source's and transform's output.
+    pub fn taps(&self) -> Arc<Taps> {
+        self.taps.clone()
     }
 
     fn spawn(
         &mut self,
         id: String,
+        role: Role,
         stats: &HashMap<String, Arc<ComponentStats>>,
         task: ComponentTask,
     ) {
         let component_stats = stats[&id].clone();
-        self.components.push(ComponentInfo {
+        self.components.push(ComponentEntry {
             id: id.clone(),
+            role,
             stats: component_stats.clone(),
         });
         let failed = self.failed.clone();
         let stop_requested = self.stop_requested.clone();
         self.tasks.spawn(async move {
             if let Err(error) = task.await {
+                component_stats.mark_failed();
                 tracing::error!(component = %id, %error, "component failed; stopping the pipeline");
                 failed.store(true, Ordering::Relaxed);
                 stop_requested.cancel();
@@ -264,7 +298,7 @@ impl Running {
         }
         Ok(RunReport {
             failed: self.failed.load(Ordering::Relaxed),
-            components: self.components,
+            telemetry: self.telemetry,
         })
     }
 }

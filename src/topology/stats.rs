@@ -3,7 +3,7 @@
 //! A sample counted in is a sample delivered or a sample counted as dropped; these
 //! counters are how the shutdown report (and later `/metrics`) proves it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// Why samples were dropped. Every drop has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,10 @@ impl DropReason {
 pub struct ComponentStats {
     samples_in: AtomicU64,
     samples_out: AtomicU64,
+    /// Bytes a sink wrote or had acknowledged (encoded size).
+    bytes_out: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
+    failed: AtomicBool,
 }
 
 impl ComponentStats {
@@ -59,6 +62,23 @@ impl ComponentStats {
 
     pub fn sent(&self, n: usize) {
         self.samples_out.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn sent_bytes(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// The component returned an error; the pipeline is stopping.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Relaxed);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Relaxed)
+    }
+
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out.load(Relaxed)
     }
 
     pub fn dropped(&self, reason: DropReason, n: usize) {

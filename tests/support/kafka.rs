@@ -4,11 +4,12 @@
 //! (tests/py/kafka_read.py), a client independent of rdkafka.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::net::free_port;
 use super::python::python;
 
 pub struct Tansu {
@@ -38,11 +39,10 @@ fn tansu_binary() -> PathBuf {
 impl Tansu {
     /// Starts a broker on a free loopback port and waits until it accepts connections.
     pub fn start() -> Tansu {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut tansu = Tansu { port, child: None };
+        let mut tansu = Tansu {
+            port: free_port(),
+            child: None,
+        };
         tansu.restart();
         tansu
     }

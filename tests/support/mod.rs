@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod kafka;
+pub mod net;
 pub mod python;
 
 use std::collections::BTreeMap;

@@ -131,6 +131,7 @@ impl InFlight {
         let Err(error) = report else {
             self.last_delivery = Instant::now();
             ctx.stats.sent(1);
+            ctx.stats.sent_bytes(size);
             return;
         };
         ctx.stats.dropped(DropReason::DeliveryFailed, 1);

@@ -189,10 +189,10 @@ pub async fn run(config: ParquetConfig, mut ctx: SinkContext) -> ComponentResult
     Ok(())
 }
 
-/// What a blocking write left: the file still open, or finished with its rows.
+/// What a blocking write left: the file still open, or finished with its rows and bytes.
 enum Written {
     Open(Box<OpenFile>),
-    Finished(usize),
+    Finished(usize, usize),
 }
 
 /// Encodes `partition`'s pending samples into its file (opening one if needed), then
@@ -211,7 +211,10 @@ async fn flush(
     let result = write(dir, samples, partition.file.take(), files, finish).await;
     match result {
         Ok(Some(Written::Open(file))) => partition.file = Some(*file),
-        Ok(Some(Written::Finished(rows))) => ctx.stats.sent(rows),
+        Ok(Some(Written::Finished(rows, bytes))) => {
+            ctx.stats.sent(rows);
+            ctx.stats.sent_bytes(bytes);
+        }
         Ok(None) => {}
         Err(e) => {
             ctx.stats.dropped(DropReason::WriteFailed, held);
@@ -250,10 +253,10 @@ async fn write(
         if !(finish || full) {
             return Ok(Written::Open(Box::new(file)));
         }
-        let rows = file.rows;
+        let (rows, bytes) = (file.rows, file.bytes());
         let path = file.finish()?;
         tracing::debug!(path = %path.display(), rows, "parquet file finished");
-        Ok(Written::Finished(rows))
+        Ok(Written::Finished(rows, bytes))
     });
     written.await?.map(Some)
 }

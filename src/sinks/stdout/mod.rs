@@ -37,7 +37,10 @@ pub async fn run(config: StdoutConfig, mut ctx: SinkContext) -> ComponentResult 
             stdout.flush().await
         };
         match written.await {
-            Ok(()) => ctx.stats.sent(batch.len()),
+            Ok(()) => {
+                ctx.stats.sent(batch.len());
+                ctx.stats.sent_bytes(buffer.len());
+            }
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
                 tracing::warn!(sink = %ctx.id, "stdout was closed by its reader; stopping the pipeline");
                 ctx.stats.dropped(DropReason::OutputClosed, batch.len());

@@ -66,6 +66,7 @@ impl Drop for GaugeGuard<'_> {
 #[derive(Debug, Default)]
 pub struct LatencyHistogram {
     counts: [AtomicU64; BOUNDS_MS.len() + 1],
+    sum_us: AtomicU64,
 }
 
 /// From a loopback call (under 1 ms) to the longest sensible deadline.
@@ -81,6 +82,13 @@ impl LatencyHistogram {
             .position(|&bound| ms <= bound as f64)
             .unwrap_or(BOUNDS_MS.len());
         self.counts[bucket].fetch_add(1, Relaxed);
+        self.sum_us
+            .fetch_add(latency.as_micros().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// The sum of every recorded latency, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us.load(Relaxed) as f64 / 1e6
     }
 
     /// Counts per bucket; the last is above every bound.

@@ -1,0 +1,139 @@
+//! The operator's HTTP endpoints (HTTP/1.1, loopback by default):
+//! - `GET /metrics`: Prometheus text ([`Telemetry::render`]);
+//! - `GET /health`: 200 `{"status":"ok","reasons":[]}`, or 503 with the reasons;
+//! - `GET /tap/COMPONENT`: the samples a source or transform emits, as JSON lines,
+//!   until the client goes away.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Telemetry;
+use super::tap::Taps;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Serves until `stop` is cancelled.
+pub async fn serve(
+    listener: TcpListener,
+    telemetry: Arc<Telemetry>,
+    taps: Arc<Taps>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "api: accept failed");
+                    continue;
+                }
+            },
+        };
+        let (telemetry, taps, stop) = (telemetry.clone(), taps.clone(), stop.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&request, &telemetry, &taps, &stop);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "api: connection ended");
+            }
+        });
+    }
+}
+
+fn respond(
+    request: &Request<Incoming>,
+    telemetry: &Telemetry,
+    taps: &Taps,
+    stop: &CancellationToken,
+) -> Response<Body> {
+    if request.method() != hyper::Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+    }
+    let path = request.uri().path();
+    match path {
+        "/metrics" => {
+            let mut response = text(StatusCode::OK, telemetry.render());
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
+        "/health" => {
+            let health = telemetry.health();
+            let status = if health.is_healthy() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = serde_json::to_string(&health).unwrap_or_default() + "\n";
+            let mut response = text(status, body);
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        _ => match path.strip_prefix("/tap/") {
+            Some(component) => match taps.watch(component) {
+                Some(receiver) => tap(receiver, stop.clone()),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no source or transform `{component}`; tap one of: {}\n",
+                        taps.names().join(", ")
+                    ),
+                ),
+            },
+            None => text(
+                StatusCode::NOT_FOUND,
+                "try /metrics, /health or /tap/COMPONENT\n".into(),
+            ),
+        },
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() = status;
+    response
+}
+
+/// A streamed body of JSON lines; a watcher that falls behind gets a line saying how
+/// many batches it missed. Ends when the pipeline stops.
+fn tap(
+    receiver: tokio::sync::broadcast::Receiver<Bytes>,
+    stop: CancellationToken,
+) -> Response<Body> {
+    let lines = BroadcastStream::new(receiver)
+        .map(|item| match item {
+            Ok(lines) => lines,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                Bytes::from(format!("{{\"tap_missed_batches\":{missed}}}\n"))
+            }
+        })
+        .take_until(async move { stop.cancelled().await })
+        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+    let mut response = Response::new(BodyExt::boxed(StreamBody::new(lines)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}

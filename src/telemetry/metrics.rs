@@ -1,0 +1,552 @@
+//! What the running pipeline can say about itself: the counters of every component,
+//! queue depths, the `bos` sources' pool statistics, the memory budget and the process;
+//! rendered as Prometheus text for `/metrics`, judged for `/health`, and summed for the
+//! progress line.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::api_config::HealthConfig;
+use crate::sample::MinerState;
+use crate::sources::bos::stats::{PoolStats, BOUNDS_MS};
+use crate::topology::batch::{MemoryBudget, SharedBatch};
+use crate::topology::stats::{ComponentStats, DropReason};
+
+/// Which section a component is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Transform => "transform",
+            Role::Sink => "sink",
+        }
+    }
+}
+
+pub struct ComponentEntry {
+    pub id: String,
+    pub role: Role,
+    pub stats: Arc<ComponentStats>,
+}
+
+/// The queue in front of a transform or sink.
+pub struct QueueEntry {
+    pub consumer: String,
+    pub tx: mpsc::WeakSender<SharedBatch>,
+    /// Since when it has been full, as last observed.
+    full_since: Mutex<Option<Instant>>,
+}
+
+impl QueueEntry {
+    pub fn new(consumer: String, tx: mpsc::WeakSender<SharedBatch>) -> Self {
+        QueueEntry {
+            consumer,
+            tx,
+            full_since: Mutex::new(None),
+        }
+    }
+
+    /// Batches queued now, and the queue's capacity; `None` once it has closed.
+    pub fn depth(&self) -> Option<(usize, usize)> {
+        self.tx
+            .upgrade()
+            .map(|tx| (tx.max_capacity() - tx.capacity(), tx.max_capacity()))
+    }
+}
+
+/// Everything `/metrics`, `/health` and the progress line read.
+pub struct Telemetry {
+    pub components: Vec<ComponentEntry>,
+    pub queues: Vec<QueueEntry>,
+    /// `bos` sources' pool statistics, by source id.
+    pub pools: Vec<(String, Arc<PoolStats>)>,
+    pub budget: MemoryBudget,
+    pub health: HealthConfig,
+}
+
+/// `/health`'s verdict.
+#[derive(Debug, serde::Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    pub fn is_healthy(&self) -> bool {
+        self.reasons.is_empty()
+    }
+}
+
+impl Telemetry {
+    /// Notes which queues are full now; call about once a second.
+    pub fn observe(&self) {
+        for queue in &self.queues {
+            let full = queue.depth().is_some_and(|(depth, cap)| depth >= cap);
+            let mut since = queue.full_since.lock().unwrap_or_else(|e| e.into_inner());
+            match (full, *since) {
+                (true, None) => *since = Some(Instant::now()),
+                (false, Some(_)) => *since = None,
+                _ => {}
+            }
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        let mut reasons = Vec::new();
+        for component in &self.components {
+            if component.stats.failed() {
+                reasons.push(format!(
+                    "{} `{}` failed; see the log",
+                    component.role.as_str(),
+                    component.id
+                ));
+            }
+        }
+        for (source, pool) in &self.pools {
+            let miners = pool.miners.load(std::sync::atomic::Ordering::Relaxed);
+            let online = pool.in_state(MinerState::Online).max(0) as u64;
+            if miners > 0 && (online as f64) < self.health.min_online * miners as f64 {
+                reasons.push(format!(
+                    "source `{source}`: {online} of {miners} miners online, below health.min_online ({:.0}%)",
+                    self.health.min_online * 100.0
+                ));
+            }
+        }
+        let bound = self.health.queue_full_for.0;
+        for queue in &self.queues {
+            let since = *queue.full_since.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(full) = since.map(|s| s.elapsed()).filter(|d| *d >= bound) {
+                reasons.push(format!(
+                    "the queue of `{}` has been full for {}s (it is not keeping up, or its destination is down); the sources are held back",
+                    queue.consumer,
+                    full.as_secs()
+                ));
+            }
+        }
+        Health {
+            status: if reasons.is_empty() { "ok" } else { "degraded" },
+            reasons,
+        }
+    }
+
+    /// Sums for the progress line.
+    pub fn totals(&self) -> Totals {
+        let sum = |role: Role, f: &dyn Fn(&ComponentStats) -> u64| -> u64 {
+            self.components
+                .iter()
+                .filter(|c| c.role == role)
+                .map(|c| f(&c.stats))
+                .sum()
+        };
+        let pool =
+            |f: &dyn Fn(&PoolStats) -> i64| -> i64 { self.pools.iter().map(|(_, p)| f(p)).sum() };
+        Totals {
+            produced: sum(Role::Source, &|s| s.samples_out()),
+            delivered: sum(Role::Sink, &|s| s.samples_out()),
+            bytes_out: sum(Role::Sink, &|s| s.bytes_out()),
+            dropped: self
+                .components
+                .iter()
+                .map(|c| c.stats.dropped_total())
+                .sum(),
+            miners: pool(&|p| p.miners.load(std::sync::atomic::Ordering::Relaxed) as i64) as u64,
+            online: pool(&|p| p.in_state(MinerState::Online)).max(0) as u64,
+            rpc_failed: pool(&|p| p.rpc_failed.load(std::sync::atomic::Ordering::Relaxed) as i64)
+                as u64,
+            failed: self.components.iter().filter(|c| c.stats.failed()).count(),
+        }
+    }
+
+    /// The Prometheus text exposition format, version 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = Metrics(String::with_capacity(16 * 1024));
+        self.render_components(&mut out);
+        self.render_pools(&mut out);
+        out.family(
+            "rigtap_memory_budget_bytes",
+            "gauge",
+            "Bytes the pipeline's queued batches may hold.",
+        );
+        out.sample(
+            "rigtap_memory_budget_bytes",
+            &[],
+            self.budget.total() as f64,
+        );
+        out.family(
+            "rigtap_memory_budget_in_use_bytes",
+            "gauge",
+            "Bytes charged by live batches.",
+        );
+        out.sample(
+            "rigtap_memory_budget_in_use_bytes",
+            &[],
+            self.budget.in_use() as f64,
+        );
+        let process = Process::read();
+        out.family(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+        );
+        out.sample(
+            "process_resident_memory_bytes",
+            &[],
+            process.rss_bytes as f64,
+        );
+        out.family(
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time spent in seconds.",
+        );
+        out.sample("process_cpu_seconds_total", &[], process.cpu_seconds);
+        out.0
+    }
+
+    fn render_components(&self, out: &mut Metrics) {
+        type Counter = fn(&ComponentStats) -> u64;
+        let counters: [(&str, &str, Counter); 3] = [
+            (
+                "rigtap_component_received_samples_total",
+                "Samples a component took from its input queue.",
+                ComponentStats::samples_in,
+            ),
+            (
+                "rigtap_component_sent_samples_total",
+                "Samples a component passed on; for a sink, delivered (written, acknowledged).",
+                ComponentStats::samples_out,
+            ),
+            (
+                "rigtap_component_sent_bytes_total",
+                "Encoded bytes a sink delivered.",
+                ComponentStats::bytes_out,
+            ),
+        ];
+        for (name, help, get) in counters {
+            out.family(name, "counter", help);
+            for c in &self.components {
+                out.sample(
+                    name,
+                    &[("component", &c.id), ("kind", c.role.as_str())],
+                    get(&c.stats) as f64,
+                );
+            }
+        }
+        let name = "rigtap_component_dropped_samples_total";
+        out.family(
+            name,
+            "counter",
+            "Samples a component dropped, by reason; every drop has one.",
+        );
+        for c in &self.components {
+            for reason in DropReason::ALL {
+                let labels = [
+                    ("component", c.id.as_str()),
+                    ("kind", c.role.as_str()),
+                    ("reason", reason.as_str()),
+                ];
+                out.sample(name, &labels, c.stats.dropped_for(reason) as f64);
+            }
+        }
+        let name = "rigtap_component_failed";
+        out.family(name, "gauge", "1 when the component returned an error.");
+        for c in &self.components {
+            out.sample(
+                name,
+                &[("component", &c.id), ("kind", c.role.as_str())],
+                f64::from(u8::from(c.stats.failed())),
+            );
+        }
+        type Depth = fn((usize, usize)) -> usize;
+        let queues: [(&str, &str, Depth); 2] = [
+            (
+                "rigtap_queue_batches",
+                "Batches waiting in the queue in front of a transform or sink.",
+                |(depth, _)| depth,
+            ),
+            (
+                "rigtap_queue_capacity_batches",
+                "How many batches that queue holds (buffer.max_batches).",
+                |(_, capacity)| capacity,
+            ),
+        ];
+        for (name, help, get) in queues {
+            out.family(name, "gauge", help);
+            for q in &self.queues {
+                if let Some(depth) = q.depth() {
+                    out.sample(name, &[("component", &q.consumer)], get(depth) as f64);
+                }
+            }
+        }
+    }
+
+    fn render_pools(&self, out: &mut Metrics) {
+        use std::sync::atomic::Ordering::Relaxed;
+        type Gauge = fn(&PoolStats) -> f64;
+        let gauges: [(&str, &str, &str, Gauge); 8] = [
+            (
+                "rigtap_source_miners",
+                "gauge",
+                "Miners this source collects from.",
+                |p| p.miners.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_miners_in_backoff",
+                "gauge",
+                "Miners waiting to retry.",
+                |p| p.in_backoff.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_miners_breaker_open",
+                "gauge",
+                "Miners whose circuit breaker is open.",
+                |p| p.breaker_open.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_connections_open",
+                "gauge",
+                "Open HTTP/2 channels to miners.",
+                |p| p.connections_open.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_connect_attempts_total",
+                "counter",
+                "Connection attempts.",
+                |p| p.connect_attempts.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_logins_total",
+                "counter",
+                "Logins made.",
+                |p| p.logins.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_polls_skipped_total",
+                "counter",
+                "Polls skipped because the pipeline was full (backpressure).",
+                |p| p.polls_skipped.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_source_stream_reopens_total",
+                "counter",
+                "Status streams re-opened.",
+                |p| p.stream_reopens.load(Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, get) in gauges {
+            out.family(name, kind, help);
+            for (source, pool) in &self.pools {
+                out.sample(name, &[("source", source)], get(pool));
+            }
+        }
+        let name = "rigtap_source_rpcs_total";
+        out.family(name, "counter", "Miner API calls by outcome.");
+        for (source, pool) in &self.pools {
+            out.sample(
+                name,
+                &[("source", source), ("status", "ok")],
+                pool.rpc_ok.load(Relaxed) as f64,
+            );
+            out.sample(
+                name,
+                &[("source", source), ("status", "failed")],
+                pool.rpc_failed.load(Relaxed) as f64,
+            );
+        }
+        let name = "rigtap_source_miners_in_state";
+        out.family(name, "gauge", "Miners by the collector's view of them.");
+        for (source, pool) in &self.pools {
+            for state in MinerState::ALL {
+                out.sample(
+                    name,
+                    &[("source", source), ("state", state.as_str())],
+                    pool.in_state(state) as f64,
+                );
+            }
+        }
+        let name = "rigtap_source_rpc_duration_seconds";
+        out.family(name, "histogram", "Miner API call latency.");
+        for (source, pool) in &self.pools {
+            let counts = pool.latency.counts();
+            let mut cumulative = 0;
+            for (bound, count) in BOUNDS_MS.iter().zip(&counts) {
+                cumulative += count;
+                let le = format!("{}", *bound as f64 / 1000.0);
+                out.sample(
+                    &format!("{name}_bucket"),
+                    &[("source", source), ("le", &le)],
+                    cumulative as f64,
+                );
+            }
+            let total: u64 = counts.iter().sum();
+            out.sample(
+                &format!("{name}_bucket"),
+                &[("source", source), ("le", "+Inf")],
+                total as f64,
+            );
+            out.sample(
+                &format!("{name}_sum"),
+                &[("source", source)],
+                pool.latency.sum_seconds(),
+            );
+            out.sample(
+                &format!("{name}_count"),
+                &[("source", source)],
+                total as f64,
+            );
+        }
+    }
+}
+
+/// Sums over the pipeline, for the progress line.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Totals {
+    pub produced: u64,
+    pub delivered: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+    pub miners: u64,
+    pub online: u64,
+    pub rpc_failed: u64,
+    pub failed: usize,
+}
+
+/// Prometheus text being written.
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (key, value)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let escaped = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.0, "{key}=\"{escaped}\"");
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// This process's resident memory and CPU time, from /proc (Linux).
+pub struct Process {
+    pub rss_bytes: u64,
+    pub cpu_seconds: f64,
+}
+
+/// Clock ticks per second in /proc/self/stat: USER_HZ, 100 on every Linux target.
+const USER_HZ: f64 = 100.0;
+
+impl Process {
+    pub fn read() -> Process {
+        let rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+                line.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        // Fields after the command name (which may hold spaces): utime is the 14th
+        // field of the line, stime the 15th.
+        let cpu_ticks = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+                Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0);
+        Process {
+            rss_bytes: rss_kib * 1024,
+            cpu_seconds: cpu_ticks as f64 / USER_HZ,
+        }
+    }
+}
+
+/// How often queues are observed for `/health`.
+pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::units::HumanDuration;
+
+    fn telemetry(queue: &mpsc::Sender<SharedBatch>, stats: Arc<ComponentStats>) -> Telemetry {
+        Telemetry {
+            components: vec![ComponentEntry {
+                id: "kafka".into(),
+                role: Role::Sink,
+                stats,
+            }],
+            queues: vec![QueueEntry::new("kafka".into(), queue.downgrade())],
+            pools: Vec::new(),
+            budget: MemoryBudget::new(1 << 20),
+            health: HealthConfig {
+                min_online: 0.5,
+                queue_full_for: HumanDuration(Duration::ZERO),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_and_a_failed_component_are_reasons() {
+        let (tx, _rx) = mpsc::channel(1);
+        let stats = Arc::new(ComponentStats::default());
+        let t = telemetry(&tx, stats.clone());
+        t.observe();
+        assert!(t.health().is_healthy(), "{:?}", t.health());
+
+        let batch = crate::topology::batch::Batch::new(Vec::new(), &t.budget).await;
+        tx.try_send(Arc::new(batch)).unwrap();
+        t.observe();
+        let health = t.health();
+        assert_eq!(health.status, "degraded");
+        assert!(
+            health.reasons[0].starts_with("the queue of `kafka` has been full"),
+            "{health:?}"
+        );
+
+        stats.mark_failed();
+        assert!(t
+            .health()
+            .reasons
+            .iter()
+            .any(|r| r == "sink `kafka` failed; see the log"));
+        let text = t.render();
+        assert!(
+            text.contains("rigtap_queue_batches{component=\"kafka\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("rigtap_component_failed{component=\"kafka\",kind=\"sink\"} 1\n"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = Metrics(String::new());
+        out.sample("m", &[("component", "a\"b\\c\nd")], 1.0);
+        assert_eq!(out.0, "m{component=\"a\\\"b\\\\c\\nd\"} 1\n");
+    }
+}

@@ -1,0 +1,100 @@
+//! A progress line on stderr every few seconds: miners online, samples per second in
+//! and out, bytes delivered, drops and errors. A person at a terminal sees it by
+//! default; a service manager's log does not, unless it asks for JSON lines.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::metrics::{Telemetry, Totals};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A human line when stderr is a terminal, nothing otherwise.
+    #[default]
+    Auto,
+    /// A JSON object per line, always.
+    Json,
+    Off,
+}
+
+pub const EVERY: Duration = Duration::from_secs(5);
+
+/// Writes progress until the task is dropped.
+pub async fn report(mode: ProgressMode, telemetry: Arc<Telemetry>) {
+    let human = match mode {
+        ProgressMode::Off => return,
+        ProgressMode::Auto if !std::io::stderr().is_terminal() => return,
+        ProgressMode::Auto => true,
+        ProgressMode::Json => false,
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
+    let (mut last, mut at) = (telemetry.totals(), Instant::now());
+    loop {
+        ticker.tick().await;
+        let now = telemetry.totals();
+        let line = if human {
+            human_line(&last, &now, at.elapsed())
+        } else {
+            json_line(&last, &now, at.elapsed())
+        };
+        eprintln!("{line}");
+        (last, at) = (now, Instant::now());
+    }
+}
+
+fn rate(from: u64, to: u64, elapsed: Duration) -> f64 {
+    to.saturating_sub(from) as f64 / elapsed.as_secs_f64().max(0.001)
+}
+
+pub fn human_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
+    let miners = if now.miners > 0 {
+        format!("miners {}/{} online · ", now.online, now.miners)
+    } else {
+        String::new()
+    };
+    format!(
+        "rigtap: {miners}{:.0} samples/s in · {:.0}/s delivered · {:.1} MiB out · dropped {} · rpc errors {} · failed components {}",
+        rate(last.produced, now.produced, elapsed),
+        rate(last.delivered, now.delivered, elapsed),
+        now.bytes_out as f64 / (1 << 20) as f64,
+        now.dropped,
+        now.rpc_failed,
+        now.failed,
+    )
+}
+
+pub fn json_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
+    serde_json::json!({
+        "progress": now,
+        "samples_in_per_second": rate(last.produced, now.produced, elapsed).round(),
+        "delivered_per_second": rate(last.delivered, now.delivered, elapsed).round(),
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_say_rates_and_totals() {
+        let last = Totals::default();
+        let now = Totals {
+            produced: 5000,
+            delivered: 4000,
+            bytes_out: 3 << 20,
+            dropped: 2,
+            miners: 20,
+            online: 18,
+            rpc_failed: 7,
+            failed: 0,
+        };
+        let line = human_line(&last, &now, Duration::from_secs(5));
+        assert_eq!(line, "rigtap: miners 18/20 online · 1000 samples/s in · 800/s delivered · 3.0 MiB out · dropped 2 · rpc errors 7 · failed components 0");
+        let json: serde_json::Value =
+            serde_json::from_str(&json_line(&last, &now, Duration::from_secs(5))).unwrap();
+        assert_eq!(json["samples_in_per_second"], 1000.0);
+        assert_eq!(json["progress"]["online"], 18);
+    }
+}

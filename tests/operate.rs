@@ -1,0 +1,292 @@
+//! Operating rigtap: `/metrics` scraped with a real HTTP client and parsed by the
+//! Prometheus project's parser (tests/py/scrape.py), `/health` flipped by killing and
+//! restarting the simulated miners, and `rigtap tap` on the running pipeline.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rigtap::sim::{Fleet, SimConfig};
+use support::net::free_port;
+use support::python::python;
+use support::start;
+
+const MINERS: usize = 10;
+
+fn scrape(base: &str) -> serde_json::Value {
+    let output = Command::new(python())
+        .arg(format!("{}/tests/py/scrape.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(base)
+        .output()
+        .expect("run scrape.py");
+    assert!(
+        output.status.success(),
+        "scrape.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON from scrape.py")
+}
+
+/// The value of the sample `name` whose labels include `labels`.
+fn value(scraped: &serde_json::Value, family: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scraped["metrics"][family]["samples"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no family {family}"))
+        .iter()
+        .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][k] == *v))
+        .and_then(|s| s[2].as_f64())
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in {family}"))
+}
+
+/// Scrapes until `done` holds (bounded), returning the last scrape.
+fn scrape_until(
+    base: &str,
+    limit: Duration,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let scraped = scrape(base);
+        if done(&scraped) {
+            return scraped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not reached within {limit:?}: {}",
+            scraped["health"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_tap_tell_the_truth() {
+    let mut fleet = Fleet::start(SimConfig {
+        miners: MINERS,
+        first: SocketAddrV4::new(Ipv4Addr::new(127, 8, 0, 1), 50051),
+        status_interval: Duration::from_millis(500),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    let port = free_port();
+    let yaml = format!(
+        "
+api:
+  address: 127.0.0.1:{port}
+  health: {{min_online: 0.8, queue_full_for: 2s}}
+sources:
+  fleet:
+    type: bos
+    profile: development
+    targets: {{inventory: {}}}
+    username: root
+    password: root
+    backoff: {{initial: 100ms, max: 500ms}}
+transforms:
+  clean: {{type: normalise, inputs: [fleet]}}
+sinks:
+  out: {{type: stdout, inputs: [clean]}}
+",
+        inventory.display()
+    );
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let started = Instant::now();
+    let mut rigtap = start(&yaml, &["--progress", "json"]);
+    let mut stdout = rigtap.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let base = format!("http://127.0.0.1:{port}");
+
+    // All online: healthy, and the numbers agree with each other.
+    let online = [("source", "fleet"), ("state", "online")];
+    let scraped = tokio::task::block_in_place(|| {
+        scrape_until(&base, Duration::from_secs(30), |s| {
+            s["health"]["code"] == 200
+                && s["metrics"]["rigtap_source_miners_in_state"].is_object()
+                && value(
+                    s,
+                    "rigtap_source_miners_in_state",
+                    "rigtap_source_miners_in_state",
+                    &online,
+                ) == MINERS as f64
+                && value(
+                    s,
+                    "rigtap_component_sent_samples",
+                    "rigtap_component_sent_samples_total",
+                    &[("component", "out")],
+                ) > 0.0
+        })
+    });
+    assert_eq!(scraped["content_type"], "text/plain; version=0.0.4");
+    assert_eq!(
+        scraped["health"]["body"],
+        serde_json::json!({"status": "ok", "reasons": []})
+    );
+    let fleet_label = [("source", "fleet")];
+    assert_eq!(
+        value(
+            &scraped,
+            "rigtap_source_miners",
+            "rigtap_source_miners",
+            &fleet_label
+        ),
+        MINERS as f64
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "rigtap_source_connections_open",
+            "rigtap_source_connections_open",
+            &fleet_label
+        ),
+        MINERS as f64
+    );
+    let ok = value(
+        &scraped,
+        "rigtap_source_rpcs",
+        "rigtap_source_rpcs_total",
+        &[("source", "fleet"), ("status", "ok")],
+    );
+    let failed = value(
+        &scraped,
+        "rigtap_source_rpcs",
+        "rigtap_source_rpcs_total",
+        &[("source", "fleet"), ("status", "failed")],
+    );
+    let histogram = &scraped["metrics"]["rigtap_source_rpc_duration_seconds"];
+    assert_eq!(histogram["type"], "histogram");
+    let count = value(
+        &scraped,
+        "rigtap_source_rpc_duration_seconds",
+        "rigtap_source_rpc_duration_seconds_count",
+        &fleet_label,
+    );
+    assert!(
+        ok > 0.0 && count == ok + failed,
+        "every call is in the histogram: {ok} ok, {failed} failed, {count} observed"
+    );
+    let received = value(
+        &scraped,
+        "rigtap_component_received_samples",
+        "rigtap_component_received_samples_total",
+        &[("component", "out"), ("kind", "sink")],
+    );
+    let sent = value(
+        &scraped,
+        "rigtap_component_sent_samples",
+        "rigtap_component_sent_samples_total",
+        &[("component", "out")],
+    );
+    assert!(sent > 0.0 && sent <= received);
+    assert!(
+        value(
+            &scraped,
+            "rigtap_component_sent_bytes",
+            "rigtap_component_sent_bytes_total",
+            &[("component", "out")]
+        ) > 0.0
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "rigtap_component_dropped_samples",
+            "rigtap_component_dropped_samples_total",
+            &[("component", "out"), ("reason", "queue_full")]
+        ),
+        0.0
+    );
+    assert_eq!(scraped["metrics"]["rigtap_queue_batches"]["type"], "gauge");
+    assert!(
+        value(
+            &scraped,
+            "process_resident_memory_bytes",
+            "process_resident_memory_bytes",
+            &[]
+        ) > 1e6
+    );
+    assert_eq!(scraped["metrics"]["process_cpu_seconds"]["type"], "counter");
+
+    // A live view of the source, without disturbing the pipeline.
+    let tapped = Command::new(env!("CARGO_BIN_EXE_rigtap"))
+        .args(["tap", "-c"])
+        .arg(&path)
+        .args(["fleet", "--limit", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        tapped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tapped.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(tapped.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(
+        lines
+            .iter()
+            .all(|s| s["miner_id"].as_str().unwrap().starts_with("sim-")),
+        "{lines:?}"
+    );
+
+    // Three of ten miners gone: below min_online 0.8, so degraded, with the reason.
+    for i in 0..3 {
+        fleet.kill(i).await;
+    }
+    let scraped = tokio::task::block_in_place(|| {
+        scrape_until(&base, Duration::from_secs(30), |s| {
+            s["health"]["code"] == 503
+        })
+    });
+    let reasons = scraped["health"]["body"]["reasons"].to_string();
+    assert_eq!(scraped["health"]["body"]["status"], "degraded");
+    assert!(
+        reasons.contains("source `fleet`: 7 of 10 miners online, below health.min_online (80%)"),
+        "{reasons}"
+    );
+    assert_eq!(
+        value(
+            &scraped,
+            "rigtap_source_miners_in_state",
+            "rigtap_source_miners_in_state",
+            &online
+        ),
+        7.0
+    );
+
+    // Back: healthy again.
+    for i in 0..3 {
+        fleet.restart(i).await.unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        scrape_until(&base, Duration::from_secs(30), |s| {
+            s["health"]["code"] == 200
+        })
+    });
+
+    // Long enough for a progress line (every 5 s).
+    tokio::time::sleep(Duration::from_secs(6).saturating_sub(started.elapsed())).await;
+    rigtap.signal("INT");
+    let (code, _, stderr) = tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(30)));
+    assert_eq!(code, Some(0), "{stderr}");
+    drain.join().unwrap().unwrap();
+    let progress: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l.get("progress").is_some())
+        .collect();
+    assert!(
+        !progress.is_empty(),
+        "a JSON progress line every 5 s: {stderr}"
+    );
+    assert_eq!(progress[0]["progress"]["miners"], MINERS);
+    fleet.shutdown().await;
+}
