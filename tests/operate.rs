@@ -147,29 +147,39 @@ sinks:
         ),
         MINERS as f64
     );
-    let ok = value(
-        &scraped,
-        "rigtap_source_rpcs",
-        "rigtap_source_rpcs_total",
-        &[("source", "fleet"), ("status", "ok")],
-    );
-    let failed = value(
-        &scraped,
-        "rigtap_source_rpcs",
-        "rigtap_source_rpcs_total",
-        &[("source", "fleet"), ("status", "failed")],
+    // Calls by method and code, and a latency histogram per method with the same count.
+    let stats_call = [("source", "fleet"), ("method", "GetMinerStats")];
+    let rpcs = |labels: &[(&str, &str)]| {
+        value(
+            &scraped,
+            "rigtap_source_rpcs",
+            "rigtap_source_rpcs_total",
+            labels,
+        )
+    };
+    let ok = rpcs(&[stats_call[0], stats_call[1], ("code", "OK")]);
+    assert_eq!(
+        rpcs(&[("source", "fleet"), ("method", "Login"), ("code", "OK")]),
+        MINERS as f64
     );
     let histogram = &scraped["metrics"]["rigtap_source_rpc_duration_seconds"];
     assert_eq!(histogram["type"], "histogram");
-    let count = value(
-        &scraped,
-        "rigtap_source_rpc_duration_seconds",
-        "rigtap_source_rpc_duration_seconds_count",
-        &fleet_label,
+    let latency = |sample: &str, labels: &[(&str, &str)]| {
+        value(
+            &scraped,
+            "rigtap_source_rpc_duration_seconds",
+            sample,
+            labels,
+        )
+    };
+    let count = latency("rigtap_source_rpc_duration_seconds_count", &stats_call);
+    let inf = latency(
+        "rigtap_source_rpc_duration_seconds_bucket",
+        &[stats_call[0], stats_call[1], ("le", "+Inf")],
     );
     assert!(
-        ok > 0.0 && count == ok + failed,
-        "every call is in the histogram: {ok} ok, {failed} failed, {count} observed"
+        ok > 0.0 && count == ok && inf == count,
+        "every GetMinerStats call is in its histogram: {ok} ok, {count} observed"
     );
     let received = value(
         &scraped,
@@ -202,6 +212,14 @@ sinks:
         0.0
     );
     assert_eq!(scraped["metrics"]["rigtap_queue_batches"]["type"], "gauge");
+    let in_flight = [("component", "out")];
+    let in_flight = value(
+        &scraped,
+        "rigtap_sink_in_flight_samples",
+        "rigtap_sink_in_flight_samples",
+        &in_flight,
+    );
+    assert_eq!(in_flight, 0.0, "stdout does not wait for acknowledgements");
     assert!(
         value(
             &scraped,

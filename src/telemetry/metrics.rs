@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::api_config::HealthConfig;
+use super::histogram::{LatencyHistogram, BOUNDS_MS};
 use crate::sample::MinerState;
-use crate::sources::bos::stats::{PoolStats, BOUNDS_MS};
+use crate::sources::bos::stats::{Method, PoolStats};
 use crate::topology::batch::{MemoryBudget, SharedBatch};
 use crate::topology::stats::{ComponentStats, DropReason};
 
@@ -161,8 +162,7 @@ impl Telemetry {
                 .sum(),
             miners: pool(&|p| p.miners.load(std::sync::atomic::Ordering::Relaxed) as i64) as u64,
             online: pool(&|p| p.in_state(MinerState::Online)).max(0) as u64,
-            rpc_failed: pool(&|p| p.rpc_failed.load(std::sync::atomic::Ordering::Relaxed) as i64)
-                as u64,
+            rpc_failed: pool(&|p| p.rpc_failed() as i64) as u64,
             failed: self.components.iter().filter(|c| c.stats.failed()).count(),
         }
     }
@@ -266,6 +266,43 @@ impl Telemetry {
                 f64::from(u8::from(c.stats.failed())),
             );
         }
+        let sinks = || self.components.iter().filter(|c| c.role == Role::Sink);
+        type SinkValue = fn(&ComponentStats) -> f64;
+        let sink_values: [(&str, &str, &str, SinkValue); 3] = [
+            (
+                "rigtap_sink_in_flight_samples",
+                "gauge",
+                "Samples handed to the destination and not yet acknowledged.",
+                |s| s.in_flight.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
+            (
+                "rigtap_sink_retries_total",
+                "counter",
+                "Requests the destination's client sent again (librdkafka's count).",
+                |s| s.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
+            (
+                "rigtap_sink_errors_total",
+                "counter",
+                "Requests that failed at the destination (librdkafka's count).",
+                |s| s.errors.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, kind, help, get) in sink_values {
+            out.family(name, kind, help);
+            for sink in sinks() {
+                out.sample(name, &[("component", &sink.id)], get(&sink.stats));
+            }
+        }
+        let name = "rigtap_sink_delivery_duration_seconds";
+        out.family(
+            name,
+            "histogram",
+            "From handing a sample to the destination to its acknowledgement.",
+        );
+        for sink in sinks().filter(|s| s.stats.delivery.count() > 0) {
+            out.histogram(name, &[("component", &sink.id)], &sink.stats.delivery);
+        }
         type Depth = fn((usize, usize)) -> usize;
         let queues: [(&str, &str, Depth); 2] = [
             (
@@ -349,18 +386,30 @@ impl Telemetry {
             }
         }
         let name = "rigtap_source_rpcs_total";
-        out.family(name, "counter", "Miner API calls by outcome.");
+        out.family(
+            name,
+            "counter",
+            "Miner API calls by method and gRPC status code (only those made).",
+        );
         for (source, pool) in &self.pools {
-            out.sample(
-                name,
-                &[("source", source), ("status", "ok")],
-                pool.rpc_ok.load(Relaxed) as f64,
-            );
-            out.sample(
-                name,
-                &[("source", source), ("status", "failed")],
-                pool.rpc_failed.load(Relaxed) as f64,
-            );
+            for method in Method::ALL {
+                for code in 0..=16 {
+                    let calls = pool.calls(method, code);
+                    if calls > 0 {
+                        // The names gRPC's own libraries use: OK, Unavailable, ...
+                        let code = match tonic::Code::from_i32(code as i32) {
+                            tonic::Code::Ok => "OK".to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        let labels = [
+                            ("source", source.as_str()),
+                            ("method", method.as_str()),
+                            ("code", &code),
+                        ];
+                        out.sample(name, &labels, calls as f64);
+                    }
+                }
+            }
         }
         let name = "rigtap_source_miners_in_state";
         out.family(name, "gauge", "Miners by the collector's view of them.");
@@ -374,35 +423,18 @@ impl Telemetry {
             }
         }
         let name = "rigtap_source_rpc_duration_seconds";
-        out.family(name, "histogram", "Miner API call latency.");
+        out.family(name, "histogram", "Miner API call latency by method.");
         for (source, pool) in &self.pools {
-            let counts = pool.latency.counts();
-            let mut cumulative = 0;
-            for (bound, count) in BOUNDS_MS.iter().zip(&counts) {
-                cumulative += count;
-                let le = format!("{}", *bound as f64 / 1000.0);
-                out.sample(
-                    &format!("{name}_bucket"),
-                    &[("source", source), ("le", &le)],
-                    cumulative as f64,
-                );
+            for method in Method::ALL {
+                let latency = pool.latency(method);
+                if latency.count() > 0 {
+                    out.histogram(
+                        name,
+                        &[("source", source), ("method", method.as_str())],
+                        latency,
+                    );
+                }
             }
-            let total: u64 = counts.iter().sum();
-            out.sample(
-                &format!("{name}_bucket"),
-                &[("source", source), ("le", "+Inf")],
-                total as f64,
-            );
-            out.sample(
-                &format!("{name}_sum"),
-                &[("source", source)],
-                pool.latency.sum_seconds(),
-            );
-            out.sample(
-                &format!("{name}_count"),
-                &[("source", source)],
-                total as f64,
-            );
         }
     }
 }
@@ -424,6 +456,22 @@ pub struct Totals {
 struct Metrics(String);
 
 impl Metrics {
+    /// The `_bucket`, `_sum` and `_count` samples of one histogram.
+    fn histogram(&mut self, name: &str, labels: &[(&str, &str)], histogram: &LatencyHistogram) {
+        let counts = histogram.counts();
+        let mut cumulative = 0;
+        let bucket = format!("{name}_bucket");
+        let bounds = BOUNDS_MS.iter().map(|ms| (*ms as f64 / 1000.0).to_string());
+        for (le, count) in bounds.chain(["+Inf".to_string()]).zip(&counts) {
+            cumulative += count;
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket, &with_le, cumulative as f64);
+        }
+        self.sample(&format!("{name}_sum"), labels, histogram.sum_seconds());
+        self.sample(&format!("{name}_count"), labels, cumulative as f64);
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }

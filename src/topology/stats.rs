@@ -3,7 +3,9 @@
 //! A sample counted in is a sample delivered or a sample counted as dropped; these
 //! counters are how the shutdown report (and later `/metrics`) proves it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::telemetry::histogram::LatencyHistogram;
 
 /// Why samples were dropped. Every drop has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,13 @@ pub struct ComponentStats {
     bytes_out: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
     failed: AtomicBool,
+    /// For sinks that wait for acknowledgements (Kafka): samples handed over and not
+    /// yet acknowledged, the wait for each acknowledgement, and the destination's own
+    /// retries and request errors (as its client counts them).
+    pub in_flight: AtomicI64,
+    pub delivery: LatencyHistogram,
+    pub retries: AtomicU64,
+    pub errors: AtomicU64,
 }
 
 impl ComponentStats {

@@ -25,6 +25,7 @@ pub use encoder::{to_proto, Encoder, Message, SCHEMA_VERSION};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,8 +94,9 @@ pub fn decode(body: &Node) -> Result<KafkaConfig, DecodeError> {
     Ok(config)
 }
 
-/// A delivery's outcome, the bytes the message held, and its sample's miner.
-type Report = (Result<(), KafkaError>, usize, Arc<str>);
+/// A delivery's outcome, the bytes the message held, its sample's miner, and when it
+/// was handed to the producer.
+type Report = (Result<(), KafkaError>, usize, Arc<str>, Instant);
 type Delivery = Pin<Box<dyn Future<Output = Report> + Send>>;
 
 /// The delivery futures the sink awaits, and what they hold.
@@ -126,8 +128,10 @@ impl InFlight {
     }
 
     /// Accounts for one delivery report.
-    fn settle(&mut self, (report, size, miner): Report, ctx: &SinkContext) {
+    fn settle(&mut self, (report, size, miner, sent): Report, ctx: &SinkContext) {
         self.bytes -= size;
+        ctx.stats.in_flight.fetch_sub(1, Relaxed);
+        ctx.stats.delivery.record(sent.elapsed());
         let Err(error) = report else {
             self.last_delivery = Instant::now();
             ctx.stats.sent(1);
@@ -143,7 +147,8 @@ impl InFlight {
 
 pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
     let encoder = Encoder::new(&config.topic, &config.key, config.encoding)?;
-    let producer = producer::create(&config, &ctx.id).map_err(KafkaSinkError::Create)?;
+    let producer =
+        producer::create(&config, &ctx.id, ctx.stats.clone()).map_err(KafkaSinkError::Create)?;
     let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
     let headers = OwnedHeaders::new()
         .insert(Header {
@@ -192,6 +197,7 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
                             Ok(report) => {
                                 flight.bytes += message.size();
                                 flight.reports.push(report);
+                                ctx.stats.in_flight.fetch_add(1, Relaxed);
                                 break;
                             }
                             // librdkafka's own queue is full (its limits were lowered in
@@ -230,6 +236,7 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
     }
     ctx.stats
         .dropped(DropReason::ShutdownTimeout, flight.messages());
+    ctx.stats.in_flight.store(0, Relaxed);
     // Whatever upstream still sends can no longer be delivered in time.
     while let Some(batch) = ctx.input.recv().await {
         ctx.stats.received(batch.len());
@@ -258,7 +265,7 @@ fn send(
         .payload(&message.payload)
         .headers(headers.clone());
     let delivery = producer.send_result(record).map_err(|(error, _)| error)?;
-    let size = message.size();
+    let (size, sent) = (message.size(), Instant::now());
     Ok(Box::pin(async move {
         let outcome = match delivery.await {
             Ok(Ok(_)) => Ok(()),
@@ -266,7 +273,7 @@ fn send(
             // The producer went away with the message (only when the sink is dropped).
             Err(_canceled) => Err(KafkaError::Canceled),
         };
-        (outcome, size, miner)
+        (outcome, size, miner, sent)
     }))
 }
 

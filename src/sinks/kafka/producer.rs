@@ -2,14 +2,18 @@
 //! error events routed into rigtap's log under a line budget.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
 
 use super::config::{Acks, KafkaConfig};
 use crate::telemetry::log_budget::LogBudget;
+use crate::topology::stats::ComponentStats;
 
 /// librdkafka's own upper bounds for its local queue.
 const MAX_QUEUE_MESSAGES: usize = 2_147_483_647;
@@ -74,12 +78,20 @@ pub fn check(config: &KafkaConfig) -> Result<(), String> {
         .map_err(|e| format!("librdkafka refused the producer settings: {e}; see https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md"))
 }
 
-pub fn create(config: &KafkaConfig, sink: &str) -> Result<FutureProducer<Events>, KafkaError> {
+pub fn create(
+    config: &KafkaConfig,
+    sink: &str,
+    stats: Arc<ComponentStats>,
+) -> Result<FutureProducer<Events>, KafkaError> {
     let mut client = client_config(config);
-    client.set("client.id", format!("rigtap-{sink}"));
+    client
+        .set("client.id", format!("rigtap-{sink}"))
+        // Retries and request errors for /metrics come from librdkafka's statistics.
+        .set("statistics.interval.ms", "5000");
     client.create_with_context(Events {
         sink: sink.to_string(),
         budget: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(5).expect("5 > 0")),
+        stats,
     })
 }
 
@@ -88,6 +100,7 @@ pub fn create(config: &KafkaConfig, sink: &str) -> Result<FutureProducer<Events>
 pub struct Events {
     sink: String,
     budget: LogBudget,
+    stats: Arc<ComponentStats>,
 }
 
 impl ClientContext for Events {
@@ -109,6 +122,14 @@ impl ClientContext for Events {
             }
             _ => tracing::debug!(sink, facility, "librdkafka: {message}"),
         }
+    }
+
+    /// librdkafka's counters are totals since the producer started.
+    fn stats(&self, statistics: Statistics) {
+        let brokers = statistics.brokers.values();
+        let (retries, errors) = brokers.fold((0, 0), |(r, e), b| (r + b.txretries, e + b.txerrs));
+        self.stats.retries.store(retries, Relaxed);
+        self.stats.errors.store(errors, Relaxed);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

@@ -3,6 +3,7 @@
 //! tests are in tests/kafka.rs and tests/kafka_outage.rs.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -158,6 +159,11 @@ async fn a_broker_outage_delays_but_loses_and_repeats_nothing() {
     assert_eq!(stats.samples_out(), 3000);
     assert_eq!(stats.dropped_total(), 0);
     assert_once_in_order(&read_all(&bootstrap, 3, 3000), 3000 / MINERS);
+    // For /metrics: every delivery timed, some of them across the outage.
+    assert_eq!(stats.delivery.count(), 3000);
+    assert_eq!(stats.in_flight.load(Relaxed), 0);
+    let slowest = crate::telemetry::histogram::quantile_ms(&stats.delivery.counts(), 1.0);
+    assert!(slowest >= Some(1000), "waited out the outage: {slowest:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::stats::PoolStats;
+use super::stats::{Method, PoolStats};
 use crate::config::secret::Secret;
 use crate::proto::bos::api_version_service_client::ApiVersionServiceClient;
 use crate::proto::bos::v1 as api;
@@ -50,10 +50,7 @@ impl Auth {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("{method}: {}: {}", .status.code(), .status.message())]
-    Status {
-        method: &'static str,
-        status: Status,
-    },
+    Status { method: Method, status: Status },
     #[error("login as `{username}` was refused: {message}")]
     BadCredentials { username: String, message: String },
 }
@@ -135,7 +132,7 @@ impl MinerClient {
     }
 
     /// Waits for both governors, then makes the call within the deadline.
-    async fn attempt<T, Fut>(&self, call: Fut) -> Result<Response<T>, Status>
+    async fn attempt<T, Fut>(&self, method: Method, call: Fut) -> Result<Response<T>, Status>
     where
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
@@ -150,13 +147,14 @@ impl MinerClient {
                 settings.timeout
             ))),
         };
-        settings.stats.rpc(result.is_ok(), started.elapsed());
+        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        settings.stats.rpc(method, code, started.elapsed());
         result
     }
 
     /// One authenticated call; an UNAUTHENTICATED answer (an expired session) gets
     /// one re-login and one retry.
-    async fn unary<T, F, Fut>(&self, method: &'static str, call: F) -> Result<T, CallError>
+    async fn unary<T, F, Fut>(&self, method: Method, call: F) -> Result<T, CallError>
     where
         F: Fn(Services, Option<AsciiMetadataValue>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -167,7 +165,7 @@ impl MinerClient {
             // Boxed: a tonic call's future is several KiB, and a miner task that held
             // its five calls inline would keep that much for its whole life, idle or
             // not (about 57 KiB a miner, measured). On the heap it exists only in flight.
-            match Box::pin(self.attempt(call(self.services(), token))).await {
+            match Box::pin(self.attempt(method, call(self.services(), token))).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if status.code() == Code::Unauthenticated && !relogged => {
                     relogged = true;
@@ -188,7 +186,7 @@ impl MinerClient {
             password: credentials.password.expose().to_string(),
         };
         let services = self.services();
-        let result = Box::pin(self.attempt(async move {
+        let result = Box::pin(self.attempt(Method::Login, async move {
             client!(services, AuthenticationServiceClient)
                 .login(request)
                 .await
@@ -204,7 +202,7 @@ impl MinerClient {
             }
             Err(status) => {
                 return Err(CallError::Status {
-                    method: "Login",
+                    method: Method::Login,
                     status,
                 })
             }
@@ -215,7 +213,7 @@ impl MinerClient {
             .filter(|t| !t.is_empty())
             .or_else(|| body.parse().ok())
             .ok_or_else(|| CallError::Status {
-                method: "Login",
+                method: Method::Login,
                 status: Status::internal("the miner answered the login without a token"),
             })?;
         self.auth.set(token);
@@ -232,7 +230,7 @@ impl MinerClient {
     }
 
     pub async fn api_version(&self) -> Result<ApiVersion, CallError> {
-        self.unary("GetApiVersion", |s, _| async move {
+        self.unary(Method::GetApiVersion, |s, _| async move {
             client!(s, ApiVersionServiceClient)
                 .get_api_version(ApiVersionRequest {})
                 .await
@@ -241,7 +239,7 @@ impl MinerClient {
     }
 
     pub async fn status_stream(&self) -> Result<Streaming<api::GetMinerStatusResponse>, CallError> {
-        self.unary("GetMinerStatus", |s, t| async move {
+        self.unary(Method::GetMinerStatus, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_miner_status(authed(api::GetMinerStatusRequest {}, t))
                 .await
@@ -250,7 +248,7 @@ impl MinerClient {
     }
 
     pub async fn details(&self) -> Result<api::GetMinerDetailsResponse, CallError> {
-        self.unary("GetMinerDetails", |s, t| async move {
+        self.unary(Method::GetMinerDetails, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_miner_details(authed(api::GetMinerDetailsRequest {}, t))
                 .await
@@ -259,7 +257,7 @@ impl MinerClient {
     }
 
     pub async fn stats(&self) -> Result<api::GetMinerStatsResponse, CallError> {
-        self.unary("GetMinerStats", |s, t| async move {
+        self.unary(Method::GetMinerStats, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_miner_stats(authed(api::GetMinerStatsRequest {}, t))
                 .await
@@ -268,7 +266,7 @@ impl MinerClient {
     }
 
     pub async fn hashboards(&self) -> Result<api::GetHashboardsResponse, CallError> {
-        self.unary("GetHashboards", |s, t| async move {
+        self.unary(Method::GetHashboards, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_hashboards(authed(api::GetHashboardsRequest {}, t))
                 .await
@@ -277,7 +275,7 @@ impl MinerClient {
     }
 
     pub async fn cooling(&self) -> Result<api::GetCoolingStateResponse, CallError> {
-        self.unary("GetCoolingState", |s, t| async move {
+        self.unary(Method::GetCoolingState, |s, t| async move {
             client!(s, CoolingServiceClient)
                 .get_cooling_state(authed(api::GetCoolingStateRequest {}, t))
                 .await
@@ -286,7 +284,7 @@ impl MinerClient {
     }
 
     pub async fn pools(&self) -> Result<api::GetPoolGroupsResponse, CallError> {
-        self.unary("GetPoolGroups", |s, t| async move {
+        self.unary(Method::GetPoolGroups, |s, t| async move {
             client!(s, PoolServiceClient)
                 .get_pool_groups(authed(api::GetPoolGroupsRequest {}, t))
                 .await

@@ -2,10 +2,62 @@
 //! final log line now, `/metrics` and `/health` later. All relaxed atomics: each value
 //! is exact on its own, a set of them read together is only roughly simultaneous.
 
+use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use tonic::Code;
+
 use crate::sample::MinerState;
+use crate::telemetry::histogram::{quantile_ms, LatencyHistogram, BOUNDS_MS};
+
+/// gRPC status codes, 0 (OK) to 16 (UNAUTHENTICATED).
+const CODES: usize = 17;
+
+/// The miner API calls the source makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    GetApiVersion,
+    Login,
+    GetMinerStatus,
+    GetMinerDetails,
+    GetMinerStats,
+    GetHashboards,
+    GetCoolingState,
+    GetPoolGroups,
+}
+
+impl Method {
+    pub const ALL: [Method; 8] = [
+        Method::GetApiVersion,
+        Method::Login,
+        Method::GetMinerStatus,
+        Method::GetMinerDetails,
+        Method::GetMinerStats,
+        Method::GetHashboards,
+        Method::GetCoolingState,
+        Method::GetPoolGroups,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::GetApiVersion => "GetApiVersion",
+            Method::Login => "Login",
+            Method::GetMinerStatus => "GetMinerStatus",
+            Method::GetMinerDetails => "GetMinerDetails",
+            Method::GetMinerStats => "GetMinerStats",
+            Method::GetHashboards => "GetHashboards",
+            Method::GetCoolingState => "GetCoolingState",
+            Method::GetPoolGroups => "GetPoolGroups",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct PoolStats {
@@ -18,13 +70,14 @@ pub struct PoolStats {
     pub connections_open: AtomicI64,
     pub connect_attempts: AtomicU64,
     pub logins: AtomicU64,
-    pub rpc_ok: AtomicU64,
-    pub rpc_failed: AtomicU64,
+    /// Calls by method and gRPC status code.
+    calls: [[AtomicU64; CODES]; Method::ALL.len()],
     /// Polls not made because downstream was full (backpressure).
     pub polls_skipped: AtomicU64,
     /// Status streams re-opened after they ended, failed, or went silent.
     pub stream_reopens: AtomicU64,
-    pub latency: LatencyHistogram,
+    /// Call latency by method.
+    latency: [LatencyHistogram; Method::ALL.len()],
 }
 
 impl PoolStats {
@@ -40,9 +93,42 @@ impl PoolStats {
         self.states[state.index()].load(Relaxed)
     }
 
-    pub fn rpc(&self, ok: bool, latency: Duration) {
-        if ok { &self.rpc_ok } else { &self.rpc_failed }.fetch_add(1, Relaxed);
-        self.latency.record(latency);
+    pub fn rpc(&self, method: Method, code: Code, latency: Duration) {
+        let code = (code as usize).min(CODES - 1);
+        self.calls[method as usize][code].fetch_add(1, Relaxed);
+        self.latency[method as usize].record(latency);
+    }
+
+    /// Calls of `method` that ended with gRPC status `code` (0..=16).
+    pub fn calls(&self, method: Method, code: usize) -> u64 {
+        self.calls[method as usize][code].load(Relaxed)
+    }
+
+    pub fn latency(&self, method: Method) -> &LatencyHistogram {
+        &self.latency[method as usize]
+    }
+
+    pub fn rpc_ok(&self) -> u64 {
+        Method::ALL.iter().map(|m| self.calls(*m, 0)).sum()
+    }
+
+    pub fn rpc_failed(&self) -> u64 {
+        let all: u64 = Method::ALL
+            .iter()
+            .flat_map(|m| (0..CODES).map(|code| self.calls(*m, code)))
+            .sum();
+        all - self.rpc_ok()
+    }
+
+    /// The latency quantile `q` over every method, as a bucket bound in ms.
+    pub fn latency_quantile_ms(&self, q: f64) -> Option<u64> {
+        let mut counts = vec![0; BOUNDS_MS.len() + 1];
+        for histogram in &self.latency {
+            for (total, count) in counts.iter_mut().zip(histogram.counts()) {
+                *total += count;
+            }
+        }
+        quantile_ms(&counts, q)
     }
 }
 
@@ -62,79 +148,28 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
-/// RPC latencies in fixed buckets (upper bounds in ms); percentiles are bucket bounds.
-#[derive(Debug, Default)]
-pub struct LatencyHistogram {
-    counts: [AtomicU64; BOUNDS_MS.len() + 1],
-    sum_us: AtomicU64,
-}
-
-/// From a loopback call (under 1 ms) to the longest sensible deadline.
-pub const BOUNDS_MS: [u64; 14] = [
-    1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000,
-];
-
-impl LatencyHistogram {
-    pub fn record(&self, latency: Duration) {
-        let ms = latency.as_secs_f64() * 1000.0;
-        let bucket = BOUNDS_MS
-            .iter()
-            .position(|&bound| ms <= bound as f64)
-            .unwrap_or(BOUNDS_MS.len());
-        self.counts[bucket].fetch_add(1, Relaxed);
-        self.sum_us
-            .fetch_add(latency.as_micros().min(u64::MAX as u128) as u64, Relaxed);
-    }
-
-    /// The sum of every recorded latency, in seconds.
-    pub fn sum_seconds(&self) -> f64 {
-        self.sum_us.load(Relaxed) as f64 / 1e6
-    }
-
-    /// Counts per bucket; the last is above every bound.
-    pub fn counts(&self) -> Vec<u64> {
-        self.counts.iter().map(|c| c.load(Relaxed)).collect()
-    }
-
-    /// The bound of the bucket holding quantile `q` (0..=1); `None` before any call or
-    /// when it falls above the last bound.
-    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
-        let counts = self.counts();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = (q * total as f64).ceil().max(1.0) as u64;
-        let mut seen = 0;
-        for (bucket, count) in counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return BOUNDS_MS.get(bucket).copied();
-            }
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_come_from_bucket_bounds() {
-        let h = LatencyHistogram::default();
-        assert_eq!(h.quantile_ms(0.5), None);
-        for _ in 0..90 {
-            h.record(Duration::from_micros(700));
-        }
-        for _ in 0..10 {
-            h.record(Duration::from_millis(150));
-        }
-        assert_eq!(h.quantile_ms(0.5), Some(1));
-        assert_eq!(h.quantile_ms(0.9), Some(1));
-        assert_eq!(h.quantile_ms(0.99), Some(200));
-        h.record(Duration::from_secs(60));
-        assert_eq!(h.quantile_ms(1.0), None, "above the last bound");
+    fn calls_by_method_and_code() {
+        let stats = PoolStats::default();
+        stats.rpc(Method::GetMinerStats, Code::Ok, Duration::from_micros(500));
+        stats.rpc(
+            Method::GetMinerStats,
+            Code::Unavailable,
+            Duration::from_millis(150),
+        );
+        stats.rpc(Method::Login, Code::Ok, Duration::from_micros(800));
+        assert_eq!((stats.rpc_ok(), stats.rpc_failed()), (2, 1));
+        assert_eq!(
+            stats.calls(Method::GetMinerStats, Code::Unavailable as usize),
+            1
+        );
+        assert_eq!(stats.latency(Method::GetMinerStats).count(), 2);
+        assert_eq!(stats.latency_quantile_ms(0.5), Some(1));
+        assert_eq!(stats.latency_quantile_ms(1.0), Some(200));
     }
 
     #[test]
