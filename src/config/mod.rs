@@ -224,6 +224,17 @@ pub fn from_str(
     let unset: Vec<Mark> = problems.iter().map(|p| p.mark).collect();
 
     let globals = match from_node::<Globals>(&root) {
+        Ok(globals) if !(0.0..=1.0).contains(&globals.api.health.min_online) => {
+            let mark = ["api", "health", "min_online"]
+                .iter()
+                .try_fold(&root, |node, key| node.get(key))
+                .map_or(root.mark, |n| n.mark);
+            problems.push(Diagnostic::new(
+                mark,
+                "`api.health.min_online` is a fraction of the miners, from 0 to 1 (e.g. 0.9)",
+            ));
+            None
+        }
         Ok(globals) => Some(globals),
         Err(e) => {
             problems.push(located(root.mark)(e));

@@ -253,3 +253,12 @@ fn a_bad_condition_points_at_the_condition() {
         ["12:16: in the condition at character 1: unknown field `hashrate`; did you mean `hashrate_ths`? (any other name is a label)"]
     );
 }
+
+#[test]
+fn api_health_fraction_is_checked() {
+    let yaml = format!("api:\n  health: {{min_online: 90}}\n{GOOD}");
+    assert_eq!(
+        errors(&yaml),
+        ["2:24: `api.health.min_online` is a fraction of the miners, from 0 to 1 (e.g. 0.9)"]
+    );
+}
