@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::config::decode::{from_node, DecodeError};
 use crate::config::node::Node;
+use crate::sample::Sample;
 use crate::telemetry::log_budget::LogBudget;
 use crate::topology::stats::DropReason;
 use crate::topology::{ComponentResult, SinkContext};
@@ -145,6 +146,31 @@ impl InFlight {
     }
 }
 
+/// What turns samples into messages and hands them to librdkafka.
+struct Sender {
+    producer: FutureProducer<Events>,
+    encoder: Encoder,
+    headers: OwnedHeaders,
+    /// Reused for every sample.
+    message: Message,
+}
+
+/// The shutdown deadline passed before everything could be handed over or delivered.
+struct TimeIsUp;
+
+/// When the sink stops waiting at shutdown: `shutdown_timeout` after the pipeline
+/// starts to stop (or the input closes).
+struct Deadline {
+    at: Option<Instant>,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn start(&mut self) {
+        self.at.get_or_insert_with(|| Instant::now() + self.timeout);
+    }
+}
+
 pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
     let encoder = Encoder::new(&config.topic, &config.key, config.encoding)?;
     let producer =
@@ -163,6 +189,12 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
             key: "agent-id",
             value: Some(agent_id.as_str()),
         });
+    let mut sender = Sender {
+        producer,
+        encoder,
+        headers,
+        message: Message::default(),
+    };
     let mut flight = InFlight {
         reports: FuturesUnordered::new(),
         bytes: 0,
@@ -171,54 +203,22 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
         watchdog: tokio::time::interval(STALLED_AFTER),
         refused: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(10).expect("10 > 0")),
     };
-    let timeout = config.shutdown_timeout.0;
-    // Set when the pipeline starts to stop: from then on the sink gives itself
-    // `shutdown_timeout` to deliver what it has and what is still coming.
-    let mut deadline: Option<Instant> = None;
-    let mut message = Message::default();
+    let mut deadline = Deadline {
+        at: None,
+        timeout: config.shutdown_timeout.0,
+    };
 
-    let gave_up = 'run: loop {
+    let in_time = loop {
         tokio::select! {
             biased;
             Some(report) = flight.reports.next(), if flight.messages() > 0 => flight.settle(report, &ctx),
-            _ = ctx.stopping.cancelled(), if deadline.is_none() => deadline = Some(Instant::now() + timeout),
-            _ = sleep_until(deadline) => break 'run true,
+            _ = ctx.stopping.cancelled(), if deadline.at.is_none() => deadline.start(),
+            _ = sleep_until(deadline.at) => break false,
             batch = ctx.input.recv(), if flight.has_room() => {
-                let Some(batch) = batch else { break 'run false };
+                let Some(batch) = batch else { break true };
                 ctx.stats.received(batch.len());
-                for (i, sample) in batch.samples().iter().enumerate() {
-                    encoder.encode(sample, &mut message);
-                    loop {
-                        if !flight.has_room() && !wait_for_report(&mut flight, &ctx, &mut deadline, timeout).await {
-                            ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len() - i);
-                            break 'run true;
-                        }
-                        match send(&producer, &message, &headers, sample.miner_id.clone()) {
-                            Ok(report) => {
-                                flight.bytes += message.size();
-                                flight.reports.push(report);
-                                ctx.stats.in_flight.fetch_add(1, Relaxed);
-                                break;
-                            }
-                            // librdkafka's own queue is full (its limits were lowered in
-                            // `librdkafka:`): wait for a delivery, then send again.
-                            Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                                if flight.messages() == 0 {
-                                    tokio::time::sleep(Duration::from_millis(10)).await;
-                                } else if !wait_for_report(&mut flight, &ctx, &mut deadline, timeout).await {
-                                    ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len() - i);
-                                    break 'run true;
-                                }
-                            }
-                            Err(error) => {
-                                ctx.stats.dropped(DropReason::DeliveryFailed, 1);
-                                if flight.refused.allow() {
-                                    tracing::error!(sink = %ctx.id, miner = %sample.miner_id, topic = %message.topic, %error, "the producer refused a sample; it is counted as dropped (delivery_failed)");
-                                }
-                                break;
-                            }
-                        }
-                    }
+                if sender.send_batch(batch.samples(), &mut flight, &ctx, &mut deadline).await.is_err() {
+                    break false;
                 }
             }
             _ = flight.watchdog.tick() => flight.warn_if_stalled(&ctx),
@@ -226,10 +226,13 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
     };
 
     // The input has closed (or time is up): deliver what is in flight, within the deadline.
-    let mut deadline = deadline.or_else(|| Some(Instant::now() + timeout));
-    if !gave_up {
+    deadline.start();
+    if in_time {
         while flight.messages() > 0 {
-            if !wait_for_report(&mut flight, &ctx, &mut deadline, timeout).await {
+            if wait_for_report(&mut flight, &ctx, &mut deadline)
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -246,11 +249,80 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
     if undelivered > 0 {
         return Err(KafkaSinkError::Undelivered {
             undelivered,
-            timeout,
+            timeout: deadline.timeout,
         }
         .into());
     }
     Ok(())
+}
+
+impl Sender {
+    /// Hands every sample to the producer, waiting for deliveries whenever the
+    /// in-flight bound is reached. If the shutdown deadline passes first, what was not
+    /// handed over is counted as dropped.
+    async fn send_batch(
+        &mut self,
+        samples: &[Sample],
+        flight: &mut InFlight,
+        ctx: &SinkContext,
+        deadline: &mut Deadline,
+    ) -> Result<(), TimeIsUp> {
+        for (i, sample) in samples.iter().enumerate() {
+            self.encoder.encode(sample, &mut self.message);
+            let handed = self.send_one(sample, flight, ctx, deadline).await;
+            if handed.is_err() {
+                ctx.stats
+                    .dropped(DropReason::ShutdownTimeout, samples.len() - i);
+                return handed;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the encoded message over once there is room.
+    async fn send_one(
+        &self,
+        sample: &Sample,
+        flight: &mut InFlight,
+        ctx: &SinkContext,
+        deadline: &mut Deadline,
+    ) -> Result<(), TimeIsUp> {
+        loop {
+            if !flight.has_room() {
+                wait_for_report(flight, ctx, deadline).await?;
+            }
+            match send(
+                &self.producer,
+                &self.message,
+                &self.headers,
+                sample.miner_id.clone(),
+            ) {
+                Ok(report) => {
+                    flight.bytes += self.message.size();
+                    flight.reports.push(report);
+                    ctx.stats.in_flight.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+                // librdkafka's own queue is full (its limits were lowered in
+                // `librdkafka:`): wait for a delivery, then send again.
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    if flight.messages() == 0 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    } else {
+                        wait_for_report(flight, ctx, deadline).await?;
+                    }
+                }
+                Err(error) => {
+                    ctx.stats.dropped(DropReason::DeliveryFailed, 1);
+                    if flight.refused.allow() {
+                        let topic = &self.message.topic;
+                        tracing::error!(sink = %ctx.id, miner = %sample.miner_id, %topic, %error, "the producer refused a sample; it is counted as dropped (delivery_failed)");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
 }
 
 /// Hands one message to the producer; the future resolves with its delivery report.
@@ -277,23 +349,22 @@ fn send(
     }))
 }
 
-/// Waits for one delivery report and settles it; false if the shutdown deadline came
-/// first. Starts the deadline if the pipeline starts to stop meanwhile.
+/// Waits for one delivery report and settles it; `TimeIsUp` if the shutdown deadline
+/// came first. Starts the deadline if the pipeline starts to stop meanwhile.
 async fn wait_for_report(
     flight: &mut InFlight,
     ctx: &SinkContext,
-    deadline: &mut Option<Instant>,
-    timeout: Duration,
-) -> bool {
+    deadline: &mut Deadline,
+) -> Result<(), TimeIsUp> {
     loop {
         tokio::select! {
             biased;
             Some(report) = flight.reports.next() => {
                 flight.settle(report, ctx);
-                return true;
+                return Ok(());
             }
-            _ = ctx.stopping.cancelled(), if deadline.is_none() => *deadline = Some(Instant::now() + timeout),
-            _ = sleep_until(*deadline) => return false,
+            _ = ctx.stopping.cancelled(), if deadline.at.is_none() => deadline.start(),
+            _ = sleep_until(deadline.at) => return Err(TimeIsUp),
             _ = flight.watchdog.tick() => flight.warn_if_stalled(ctx),
         }
     }
