@@ -13,7 +13,6 @@ pub mod shutdown;
 pub mod stats;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,12 +88,42 @@ pub struct Running {
     tasks: TaskTracker,
     stop_sources: CancellationToken,
     stop_requested: CancellationToken,
-    failed: Arc<AtomicBool>,
-    components: Vec<ComponentEntry>,
-    queues: Vec<mpsc::WeakSender<SharedBatch>>,
     budget: MemoryBudget,
     telemetry: Arc<Telemetry>,
     taps: Arc<Taps>,
+}
+
+/// Spawns component tasks and keeps the list of what it spawned.
+struct Spawner {
+    tasks: TaskTracker,
+    stop_requested: CancellationToken,
+    components: Vec<ComponentEntry>,
+}
+
+impl Spawner {
+    /// Runs `task`; an error marks the component failed and stops the pipeline.
+    fn spawn(&mut self, id: String, role: Role, stats: Arc<ComponentStats>, task: ComponentTask) {
+        self.components.push(ComponentEntry {
+            id: id.clone(),
+            role,
+            stats: stats.clone(),
+        });
+        let stop_requested = self.stop_requested.clone();
+        self.tasks.spawn(async move {
+            if let Err(error) = task.await {
+                stats.mark_failed();
+                tracing::error!(component = %id, %error, "component failed; stopping the pipeline");
+                stop_requested.cancel();
+            }
+            tracing::info!(
+                component = %id,
+                samples_in = stats.samples_in(),
+                samples_out = stats.samples_out(),
+                dropped = stats.dropped_total(),
+                "component finished"
+            );
+        });
+    }
 }
 
 impl Running {
@@ -102,22 +131,11 @@ impl Running {
     /// the embedded simulator, already serving, for sources that target it.
     pub fn start(config: PipelineConfig, simulated: Option<Vec<InventoryRow>>) -> Self {
         let budget = MemoryBudget::new(config.memory_budget.0);
-        let mut running = Running {
+        let stop_sources = CancellationToken::new();
+        let mut spawner = Spawner {
             tasks: TaskTracker::new(),
-            stop_sources: CancellationToken::new(),
             stop_requested: CancellationToken::new(),
-            failed: Arc::new(AtomicBool::new(false)),
             components: Vec::new(),
-            queues: Vec::new(),
-            telemetry: Arc::new(Telemetry {
-                components: Vec::new(),
-                queues: Vec::new(),
-                pools: Vec::new(),
-                budget: budget.clone(),
-                health: config.api.health.clone(),
-            }),
-            taps: Arc::default(),
-            budget,
         };
         let mut taps = Taps::default();
         let mut queue_entries = Vec::new();
@@ -143,7 +161,6 @@ impl Running {
             .chain(config.sinks.iter().map(|c| (&c.id, &c.inputs, &c.buffer)));
         for (id, inputs, buffer) in consumers {
             let (tx, rx) = mpsc::channel(buffer.max_batches);
-            running.queues.push(tx.downgrade());
             queue_entries.push(QueueEntry::new(id.clone(), tx.downgrade()));
             receivers.insert(id.clone(), rx);
             for input in inputs {
@@ -164,8 +181,8 @@ impl Running {
             let context = SourceContext {
                 id: source.id.clone(),
                 out: fanout(&source.id),
-                stop: running.stop_sources.clone(),
-                budget: running.budget.clone(),
+                stop: stop_sources.clone(),
+                budget: budget.clone(),
             };
             let task: ComponentTask = match source.config {
                 SourceConfig::Generate(config) => Box::pin(sources::generate::run(config, context)),
@@ -175,7 +192,12 @@ impl Running {
                     Box::pin(sources::bos::run(*config, context, simulated.clone(), pool))
                 }
             };
-            running.spawn(source.id, Role::Source, &stats, task);
+            spawner.spawn(
+                source.id.clone(),
+                Role::Source,
+                stats[&source.id].clone(),
+                task,
+            );
         }
         for transform in config.transforms {
             let Some(input) = receivers.remove(&transform.id) else {
@@ -188,7 +210,13 @@ impl Running {
                 stats: stats[&transform.id].clone(),
             };
             let task = transforms::run(transform.config, context);
-            running.spawn(transform.id, Role::Transform, &stats, Box::pin(task));
+            let transform_stats = stats[&transform.id].clone();
+            spawner.spawn(
+                transform.id,
+                Role::Transform,
+                transform_stats,
+                Box::pin(task),
+            );
         }
         for sink in config.sinks {
             let Some(input) = receivers.remove(&sink.id) else {
@@ -198,26 +226,31 @@ impl Running {
                 id: sink.id.clone(),
                 input,
                 stats: stats[&sink.id].clone(),
-                stop_pipeline: running.stop_requested.clone(),
-                stopping: running.stop_sources.clone(),
+                stop_pipeline: spawner.stop_requested.clone(),
+                stopping: stop_sources.clone(),
             };
             let task: ComponentTask = match sink.config {
                 SinkConfig::Stdout(config) => Box::pin(sinks::stdout::run(config, context)),
                 SinkConfig::Parquet(config) => Box::pin(sinks::parquet::run(*config, context)),
                 SinkConfig::Kafka(config) => Box::pin(sinks::kafka::run(*config, context)),
             };
-            running.spawn(sink.id, Role::Sink, &stats, task);
+            spawner.spawn(sink.id.clone(), Role::Sink, stats[&sink.id].clone(), task);
         }
-        running.tasks.close();
-        running.taps = Arc::new(taps);
-        running.telemetry = Arc::new(Telemetry {
-            components: std::mem::take(&mut running.components),
-            queues: queue_entries,
-            pools,
-            budget: running.budget.clone(),
-            health: config.api.health,
-        });
-        running
+        spawner.tasks.close();
+        Running {
+            tasks: spawner.tasks,
+            stop_sources,
+            stop_requested: spawner.stop_requested,
+            telemetry: Arc::new(Telemetry {
+                components: spawner.components,
+                queues: queue_entries,
+                pools,
+                budget: budget.clone(),
+                health: config.api.health,
+            }),
+            taps: Arc::new(taps),
+            budget,
+        }
     }
 
     /// What `/metrics`, `/health` and the progress line read while the pipeline runs.
@@ -230,44 +263,13 @@ impl Running {
         self.taps.clone()
     }
 
-    fn spawn(
-        &mut self,
-        id: String,
-        role: Role,
-        stats: &HashMap<String, Arc<ComponentStats>>,
-        task: ComponentTask,
-    ) {
-        let component_stats = stats[&id].clone();
-        self.components.push(ComponentEntry {
-            id: id.clone(),
-            role,
-            stats: component_stats.clone(),
-        });
-        let failed = self.failed.clone();
-        let stop_requested = self.stop_requested.clone();
-        self.tasks.spawn(async move {
-            if let Err(error) = task.await {
-                component_stats.mark_failed();
-                tracing::error!(component = %id, %error, "component failed; stopping the pipeline");
-                failed.store(true, Ordering::Relaxed);
-                stop_requested.cancel();
-            }
-            tracing::info!(
-                component = %id,
-                samples_in = component_stats.samples_in(),
-                samples_out = component_stats.samples_out(),
-                dropped = component_stats.dropped_total(),
-                "component finished"
-            );
-        });
-    }
-
     /// Batches waiting in queues right now.
     fn queued_batches(&self) -> usize {
-        self.queues
+        self.telemetry
+            .queues
             .iter()
-            .filter_map(mpsc::WeakSender::upgrade)
-            .map(|tx| tx.max_capacity() - tx.capacity())
+            .filter_map(|q| q.depth())
+            .map(|(depth, _)| depth)
             .sum()
     }
 
@@ -297,7 +299,7 @@ impl Running {
             }
         }
         Ok(RunReport {
-            failed: self.failed.load(Ordering::Relaxed),
+            failed: self.telemetry.components.iter().any(|c| c.stats.failed()),
             telemetry: self.telemetry,
         })
     }
