@@ -10,23 +10,13 @@ use std::time::{Duration, Instant};
 
 use rigtap::sim::{Fleet, SimConfig};
 use support::net::free_port;
-use support::python::python;
+use support::python::run_script;
 use support::start;
 
 const MINERS: usize = 10;
 
 fn scrape(base: &str) -> serde_json::Value {
-    let output = Command::new(python())
-        .arg(format!("{}/tests/py/scrape.py", env!("CARGO_MANIFEST_DIR")))
-        .arg(base)
-        .output()
-        .expect("run scrape.py");
-    assert!(
-        output.status.success(),
-        "scrape.py: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON from scrape.py")
+    serde_json::from_slice(&run_script("scrape.py", &[base])).expect("JSON from scrape.py")
 }
 
 /// The value of the sample `name` whose labels include `labels`.

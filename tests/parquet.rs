@@ -5,25 +5,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use support::python::python;
+use support::python::run_script;
 use support::{finished, start};
 
 /// Runs tests/py/parquet_read.py on `root` and parses what it prints.
 fn duckdb(root: &Path, mode: &str) -> serde_json::Value {
-    let script = format!("{}/tests/py/parquet_read.py", env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new(python())
-        .args([script.as_str(), &root.display().to_string(), mode])
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "parquet_read.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON from parquet_read.py")
+    let output = run_script("parquet_read.py", &[root.as_os_str(), mode.as_ref()]);
+    serde_json::from_slice(&output).expect("JSON from parquet_read.py")
 }
 
 /// Files under `root` whose names satisfy `keep`.

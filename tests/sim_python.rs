@@ -10,7 +10,7 @@ use std::time::Duration;
 use rigtap::sim::telemetry::model_of;
 use rigtap::sim::{Fleet, SimConfig};
 
-use python::python;
+use python::run_script;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_client_decodes_every_call() {
@@ -24,23 +24,12 @@ async fn grpcio_client_decodes_every_call() {
     let fleet = Fleet::start(config).await.unwrap();
     let address = fleet.address(3).to_string();
     let proto = format!("{}/proto", env!("CARGO_MANIFEST_DIR"));
-    let script = format!("{}/tests/py/sim_client.py", env!("CARGO_MANIFEST_DIR"));
     // Every call in the script has a 5 s deadline, so it ends by itself.
-    let python = python();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .args([&script, &address, &proto])
-            .output()
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let got: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output =
+        tokio::task::spawn_blocking(move || run_script("sim_client.py", &[address, proto]))
+            .await
+            .unwrap();
+    let got: serde_json::Value = serde_json::from_slice(&output).unwrap();
 
     let model = model_of(11, 3);
     assert_eq!(got["api_version"], serde_json::json!([1, 2]));

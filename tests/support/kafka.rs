@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::net::free_port;
-use super::python::python;
+use super::python::{python, run_script};
 
 pub struct Tansu {
     pub port: u16,
@@ -103,20 +103,10 @@ impl Tansu {
 
     /// Every message of `topics`, as kafka_read.py prints them.
     pub fn read(&self, topics: &[&str]) -> Vec<serde_json::Value> {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let output = Command::new(python())
-            .arg(root.join("tests/py/kafka_read.py"))
-            .arg(self.bootstrap())
-            .arg(root.join("proto"))
-            .args(topics)
-            .output()
-            .expect("run kafka_read.py");
-        assert!(
-            output.status.success(),
-            "kafka_read.py failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
+        let proto = format!("{}/proto", env!("CARGO_MANIFEST_DIR"));
+        let mut args = vec![self.bootstrap(), proto];
+        args.extend(topics.iter().map(|t| t.to_string()));
+        String::from_utf8(run_script("kafka_read.py", &args))
             .expect("UTF-8")
             .lines()
             .map(|l| serde_json::from_str(l).expect("a JSON line from kafka_read.py"))
