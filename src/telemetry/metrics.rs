@@ -4,6 +4,7 @@
 //! progress line.
 
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::api_config::HealthConfig;
 use super::histogram::{LatencyHistogram, BOUNDS_MS};
+use super::process::Process;
 use crate::sample::MinerState;
 use crate::sources::bos::stats::{Method, PoolStats};
 use crate::topology::batch::{MemoryBudget, SharedBatch};
@@ -114,7 +116,7 @@ impl Telemetry {
             }
         }
         for (source, pool) in &self.pools {
-            let miners = pool.miners.load(std::sync::atomic::Ordering::Relaxed);
+            let miners = pool.miners.load(Relaxed);
             let online = pool.in_state(MinerState::Online).max(0) as u64;
             if miners > 0 && (online as f64) < self.health.min_online * miners as f64 {
                 reasons.push(format!(
@@ -160,7 +162,7 @@ impl Telemetry {
                 .iter()
                 .map(|c| c.stats.dropped_total())
                 .sum(),
-            miners: pool(&|p| p.miners.load(std::sync::atomic::Ordering::Relaxed) as i64) as u64,
+            miners: pool(&|p| p.miners.load(Relaxed) as i64) as u64,
             online: pool(&|p| p.in_state(MinerState::Online)).max(0) as u64,
             rpc_failed: pool(&|p| p.rpc_failed() as i64) as u64,
             failed: self.components.iter().filter(|c| c.stats.failed()).count(),
@@ -172,43 +174,37 @@ impl Telemetry {
         let mut out = Metrics(String::with_capacity(16 * 1024));
         self.render_components(&mut out);
         self.render_pools(&mut out);
-        out.family(
-            "rigtap_memory_budget_bytes",
-            "gauge",
-            "Bytes the pipeline's queued batches may hold.",
-        );
-        out.sample(
-            "rigtap_memory_budget_bytes",
-            &[],
-            self.budget.total() as f64,
-        );
-        out.family(
-            "rigtap_memory_budget_in_use_bytes",
-            "gauge",
-            "Bytes charged by live batches.",
-        );
-        out.sample(
-            "rigtap_memory_budget_in_use_bytes",
-            &[],
-            self.budget.in_use() as f64,
-        );
         let process = Process::read();
-        out.family(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-        );
-        out.sample(
-            "process_resident_memory_bytes",
-            &[],
-            process.rss_bytes as f64,
-        );
-        out.family(
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time spent in seconds.",
-        );
-        out.sample("process_cpu_seconds_total", &[], process.cpu_seconds);
+        let singles = [
+            (
+                "rigtap_memory_budget_bytes",
+                "gauge",
+                "Bytes the pipeline's queued batches may hold.",
+                self.budget.total() as f64,
+            ),
+            (
+                "rigtap_memory_budget_in_use_bytes",
+                "gauge",
+                "Bytes charged by live batches.",
+                self.budget.in_use() as f64,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                process.rss_bytes as f64,
+            ),
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time spent in seconds.",
+                process.cpu_seconds,
+            ),
+        ];
+        for (name, kind, help, value) in singles {
+            out.family(name, kind, help);
+            out.sample(name, &[], value);
+        }
         out.0
     }
 
@@ -273,19 +269,19 @@ impl Telemetry {
                 "rigtap_sink_in_flight_samples",
                 "gauge",
                 "Samples handed to the destination and not yet acknowledged.",
-                |s| s.in_flight.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                |s| s.in_flight.load(Relaxed) as f64,
             ),
             (
                 "rigtap_sink_retries_total",
                 "counter",
                 "Requests the destination's client sent again (librdkafka's count).",
-                |s| s.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                |s| s.retries.load(Relaxed) as f64,
             ),
             (
                 "rigtap_sink_errors_total",
                 "counter",
                 "Requests that failed at the destination (librdkafka's count).",
-                |s| s.errors.load(std::sync::atomic::Ordering::Relaxed) as f64,
+                |s| s.errors.load(Relaxed) as f64,
             ),
         ];
         for (name, kind, help, get) in sink_values {
@@ -327,7 +323,7 @@ impl Telemetry {
     }
 
     fn render_pools(&self, out: &mut Metrics) {
-        use std::sync::atomic::Ordering::Relaxed;
+        use Relaxed;
         type Gauge = fn(&PoolStats) -> f64;
         let gauges: [(&str, &str, &str, Gauge); 8] = [
             (
@@ -493,44 +489,6 @@ impl Metrics {
             self.0.push('}');
         }
         let _ = writeln!(self.0, " {value}");
-    }
-}
-
-/// This process's resident memory and CPU time, from /proc (Linux).
-pub struct Process {
-    pub rss_bytes: u64,
-    pub cpu_seconds: f64,
-}
-
-/// Clock ticks per second in /proc/self/stat: USER_HZ, 100 on every Linux target.
-const USER_HZ: f64 = 100.0;
-
-impl Process {
-    pub fn read() -> Process {
-        let rss_kib = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                let line = s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-                line.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or(0);
-        // Fields after the command name (which may hold spaces): utime is the 14th
-        // field of the line, stime the 15th.
-        let cpu_ticks = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-                Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-            })
-            .unwrap_or(0);
-        Process {
-            rss_bytes: rss_kib * 1024,
-            cpu_seconds: cpu_ticks as f64 / USER_HZ,
-        }
     }
 }
 

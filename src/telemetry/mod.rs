@@ -7,5 +7,6 @@ pub mod histogram;
 pub mod log_budget;
 pub mod logging;
 pub mod metrics;
+pub mod process;
 pub mod progress;
 pub mod tap;

@@ -73,13 +73,8 @@ impl Rigtap {
 
     /// Resident memory of the process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc status")
+        rigtap::telemetry::process::rss_kib(&self.child.id().to_string())
+            .expect("VmRSS in /proc/PID/status")
     }
 
     /// Waits for exit (bounded), returning the exit code and the JSON log lines.
