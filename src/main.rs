@@ -18,6 +18,7 @@ use rigtap::telemetry::{self, tap};
 use rigtap::topology::shutdown::{self, Signals};
 use rigtap::topology::Running;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 #[derive(Parser)]
 #[command(
@@ -125,6 +126,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<HumanDuration>().map(|d| d.0)
 }
 
+/// How long the API's open connections get to finish once the pipeline has stopped.
+const OPERATOR_GRACE: Duration = Duration::from_secs(5);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref()) {
@@ -226,9 +230,19 @@ async fn run(
     let api = pipeline.api.clone();
     let running = Running::start(pipeline, inventory);
     let operator = CancellationToken::new();
-    serve_operator(&api, &running, progress, &operator).await;
+    let operator_tasks = serve_operator(&api, &running, progress, &operator).await;
     let outcome = running.run_until_stopped(&mut signals, duration).await;
     operator.cancel();
+    // Open API connections get to finish their response; a client that will not read
+    // it does not hold the exit back.
+    if tokio::time::timeout(OPERATOR_GRACE, operator_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the API's connections did not close within {OPERATOR_GRACE:?}; exiting anyway"
+        );
+    }
     if let Some(fleet) = fleet {
         fleet.shutdown().await;
     }
@@ -253,19 +267,20 @@ async fn run(
 
 /// Starts what an operator watches the pipeline with, until `stop`: the API (if
 /// enabled; a port in use is logged, not fatal: the pipeline matters more), the queue
-/// observer behind `/health`, and the progress line.
+/// observer behind `/health`, and the progress line. Returns their tasks, closed.
 async fn serve_operator(
     api: &ApiConfig,
     running: &Running,
     progress: ProgressMode,
     stop: &CancellationToken,
-) {
+) -> TaskTracker {
+    let tasks = TaskTracker::new();
     let telemetry = running.telemetry();
     if api.enabled {
         match tokio::net::TcpListener::bind(api.address).await {
             Ok(listener) => {
                 tracing::info!(address = %api.address, "serving /metrics, /health and /tap/COMPONENT");
-                tokio::spawn(telemetry::api::serve(
+                tasks.spawn(telemetry::api::serve(
                     listener,
                     telemetry.clone(),
                     running.taps(),
@@ -278,23 +293,16 @@ async fn serve_operator(
         }
     }
     let observed = telemetry.clone();
-    let stop_observing = stop.clone();
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(telemetry::metrics::OBSERVE_EVERY);
-        loop {
-            tokio::select! {
-                _ = stop_observing.cancelled() => return,
-                _ = ticker.tick() => observed.observe(),
-            }
-        }
-    });
-    let stop = stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = telemetry::progress::report(progress, telemetry) => {}
-        }
-    });
+    tasks.spawn(
+        stop.clone()
+            .run_until_cancelled_owned(async move { observed.watch_queues().await }),
+    );
+    tasks.spawn(
+        stop.clone()
+            .run_until_cancelled_owned(telemetry::progress::report(progress, telemetry)),
+    );
+    tasks.close();
+    tasks
 }
 
 async fn simulate(args: SimArgs) -> ExitCode {

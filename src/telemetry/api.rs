@@ -17,22 +17,25 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::metrics::Telemetry;
 use super::tap::Taps;
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Serves until `stop` is cancelled.
+/// Serves until `stop` is cancelled, then lets each open connection finish its
+/// response (a tap's stream ends at `stop` too) and returns once all have closed.
 pub async fn serve(
     listener: TcpListener,
     telemetry: Arc<Telemetry>,
     taps: Arc<Taps>,
     stop: CancellationToken,
 ) {
+    let connections = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -42,18 +45,31 @@ pub async fn serve(
             },
         };
         let (telemetry, taps, stop) = (telemetry.clone(), taps.clone(), stop.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let response = respond(&request, &telemetry, &taps, &stop);
-                async move { Ok::<_, Infallible>(response) }
-            });
+        connections.spawn(async move {
+            let service = {
+                let stop = stop.clone();
+                hyper::service::service_fn(move |request| {
+                    let response = respond(&request, &telemetry, &taps, &stop);
+                    async move { Ok::<_, Infallible>(response) }
+                })
+            };
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                _ = stop.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%error, "api: connection ended");
             }
         });
     }
+    connections.close();
+    connections.wait().await;
 }
 
 fn respond(

@@ -91,8 +91,17 @@ impl Health {
 }
 
 impl Telemetry {
-    /// Notes which queues are full now; call about once a second.
-    pub fn observe(&self) {
+    /// Notes once a second which queues are full, for `/health`; runs until dropped.
+    pub async fn watch_queues(&self) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            self.observe();
+        }
+    }
+
+    /// Notes which queues are full now.
+    fn observe(&self) {
         for queue in &self.queues {
             let full = queue.depth().is_some_and(|(depth, cap)| depth >= cap);
             let mut since = queue.full_since.lock().unwrap_or_else(|e| e.into_inner());
@@ -491,9 +500,6 @@ impl Metrics {
         let _ = writeln!(self.0, " {value}");
     }
 }
-
-/// How often queues are observed for `/health`.
-pub const OBSERVE_EVERY: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
