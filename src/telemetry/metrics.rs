@@ -45,7 +45,7 @@ pub struct ComponentEntry {
 /// The queue in front of a transform or sink.
 pub struct QueueEntry {
     pub consumer: String,
-    pub tx: mpsc::WeakSender<SharedBatch>,
+    tx: mpsc::WeakSender<SharedBatch>,
     /// Since when it has been full, as last observed.
     full_since: Mutex<Option<Instant>>,
 }

@@ -245,6 +245,9 @@ pub async fn run(config: KafkaConfig, mut ctx: SinkContext) -> ComponentResult {
         ctx.stats.received(batch.len());
         ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len());
     }
+    // Dropping the producer purges what it still holds and waits up to 500 ms for
+    // librdkafka to let go: blocking work, so off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || drop(sender)).await;
     let undelivered = ctx.stats.dropped_for(DropReason::ShutdownTimeout);
     if undelivered > 0 {
         return Err(KafkaSinkError::Undelivered {
