@@ -12,6 +12,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::fair_rate::FairRateLimiter;
 use super::stats::{Method, PoolStats};
 use crate::config::secret::Secret;
 use crate::proto::bos::api_version_service_client::ApiVersionServiceClient;
@@ -83,7 +84,7 @@ pub struct CallSettings {
     pub credentials: Credentials,
     pub gzip: bool,
     pub timeout: Duration,
-    pub fleet_rpcs: DefaultDirectRateLimiter,
+    pub fleet_rpcs: FairRateLimiter,
     pub stats: Arc<PoolStats>,
 }
 

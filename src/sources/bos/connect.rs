@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use governor::DefaultDirectRateLimiter;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
 
 use super::config::BosConfig;
+use super::fair_rate::FairRateLimiter;
 use super::stats::PoolStats;
 use super::targets::Target;
 
@@ -34,7 +34,7 @@ pub struct Dialer {
     tls: Option<ClientTlsConfig>,
     connect_timeout: Duration,
     keepalive: super::config::KeepaliveConfig,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<FairRateLimiter>,
     stats: Arc<PoolStats>,
 }
 
@@ -50,7 +50,7 @@ impl Dialer {
     pub fn new(
         config: &BosConfig,
         tls: Option<ClientTlsConfig>,
-        limiter: Arc<DefaultDirectRateLimiter>,
+        limiter: Arc<FairRateLimiter>,
         stats: Arc<PoolStats>,
     ) -> Self {
         Dialer {
@@ -106,7 +106,7 @@ impl Dialer {
 #[derive(Clone)]
 struct GovernedConnector {
     address: String,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    limiter: Arc<FairRateLimiter>,
     stats: Arc<PoolStats>,
     admitted: Arc<AtomicBool>,
 }

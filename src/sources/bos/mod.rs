@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod emit;
+pub mod fair_rate;
 pub mod miner;
 pub mod poll;
 pub mod pool;
@@ -29,7 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{Quota, RateLimiter};
+use governor::Quota;
 use tokio_util::task::TaskTracker;
 
 use crate::config::secret::{Secret, SecretError};
@@ -40,6 +41,7 @@ use client::{CallSettings, Credentials};
 use config::Compression;
 use connect::Dialer;
 use emit::Emitter;
+use fair_rate::FairRateLimiter;
 use miner::{MinerTask, Shared};
 use pool::ConnectionPool;
 use stats::PoolStats;
@@ -92,7 +94,7 @@ pub async fn run(
     let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
     // Connections are admitted one at a time (a burst of 1), so no second ever sees
     // more than `connects_per_second` of them, even right after a quiet spell.
-    let connects = Arc::new(RateLimiter::direct(
+    let connects = Arc::new(FairRateLimiter::new(
         per_second(config.rate.connects_per_second).allow_burst(NonZeroU32::MIN),
     ));
     let (emitter, queue) = Emitter::new(stats.clone());
@@ -105,7 +107,7 @@ pub async fn run(
             },
             gzip: config.compression == Compression::Gzip,
             timeout: config.timeout.0,
-            fleet_rpcs: RateLimiter::direct(per_second(config.rate.rpcs_per_second)),
+            fleet_rpcs: FairRateLimiter::new(per_second(config.rate.rpcs_per_second)),
             stats: stats.clone(),
         }),
         dialer: Dialer::new(&config, tls, connects, stats.clone()),
