@@ -196,7 +196,7 @@ async fn login_every_call_and_the_stream() {
 #[tokio::test]
 async fn tokens_expire_after_inactivity() {
     let mut cfg = config(2, 1);
-    cfg.session_timeout = Duration::from_millis(300);
+    cfg.session_timeout = Duration::from_millis(1200);
     let fleet = Fleet::start(cfg).await.unwrap();
     let ch = channel(fleet.address(0)).await.unwrap();
     let response = AuthenticationServiceClient::new(ch.clone())
@@ -213,12 +213,13 @@ async fn tokens_expire_after_inactivity() {
         let mut miner = miner.clone();
         async move { miner.get_miner_stats(request).await }
     };
-    // Calls within the timeout keep the session alive.
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+    // Calls within the timeout keep the session alive past it: five calls 400 ms apart
+    // span 2 s, and each gap leaves 800 ms to spare on a loaded machine.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
         call(&mut miner, &response.token).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_millis(1800)).await;
     let expired = call(&mut miner, &response.token).await.unwrap_err();
     assert_eq!(expired.code(), Code::Unauthenticated);
     assert_eq!(expired.message(), "session expired; log in again");
