@@ -295,7 +295,7 @@ async fn serve_operator(
     let observed = telemetry.clone();
     tasks.spawn(
         stop.clone()
-            .run_until_cancelled_owned(async move { observed.watch_queues().await }),
+            .run_until_cancelled_owned(async move { observed.watch().await }),
     );
     tasks.spawn(
         stop.clone()

@@ -1,6 +1,7 @@
 //! A broker outage: tansu is stopped for 20 s while the pipeline runs, then started
 //! again. Nothing produced during or after the outage may be lost, the kafka sink's
-//! memory must stay bounded, and the source must be held back meanwhile. In its own
+//! memory must stay bounded, the source must be held back meanwhile, and `/health`
+//! must say the sink is failing. In its own
 //! test binary, so no other test moves the process's memory.
 //!
 //! tansu's in-memory storage forgets everything at a restart, topics and producer ids
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 use support::kafka::Tansu;
+use support::net::free_port;
+use support::scrape::scrape;
 use support::{finished, start};
 
 const TOPIC: &str = "outage";
@@ -27,8 +30,10 @@ const TOPIC: &str = "outage";
 fn a_twenty_second_outage_loses_nothing_and_holds_the_source_back() {
     let mut tansu = Tansu::start();
     tansu.create_topics(&[TOPIC], 3);
+    let api = format!("127.0.0.1:{}", free_port());
     let yaml = format!(
         "
+api: {{address: '{api}', health: {{sink_failing_for: 5s}}}}
 sources:
   gen: {{type: generate, rate: 10000, count: 200000, miners: 50, seed: 9}}
 sinks:
@@ -72,13 +77,21 @@ sinks:
         delivered_before > 10_000,
         "running before the outage: {delivered_before}"
     );
+    let base = format!("http://{api}");
+    assert_eq!(scrape(&base)["health"]["code"], 200, "healthy before");
     tansu.stop();
     let (killed, killed_at) = (Instant::now(), SystemTime::now());
     let rss_at_kill = rigtap.rss_kib();
     let mut rss_peak = rss_at_kill;
+    let mut degraded = None;
     while killed.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(500));
         rss_peak = rss_peak.max(rigtap.rss_kib());
+        // The sink stalls within a second or two of the kill; 5 s later it is failing.
+        if degraded.is_none() && killed.elapsed() > Duration::from_secs(8) {
+            let health = scrape(&base)["health"].clone();
+            degraded = (health["code"] == 503).then_some(health);
+        }
     }
     let (taken_at_5s, taken_at_19s) = (
         lines_by(killed + Duration::from_secs(5)),
@@ -108,6 +121,13 @@ sinks:
         "outage: {delivered_before} taken before, {taken_at_5s} by 5 s into it, {taken_at_19s} by 19 s; RSS {rss_at_kill} KiB at the kill, peak {rss_peak} KiB"
     );
     assert_eq!(taken_at_19s, taken_at_5s, "the source was held back");
+    let degraded = degraded.expect("/health said 503 during the outage");
+    let reasons = degraded["body"]["reasons"].to_string();
+    assert!(
+        reasons.contains("sink `kafka` has delivered nothing for"),
+        "{reasons}"
+    );
+    eprintln!("/health during the outage: {reasons}");
     assert!(
         rss_peak - rss_at_kill < 64 * 1024,
         "memory stayed bounded: {rss_at_kill} -> {rss_peak} KiB"

@@ -10,46 +10,10 @@ use std::time::{Duration, Instant};
 
 use rigtap::sim::{Fleet, SimConfig};
 use support::net::free_port;
-use support::python::run_script;
+use support::scrape::{scrape_until, value};
 use support::start;
 
 const MINERS: usize = 10;
-
-fn scrape(base: &str) -> serde_json::Value {
-    serde_json::from_slice(&run_script("scrape.py", &[base])).expect("JSON from scrape.py")
-}
-
-/// The value of the sample `name` whose labels include `labels`.
-fn value(scraped: &serde_json::Value, family: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scraped["metrics"][family]["samples"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no family {family}"))
-        .iter()
-        .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][k] == *v))
-        .and_then(|s| s[2].as_f64())
-        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in {family}"))
-}
-
-/// Scrapes until `done` holds (bounded), returning the last scrape.
-fn scrape_until(
-    base: &str,
-    limit: Duration,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let scraped = scrape(base);
-        if done(&scraped) {
-            return scraped;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not reached within {limit:?}: {}",
-            scraped["health"]
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_tap_tell_the_truth() {

@@ -34,6 +34,9 @@ pub struct HealthConfig {
     /// Degraded when a queue has stayed full this long: its consumer (a sink and its
     /// destination, usually) is not keeping up, and the sources are held back.
     pub queue_full_for: HumanDuration,
+    /// Degraded when a sink has delivered nothing this long while samples wait for
+    /// its destination, or while the destination refuses them.
+    pub sink_failing_for: HumanDuration,
 }
 
 impl Default for HealthConfig {
@@ -41,6 +44,7 @@ impl Default for HealthConfig {
         HealthConfig {
             min_online: 0.5,
             queue_full_for: HumanDuration(Duration::from_secs(60)),
+            sink_failing_for: HumanDuration(Duration::from_secs(60)),
         }
     }
 }

@@ -5,12 +5,12 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::api_config::HealthConfig;
+use super::health::{Since, SinkProgress};
 use super::histogram::{LatencyHistogram, BOUNDS_MS};
 use super::process::Process;
 use crate::sample::MinerState;
@@ -27,7 +27,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Source => "source",
             Role::Transform => "transform",
@@ -40,14 +40,27 @@ pub struct ComponentEntry {
     pub id: String,
     pub role: Role,
     pub stats: Arc<ComponentStats>,
+    /// For sinks: whether they deliver, as last observed for `/health`.
+    pub(super) progress: SinkProgress,
+}
+
+impl ComponentEntry {
+    pub fn new(id: String, role: Role, stats: Arc<ComponentStats>) -> Self {
+        ComponentEntry {
+            id,
+            role,
+            stats,
+            progress: SinkProgress::default(),
+        }
+    }
 }
 
 /// The queue in front of a transform or sink.
 pub struct QueueEntry {
     pub consumer: String,
     tx: mpsc::WeakSender<SharedBatch>,
-    /// Since when it has been full, as last observed.
-    full_since: Mutex<Option<Instant>>,
+    /// Since when it has been full, as last observed for `/health`.
+    pub(super) full: Since,
 }
 
 impl QueueEntry {
@@ -55,7 +68,7 @@ impl QueueEntry {
         QueueEntry {
             consumer,
             tx,
-            full_since: Mutex::new(None),
+            full: Since::default(),
         }
     }
 
@@ -77,80 +90,7 @@ pub struct Telemetry {
     pub health: HealthConfig,
 }
 
-/// `/health`'s verdict.
-#[derive(Debug, serde::Serialize)]
-pub struct Health {
-    pub status: &'static str,
-    pub reasons: Vec<String>,
-}
-
-impl Health {
-    pub fn is_healthy(&self) -> bool {
-        self.reasons.is_empty()
-    }
-}
-
 impl Telemetry {
-    /// Notes once a second which queues are full, for `/health`; runs until dropped.
-    pub async fn watch_queues(&self) {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            ticker.tick().await;
-            self.observe();
-        }
-    }
-
-    /// Notes which queues are full now.
-    fn observe(&self) {
-        for queue in &self.queues {
-            let full = queue.depth().is_some_and(|(depth, cap)| depth >= cap);
-            let mut since = queue.full_since.lock().unwrap_or_else(|e| e.into_inner());
-            match (full, *since) {
-                (true, None) => *since = Some(Instant::now()),
-                (false, Some(_)) => *since = None,
-                _ => {}
-            }
-        }
-    }
-
-    pub fn health(&self) -> Health {
-        let mut reasons = Vec::new();
-        for component in &self.components {
-            if component.stats.failed() {
-                reasons.push(format!(
-                    "{} `{}` failed; see the log",
-                    component.role.as_str(),
-                    component.id
-                ));
-            }
-        }
-        for (source, pool) in &self.pools {
-            let miners = pool.miners.load(Relaxed);
-            let online = pool.in_state(MinerState::Online).max(0) as u64;
-            if miners > 0 && (online as f64) < self.health.min_online * miners as f64 {
-                reasons.push(format!(
-                    "source `{source}`: {online} of {miners} miners online, below health.min_online ({:.0}%)",
-                    self.health.min_online * 100.0
-                ));
-            }
-        }
-        let bound = self.health.queue_full_for.0;
-        for queue in &self.queues {
-            let since = *queue.full_since.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(full) = since.map(|s| s.elapsed()).filter(|d| *d >= bound) {
-                reasons.push(format!(
-                    "the queue of `{}` has been full for {}s (it is not keeping up, or its destination is down); the sources are held back",
-                    queue.consumer,
-                    full.as_secs()
-                ));
-            }
-        }
-        Health {
-            status: if reasons.is_empty() { "ok" } else { "degraded" },
-            reasons,
-        }
-    }
-
     /// Sums for the progress line.
     pub fn totals(&self) -> Totals {
         let sum = |role: Role, f: &dyn Fn(&ComponentStats) -> u64| -> u64 {
@@ -501,52 +441,35 @@ impl Metrics {
     }
 }
 
+/// A pipeline of one sink, `kafka`, behind `queue`, for the tests of this module and
+/// of [`super::health`].
+#[cfg(test)]
+pub(super) fn one_sink(
+    queue: &mpsc::Sender<SharedBatch>,
+    stats: Arc<ComponentStats>,
+    health: HealthConfig,
+) -> Telemetry {
+    Telemetry {
+        components: vec![ComponentEntry::new("kafka".into(), Role::Sink, stats)],
+        queues: vec![QueueEntry::new("kafka".into(), queue.downgrade())],
+        pools: Vec::new(),
+        budget: MemoryBudget::new(1 << 20),
+        health,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::units::HumanDuration;
-
-    fn telemetry(queue: &mpsc::Sender<SharedBatch>, stats: Arc<ComponentStats>) -> Telemetry {
-        Telemetry {
-            components: vec![ComponentEntry {
-                id: "kafka".into(),
-                role: Role::Sink,
-                stats,
-            }],
-            queues: vec![QueueEntry::new("kafka".into(), queue.downgrade())],
-            pools: Vec::new(),
-            budget: MemoryBudget::new(1 << 20),
-            health: HealthConfig {
-                min_online: 0.5,
-                queue_full_for: HumanDuration(Duration::ZERO),
-            },
-        }
-    }
 
     #[tokio::test]
-    async fn a_full_queue_and_a_failed_component_are_reasons() {
+    async fn queue_depth_and_a_failed_component_are_rendered() {
         let (tx, _rx) = mpsc::channel(1);
         let stats = Arc::new(ComponentStats::default());
-        let t = telemetry(&tx, stats.clone());
-        t.observe();
-        assert!(t.health().is_healthy(), "{:?}", t.health());
-
+        let t = one_sink(&tx, stats.clone(), HealthConfig::default());
         let batch = crate::topology::batch::Batch::new(Vec::new(), &t.budget).await;
         tx.try_send(Arc::new(batch)).unwrap();
-        t.observe();
-        let health = t.health();
-        assert_eq!(health.status, "degraded");
-        assert!(
-            health.reasons[0].starts_with("the queue of `kafka` has been full"),
-            "{health:?}"
-        );
-
         stats.mark_failed();
-        assert!(t
-            .health()
-            .reasons
-            .iter()
-            .any(|r| r == "sink `kafka` failed; see the log"));
         let text = t.render();
         assert!(
             text.contains("rigtap_queue_batches{component=\"kafka\"} 1\n"),

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod api_config;
+pub mod health;
 pub mod histogram;
 pub mod log_budget;
 pub mod logging;

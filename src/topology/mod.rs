@@ -103,11 +103,8 @@ struct Spawner {
 impl Spawner {
     /// Runs `task`; an error marks the component failed and stops the pipeline.
     fn spawn(&mut self, id: String, role: Role, stats: Arc<ComponentStats>, task: ComponentTask) {
-        self.components.push(ComponentEntry {
-            id: id.clone(),
-            role,
-            stats: stats.clone(),
-        });
+        self.components
+            .push(ComponentEntry::new(id.clone(), role, stats.clone()));
         let stop_requested = self.stop_requested.clone();
         self.tasks.spawn(async move {
             if let Err(error) = task.await {

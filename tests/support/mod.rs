@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod net;
 pub mod python;
+pub mod scrape;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};

@@ -1,0 +1,281 @@
+//! `/health`'s verdict: degraded when a component failed, when too few of a source's
+//! miners are online, when a queue has stayed full, or when a sink has delivered
+//! nothing for a while although it had work (samples waiting for its destination, or
+//! its destination refusing them). The last two need a look once a second, which
+//! [`Telemetry::watch`] takes.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::metrics::{Role, Telemetry};
+use crate::sample::MinerState;
+use crate::topology::stats::{ComponentStats, DropReason};
+
+#[derive(Debug, serde::Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub reasons: Vec<String>,
+}
+
+impl Health {
+    pub fn is_healthy(&self) -> bool {
+        self.reasons.is_empty()
+    }
+}
+
+/// Since when a condition has held, as last observed.
+#[derive(Debug, Default)]
+pub struct Since(Mutex<Option<Instant>>);
+
+impl Since {
+    fn note(&self, holds: bool, now: Instant) {
+        let mut since = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *since = holds.then(|| since.unwrap_or(now));
+    }
+
+    /// How long the condition has held, once it has held at least `bound`.
+    fn lasted(&self, bound: Duration, now: Instant) -> Option<Duration> {
+        let since = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        since
+            .map(|s| now.saturating_duration_since(s))
+            .filter(|d| *d >= bound)
+    }
+}
+
+/// Drops that mean the destination did not take what a sink gave it.
+const REFUSALS: [DropReason; 3] = [
+    DropReason::DeliveryFailed,
+    DropReason::WriteFailed,
+    DropReason::OutputClosed,
+];
+
+fn refused(stats: &ComponentStats) -> u64 {
+    REFUSALS.iter().map(|r| stats.dropped_for(*r)).sum()
+}
+
+/// A sink's counters at the last look, to tell a stalled sink from an idle one.
+#[derive(Debug, Default)]
+pub struct SinkProgress(Mutex<SinkSeen>);
+
+#[derive(Debug, Default)]
+struct SinkSeen {
+    delivered: u64,
+    refused: u64,
+    stall: Option<Stall>,
+}
+
+#[derive(Debug)]
+struct Stall {
+    since: Instant,
+    /// Refusals counted before the stall began.
+    refused_before: u64,
+}
+
+impl SinkProgress {
+    /// Stalled: nothing delivered since the last look, while samples wait for the
+    /// destination or it refused some. A sink with nothing to do is not stalled.
+    fn observe(&self, stats: &ComponentStats, now: Instant) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (delivered, refused) = (stats.samples_out(), refused(stats));
+        let had_work = stats.in_flight.load(Relaxed) > 0 || refused > seen.refused;
+        seen.stall = match (delivered == seen.delivered && had_work, seen.stall.take()) {
+            (false, _) => None,
+            (true, Some(stall)) => Some(stall),
+            (true, None) => Some(Stall {
+                since: now,
+                refused_before: seen.refused,
+            }),
+        };
+        seen.delivered = delivered;
+        seen.refused = refused;
+    }
+
+    fn reason(
+        &self,
+        id: &str,
+        stats: &ComponentStats,
+        bound: Duration,
+        now: Instant,
+    ) -> Option<String> {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let stall = seen.stall.as_ref()?;
+        let lasted = now.saturating_duration_since(stall.since);
+        (lasted >= bound).then(|| {
+            format!(
+                "sink `{id}` has delivered nothing for {}s: {} sample(s) wait for its destination, {} refused meanwhile (is it down, or refusing them? see the log)",
+                lasted.as_secs(),
+                stats.in_flight.load(Relaxed).max(0),
+                seen.refused - stall.refused_before,
+            )
+        })
+    }
+}
+
+impl Telemetry {
+    /// Looks once a second at queues and sinks, for `/health`; runs until dropped.
+    pub async fn watch(&self) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            ticker.tick().await;
+            self.observe(Instant::now());
+        }
+    }
+
+    /// Notes which queues are full and which sinks are stalled now.
+    pub(super) fn observe(&self, now: Instant) {
+        for queue in &self.queues {
+            let full = queue.depth().is_some_and(|(depth, cap)| depth >= cap);
+            queue.full.note(full, now);
+        }
+        for sink in self.components.iter().filter(|c| c.role == Role::Sink) {
+            sink.progress.observe(&sink.stats, now);
+        }
+    }
+
+    pub fn health(&self) -> Health {
+        self.health_at(Instant::now())
+    }
+
+    fn health_at(&self, now: Instant) -> Health {
+        let mut reasons = Vec::new();
+        for component in &self.components {
+            if component.stats.failed() {
+                reasons.push(format!(
+                    "{} `{}` failed; see the log",
+                    component.role.as_str(),
+                    component.id
+                ));
+            }
+        }
+        for (source, pool) in &self.pools {
+            let miners = pool.miners.load(Relaxed);
+            let online = pool.in_state(MinerState::Online).max(0) as u64;
+            if miners > 0 && (online as f64) < self.health.min_online * miners as f64 {
+                reasons.push(format!(
+                    "source `{source}`: {online} of {miners} miners online, below health.min_online ({:.0}%)",
+                    self.health.min_online * 100.0
+                ));
+            }
+        }
+        for queue in &self.queues {
+            if let Some(full) = queue.full.lasted(self.health.queue_full_for.0, now) {
+                reasons.push(format!(
+                    "the queue of `{}` has been full for {}s (it is not keeping up, or its destination is down); the sources are held back",
+                    queue.consumer,
+                    full.as_secs()
+                ));
+            }
+        }
+        for sink in self.components.iter().filter(|c| c.role == Role::Sink) {
+            let bound = self.health.sink_failing_for.0;
+            reasons.extend(sink.progress.reason(&sink.id, &sink.stats, bound, now));
+        }
+        Health {
+            status: if reasons.is_empty() { "ok" } else { "degraded" },
+            reasons,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::units::HumanDuration;
+    use crate::telemetry::api_config::HealthConfig;
+    use crate::telemetry::metrics::one_sink;
+    use crate::topology::batch::Batch;
+
+    fn bounds(queue_full_for: u64, sink_failing_for: u64) -> HealthConfig {
+        HealthConfig {
+            min_online: 0.5,
+            queue_full_for: HumanDuration(Duration::from_secs(queue_full_for)),
+            sink_failing_for: HumanDuration(Duration::from_secs(sink_failing_for)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_full_past_its_bound_and_a_failed_component_are_reasons() {
+        let (tx, _rx) = mpsc::channel(1);
+        let stats = Arc::new(ComponentStats::default());
+        let t = one_sink(&tx, stats.clone(), bounds(10, 60));
+        let start = Instant::now();
+        t.observe(start);
+        assert!(t.health_at(start).is_healthy());
+
+        let batch = Batch::new(Vec::new(), &t.budget).await;
+        tx.try_send(Arc::new(batch)).unwrap();
+        t.observe(start + secs(1));
+        assert!(
+            t.health_at(start + secs(10)).is_healthy(),
+            "9 s is within the bound"
+        );
+        let health = t.health_at(start + secs(12));
+        assert_eq!(health.status, "degraded");
+        assert_eq!(
+            health.reasons,
+            ["the queue of `kafka` has been full for 11s (it is not keeping up, or its destination is down); the sources are held back"]
+        );
+
+        stats.mark_failed();
+        assert!(t
+            .health_at(start)
+            .reasons
+            .contains(&"sink `kafka` failed; see the log".to_string()));
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn a_sink_with_samples_waiting_and_no_delivery_is_failing_after_the_bound() {
+        let (tx, _rx) = mpsc::channel(1);
+        let stats = Arc::new(ComponentStats::default());
+        let t = one_sink(&tx, stats.clone(), bounds(60, 30));
+        let start = Instant::now();
+        stats.sent(100);
+        t.observe(start);
+        stats.sent(100);
+        stats.in_flight.store(5000, Relaxed);
+        t.observe(start + secs(1)); // delivering: not stalled
+        for at in 2..=40 {
+            t.observe(start + secs(at)); // nothing delivered from 2 s on
+        }
+        assert!(t.health_at(start + secs(31)).is_healthy(), "29 s");
+        assert_eq!(
+            t.health_at(start + secs(40)).reasons,
+            ["sink `kafka` has delivered nothing for 38s: 5000 sample(s) wait for its destination, 0 refused meanwhile (is it down, or refusing them? see the log)"]
+        );
+        // One acknowledgement ends the stall.
+        stats.sent(1);
+        t.observe(start + secs(41));
+        assert!(t.health_at(start + secs(41)).is_healthy());
+    }
+
+    #[test]
+    fn a_sink_whose_destination_refuses_everything_is_failing_an_idle_one_is_not() {
+        let (tx, _rx) = mpsc::channel(1);
+        let stats = Arc::new(ComponentStats::default());
+        let t = one_sink(&tx, stats.clone(), bounds(60, 30));
+        let start = Instant::now();
+        stats.sent(10);
+        stats.dropped(DropReason::QueueFull, 7); // not the destination's doing
+        for at in 0..40 {
+            t.observe(start + secs(at)); // idle: nothing waits, nothing is refused
+        }
+        assert!(t.health_at(start + secs(40)).is_healthy());
+        for at in 40..80 {
+            stats.dropped(DropReason::DeliveryFailed, 3);
+            t.observe(start + secs(at));
+        }
+        assert_eq!(
+            t.health_at(start + secs(80)).reasons,
+            ["sink `kafka` has delivered nothing for 40s: 0 sample(s) wait for its destination, 120 refused meanwhile (is it down, or refusing them? see the log)"]
+        );
+    }
+}
