@@ -138,7 +138,10 @@ impl MinerClient {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let settings = &self.settings;
-        settings.fleet_rpcs.until_ready().await;
+        match method.brings_online() {
+            true => settings.fleet_rpcs.until_ready_first().await,
+            false => settings.fleet_rpcs.until_ready().await,
+        }
         self.miner_rpcs.until_ready().await;
         let started = Instant::now();
         let result = match tokio::time::timeout(settings.timeout, call).await {

@@ -2,9 +2,10 @@
 //!
 //! Miner tasks hand their samples to one bounded queue; [`forward`] gathers them into
 //! batches for the pipeline. When the pipeline is full, the queue fills: a poll that
-//! finds no room is skipped and counted (the miner is asked nothing), status changes
-//! wait for room (they are facts, not to be lost), and streams are not read (HTTP/2
-//! flow control then holds the miners back). Nothing here grows with an outage.
+//! finds no room is skipped and counted (the miner is asked nothing), the answers of a
+//! poll already under way and status changes wait for room (they are facts, not to be
+//! lost), and streams are not read (HTTP/2 flow control then holds the miners back).
+//! What waits is at most one poll's answers per miner; nothing grows with an outage.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -31,31 +32,22 @@ pub struct Emitter {
     stats: Arc<PoolStats>,
 }
 
-pub struct EmitPermit<'a>(mpsc::Permit<'a, Vec<Sample>>);
-
-impl EmitPermit<'_> {
-    pub fn send(self, samples: Vec<Sample>) {
-        if !samples.is_empty() {
-            self.0.send(samples);
-        }
-    }
-}
-
 impl Emitter {
     pub fn new(stats: Arc<PoolStats>) -> (Self, mpsc::Receiver<Vec<Sample>>) {
         let (tx, rx) = mpsc::channel(QUEUE_POLLS);
         (Emitter { tx, stats }, rx)
     }
 
-    /// Room for one poll's samples, or `None` (counted as a skipped poll) when full.
-    pub fn try_reserve(&self) -> Option<EmitPermit<'_>> {
-        match self.tx.try_reserve() {
-            Ok(permit) => Some(EmitPermit(permit)),
-            Err(_) => {
-                self.stats.polls_skipped.fetch_add(1, Relaxed);
-                None
-            }
+    /// Whether a poll may start: no room now counts a skipped poll. Room is checked,
+    /// not reserved, because a poll then waits for the governors: slots held through
+    /// that wait would fill the queue while nothing flows (measured: 2,000 miners on
+    /// 500 calls/s skipped 2,264 polls with the batcher idle).
+    pub fn room_for_a_poll(&self) -> bool {
+        let room = self.has_room();
+        if !room {
+            self.stats.polls_skipped.fetch_add(1, Relaxed);
         }
+        room
     }
 
     /// Whether a stream message could be acted on now.
@@ -63,10 +55,29 @@ impl Emitter {
         self.tx.capacity() > 0
     }
 
-    /// Waits for room, then queues `samples` (status changes: never skipped).
+    /// Waits for room, then queues `samples` (a status change).
     pub async fn send(&self, samples: Vec<Sample>) {
+        if samples.is_empty() {
+            return;
+        }
         // Fails only once the batcher is gone, i.e. the pipeline has stopped.
         let _ = self.tx.send(samples).await;
+    }
+
+    /// Waits for room, then queues a poll's answers; each `interval` spent waiting is
+    /// a poll the miner does not get, counted as skipped as it passes.
+    pub async fn send_answers(&self, samples: Vec<Sample>, interval: Duration) {
+        let send = self.send(samples);
+        tokio::pin!(send);
+        let mut missed = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                _ = &mut send => return,
+                _ = missed.tick() => {
+                    self.stats.polls_skipped.fetch_add(1, Relaxed);
+                }
+            }
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! A fleet-wide rate governor that serves its waiters in arrival order.
+//! A fleet-wide rate governor that serves its waiters in arrival order, with one
+//! queue that goes first.
 //!
 //! `governor`'s own `until_ready` is not fair: every waiter sleeps until the next free
 //! cell, they all wake together, one wins and the rest sleep again. When the fleet asks
@@ -7,13 +8,20 @@
 //! a miner can lose for many seconds in a row: 18 of 200 miners waited 3 to 10 s for
 //! their login while the others polled. Queueing the waiters first (tokio's mutex is
 //! FIFO) bounds each wait by the queue ahead of it: a slow fleet, not a starved miner.
+//!
+//! Calls that bring a miner online (version, login, status stream) go first: after a
+//! site-wide blip the fleet reconnects before it polls again. They are few (bounded by
+//! the connect governor, and by sessions expiring), so they cannot starve the polls.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Mutex;
 
 pub struct FairRateLimiter {
     limiter: DefaultDirectRateLimiter,
+    /// Every waiter's turn at the limiter, in order.
     turn: Mutex<()>,
+    /// Where ordinary waiters queue before they may queue for a turn.
+    ordinary: Mutex<()>,
 }
 
 impl FairRateLimiter {
@@ -21,12 +29,20 @@ impl FairRateLimiter {
         FairRateLimiter {
             limiter: RateLimiter::direct(quota),
             turn: Mutex::new(()),
+            ordinary: Mutex::new(()),
         }
     }
 
     /// Waits for this caller's turn, then for a free cell. Dropping the future (a
     /// stop, a deadline) leaves the queue.
     pub async fn until_ready(&self) {
+        let _queued = self.ordinary.lock().await;
+        self.until_ready_first().await;
+    }
+
+    /// As [`Self::until_ready`], ahead of every ordinary waiter but the one already
+    /// waiting for a turn.
+    pub async fn until_ready_first(&self) {
         let _turn = self.turn.lock().await;
         self.limiter.until_ready().await;
     }
@@ -60,5 +76,31 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(*admitted.lock().unwrap(), (0..30).collect::<Vec<_>>());
+    }
+
+    /// Waiters that go first overtake the ordinary queue, in their own arrival order.
+    #[tokio::test(flavor = "current_thread")]
+    async fn first_waiters_overtake_the_ordinary_queue() {
+        let quota = Quota::per_second(NonZeroU32::new(200).unwrap()).allow_burst(NonZeroU32::MIN);
+        let limiter = Arc::new(FairRateLimiter::new(quota));
+        let admitted = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in (0..10).chain(100..105) {
+            let (limiter, admitted) = (limiter.clone(), admitted.clone());
+            tasks.push(tokio::spawn(async move {
+                match i >= 100 {
+                    true => limiter.until_ready_first().await,
+                    false => limiter.until_ready().await,
+                }
+                admitted.lock().unwrap().push(i);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // 0 took the free cell, 1 was waiting for the next one when the others came.
+        let expected: Vec<_> = [0, 1].into_iter().chain(100..105).chain(2..10).collect();
+        assert_eq!(*admitted.lock().unwrap(), expected);
     }
 }

@@ -95,7 +95,7 @@ impl MinerTask {
 
     pub async fn run(mut self, stop: CancellationToken) {
         let greeting = format!("connecting to {}", self.target.address);
-        self.enter(MinerState::Connecting, &greeting, &stop).await;
+        self.enter(MinerState::Connecting, &greeting).await;
         let shared = self.shared.clone();
         loop {
             if let Some(wait) = self.breaker.wait(std::time::Instant::now()) {
@@ -118,7 +118,7 @@ impl MinerTask {
                         }
                         Failure::Offline(m) => (MinerState::Offline, m, self.backoff.next_delay()),
                     };
-                    self.enter(state, &message, &stop).await;
+                    self.enter(state, &message).await;
                     delay
                 }
             };
@@ -136,21 +136,16 @@ impl MinerTask {
         let Some(first) = self.connect(stop).await? else {
             return Ok(End::Stopped);
         };
-        let mut stream = {
-            // Scoped: a poll-only miner's parked channel must be closable once evicted,
-            // so nothing here may keep a clone of it.
-            let client = self.client(&first);
-            self.check_version(&client).await?;
-            client.login().await.map_err(|e| self.failure(e))?;
-            match config.stream {
-                true => Some(client.status_stream().await.map_err(|e| self.failure(e))?),
-                false => None,
-            }
+        // Calls wait for the governors, which can take seconds in a large fleet: a stop
+        // ends the wait (and the calls) rather than sit it out.
+        let Some(stream) = stop.run_until_cancelled(self.open(&first)).await else {
+            return Ok(End::Stopped);
         };
+        let mut stream = stream?;
         self.breaker.success();
         self.backoff.reset();
         self.poll_problem = None;
-        self.refresh(stop).await;
+        self.refresh().await;
 
         let recycle_at = Instant::now() + config.connection_ttl.0;
         // The first poll lands anywhere in the first interval, spreading the fleet.
@@ -179,8 +174,16 @@ impl MinerTask {
                             None => return Ok(End::Stopped),
                         },
                     };
-                    self.poll(&self.client(&conn)).await?;
-                    self.refresh(stop).await;
+                    // A stop cuts the calls short (they may be queued behind the
+                    // governors), not the queueing of answers already in.
+                    let client = self.client(&conn);
+                    let Some(asked) = stop.run_until_cancelled(self.ask(&client)).await else {
+                        return Ok(End::Stopped);
+                    };
+                    if let Some((answers, errors)) = asked {
+                        self.record(answers, errors).await?;
+                        self.refresh().await;
+                    }
                     if stream.is_some() {
                         connection = Some(conn);
                     } else {
@@ -191,7 +194,7 @@ impl MinerTask {
                     StreamEvent::Status(status) => {
                         stream_deadline = Instant::now() + idle;
                         self.miner_status = Some(status);
-                        self.refresh(stop).await;
+                        self.refresh().await;
                     }
                     StreamEvent::Lost(why) => {
                         shared.stats.stream_reopens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -199,11 +202,34 @@ impl MinerTask {
                         let Some(conn) = connection.as_ref() else {
                             return Err(Failure::Offline(why));
                         };
-                        stream = Some(self.client(conn).status_stream().await.map_err(|e| self.failure(e))?);
+                        let client = self.client(conn);
+                        let Some(reopened) = stop.run_until_cancelled(client.status_stream()).await else {
+                            return Ok(End::Stopped);
+                        };
+                        stream = Some(reopened.map_err(|e| self.failure(e))?);
                         stream_deadline = Instant::now() + idle;
                     }
                 },
             }
+        }
+    }
+
+    /// A new connection's first calls: the API version, the login, and the status
+    /// stream (when configured).
+    async fn open(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<Streaming<api::GetMinerStatusResponse>>, Failure> {
+        // A poll-only miner's parked channel must be closable once evicted, so the
+        // client (a clone of the channel) lives only for these calls.
+        let client = self.client(connection);
+        self.check_version(&client).await?;
+        client.login().await.map_err(|e| self.failure(e))?;
+        match self.shared.config.stream {
+            true => Ok(Some(
+                client.status_stream().await.map_err(|e| self.failure(e))?,
+            )),
+            false => Ok(None),
         }
     }
 
@@ -259,13 +285,13 @@ impl MinerTask {
         }
     }
 
-    /// Polls the configured calls at once over the one channel, and queues the samples.
-    /// A poll with no room downstream is skipped (and counted) before any call is made.
-    async fn poll(&mut self, client: &MinerClient) -> Result<(), Failure> {
-        let shared = self.shared.clone();
-        let Some(permit) = shared.emitter.try_reserve() else {
-            return Ok(());
-        };
+    /// Makes the configured calls at once over the one channel. A poll with no room
+    /// downstream is skipped (and counted, `None`) before any call is made.
+    async fn ask(&self, client: &MinerClient) -> Option<(Answers, Vec<CallError>)> {
+        let shared = &self.shared;
+        if !shared.emitter.room_for_a_poll() {
+            return None;
+        }
         let wants = |poll: Poll| shared.config.polls.contains(&poll);
         let (details, stats, hashboards, cooling, pools) = tokio::join!(
             maybe(wants(Poll::Details), client.details()),
@@ -282,10 +308,24 @@ impl MinerTask {
             cooling: keep(cooling, &mut errors),
             pools: keep(pools, &mut errors),
         };
+        Some((answers, errors))
+    }
+
+    /// Queues a poll's samples (waiting for room), then judges its errors: a refused
+    /// login or nothing answered ends the session; some calls failing degrades it.
+    async fn record(
+        &mut self,
+        answers: Answers,
+        mut errors: Vec<CallError>,
+    ) -> Result<(), Failure> {
         let at = Utc::now().trunc_subsecs(3);
         let produced = samples(&self.target, self.miner_status, &answers, at);
         let answered = !produced.is_empty();
-        permit.send(produced);
+        let shared = &self.shared;
+        shared
+            .emitter
+            .send_answers(produced, shared.config.interval.0)
+            .await;
 
         if let Some(auth) = errors
             .iter()
@@ -307,7 +347,7 @@ impl MinerTask {
     }
 
     /// Online, or degraded when a call fails or the miner reports it is not mining.
-    async fn refresh(&mut self, stop: &CancellationToken) {
+    async fn refresh(&mut self) {
         let normal = api::MinerStatus::Normal as i32;
         let (state, message) = match (&self.poll_problem, self.miner_status) {
             (Some(problem), _) => (MinerState::Degraded, problem.clone()),
@@ -320,12 +360,13 @@ impl MinerTask {
             ),
             (None, _) => (MinerState::Online, "streaming and polling".to_string()),
         };
-        self.enter(state, &message, stop).await;
+        self.enter(state, &message).await;
     }
 
-    /// Moves to `state`; a change is emitted as a status sample (waiting for room:
-    /// changes are never skipped) and logged.
-    async fn enter(&mut self, state: MinerState, message: &str, stop: &CancellationToken) {
+    /// Moves to `state`; a change is emitted as a status sample and logged. It waits
+    /// for room, even during a stop (the pipeline drains meanwhile): a change is a fact
+    /// that the counts of miners in each state already include.
+    async fn enter(&mut self, state: MinerState, message: &str) {
         let shared = self.shared.clone();
         let from = self.status.state();
         let Some(sample) = self
@@ -335,10 +376,7 @@ impl MinerTask {
             return;
         };
         shared.stats.transition(from, state);
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            _ = shared.emitter.send(vec![sample]) => {}
-        }
+        shared.emitter.send(vec![sample]).await;
     }
 
     fn failure(&self, error: CallError) -> Failure {

@@ -39,6 +39,15 @@ impl Method {
         Method::GetPoolGroups,
     ];
 
+    /// The calls of a new connection (and a re-login), which the fleet-wide governor
+    /// lets go before polls.
+    pub fn brings_online(self) -> bool {
+        matches!(
+            self,
+            Method::GetApiVersion | Method::Login | Method::GetMinerStatus
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Method::GetApiVersion => "GetApiVersion",
