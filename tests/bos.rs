@@ -490,3 +490,34 @@ async fn an_open_breaker_makes_no_connection_attempts() {
     assert_eq!(attempts.breaker_open.load(Relaxed), 1);
     collector.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_ends_the_wait_for_the_governors_and_keeps_every_state_change() {
+    let fleet = Fleet::start(sim(14, 100)).await.unwrap();
+    // Bringing 100 miners online takes 300 calls, 15 s at 20 calls/s.
+    let mut collector = collect(
+        &fleet,
+        "interval: 1s\nrate: {connects_per_second: 200, rpcs_per_second: 20}",
+    );
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(20), &mut seen, |s| {
+            in_state(s, MinerState::Online).len() >= 10
+        })
+        .await;
+    let stats = collector.stats.clone();
+    // The stop comes while most miners wait for their turn: they end at once rather
+    // than make their calls (the old behaviour took over 10 s here), and every state
+    // change counted is also emitted.
+    let stopping = Instant::now();
+    seen.extend(collector.stop().await);
+    let online = in_state(&seen, MinerState::Online);
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    assert!(online.len() < 100, "the stop came during setup: {online:?}");
+    assert_eq!(online.len() as i64, stats.in_state(MinerState::Online));
+    assert_eq!(in_state(&seen, MinerState::Connecting), ids(0..100));
+}
