@@ -55,19 +55,21 @@ mod tests {
 
     use super::*;
 
-    /// Waiters that queue in order are admitted in that order, even when all of them
-    /// are asleep on the same free cell.
-    #[tokio::test(flavor = "current_thread")]
-    async fn waiters_are_admitted_in_arrival_order() {
+    /// Queues `waiters` (an id, and whether it goes first) one after another on one
+    /// limiter of 200 calls/s with a burst of 1, and says in which order they got in.
+    async fn admission_order(waiters: impl IntoIterator<Item = (u32, bool)>) -> Vec<u32> {
         let quota = Quota::per_second(NonZeroU32::new(200).unwrap()).allow_burst(NonZeroU32::MIN);
         let limiter = Arc::new(FairRateLimiter::new(quota));
         let admitted = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for i in 0..30 {
+        for (id, first) in waiters {
             let (limiter, admitted) = (limiter.clone(), admitted.clone());
             tasks.push(tokio::spawn(async move {
-                limiter.until_ready().await;
-                admitted.lock().unwrap().push(i);
+                match first {
+                    true => limiter.until_ready_first().await,
+                    false => limiter.until_ready().await,
+                }
+                admitted.lock().unwrap().push(id);
             }));
             // Let the task reach the queue before the next one is spawned.
             tokio::task::yield_now().await;
@@ -75,32 +77,27 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(*admitted.lock().unwrap(), (0..30).collect::<Vec<_>>());
+        let order = admitted.lock().unwrap().clone();
+        order
+    }
+
+    /// Waiters that queue in order are admitted in that order, even when all of them
+    /// are asleep on the same free cell.
+    #[tokio::test(flavor = "current_thread")]
+    async fn waiters_are_admitted_in_arrival_order() {
+        let order = admission_order((0..30).map(|id| (id, false))).await;
+        assert_eq!(order, (0..30).collect::<Vec<_>>());
     }
 
     /// Waiters that go first overtake the ordinary queue, in their own arrival order.
     #[tokio::test(flavor = "current_thread")]
     async fn first_waiters_overtake_the_ordinary_queue() {
-        let quota = Quota::per_second(NonZeroU32::new(200).unwrap()).allow_burst(NonZeroU32::MIN);
-        let limiter = Arc::new(FairRateLimiter::new(quota));
-        let admitted = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for i in (0..10).chain(100..105) {
-            let (limiter, admitted) = (limiter.clone(), admitted.clone());
-            tasks.push(tokio::spawn(async move {
-                match i >= 100 {
-                    true => limiter.until_ready_first().await,
-                    false => limiter.until_ready().await,
-                }
-                admitted.lock().unwrap().push(i);
-            }));
-            tokio::task::yield_now().await;
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
+        let waiters = (0..10)
+            .map(|id| (id, false))
+            .chain((100..105).map(|id| (id, true)));
+        let order = admission_order(waiters).await;
         // 0 took the free cell, 1 was waiting for the next one when the others came.
         let expected: Vec<_> = [0, 1].into_iter().chain(100..105).chain(2..10).collect();
-        assert_eq!(*admitted.lock().unwrap(), expected);
+        assert_eq!(order, expected);
     }
 }
