@@ -236,13 +236,14 @@ impl MinerTask {
     /// A place under the connection cap, then a channel.
     async fn connect(&mut self, stop: &CancellationToken) -> Result<Option<Connection>, Failure> {
         let shared = self.shared.clone();
-        let slot = tokio::select! {
-            _ = stop.cancelled() => return Ok(None),
-            slot = shared.pool.slot() => slot,
+        let Some(slot) = stop.run_until_cancelled(shared.pool.slot()).await else {
+            return Ok(None);
         };
-        let dialled = tokio::select! {
-            _ = stop.cancelled() => return Ok(None),
-            dialled = shared.dialer.dial(&self.target) => dialled,
+        let Some(dialled) = stop
+            .run_until_cancelled(shared.dialer.dial(&self.target))
+            .await
+        else {
+            return Ok(None);
         };
         match dialled {
             Ok(channel) => Ok(Some(shared.pool.open(slot, channel))),
@@ -449,8 +450,5 @@ async fn next_event(
 
 /// Sleeps for `wait`; true if the pipeline stopped meanwhile.
 async fn stopped_during(wait: Duration, stop: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = stop.cancelled() => true,
-        _ = sleep(wait) => false,
-    }
+    stop.run_until_cancelled(sleep(wait)).await.is_none()
 }
