@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rigtap::config::node;
+use rigtap::pipeline::batch::{Batch, MemoryBudget};
+use rigtap::pipeline::component::{DecodeContext, SinkContext};
+use rigtap::pipeline::stats::ComponentStats;
 use rigtap::sinks::kafka;
-use rigtap::topology::batch::{Batch, MemoryBudget};
-use rigtap::topology::stats::ComponentStats;
-use rigtap::topology::SinkContext;
+use rigtap::toolkit::yaml::node;
 use tokio_util::sync::CancellationToken;
 
 const SAMPLES: usize = 20_000;
@@ -42,12 +42,12 @@ fn bench(c: &mut Criterion) {
             "brokers: {}\ntopic: bench\nencoding: {encoding}\n",
             tansu.bootstrap()
         );
-        let config = kafka::decode(&node::parse(&yaml).expect("yaml")).expect("config");
+        let body = node::parse(&yaml).expect("yaml");
         group.bench_function(BenchmarkId::from_parameter(encoding), |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    total += runtime.block_on(deliver(config.clone(), &batch));
+                    total += runtime.block_on(deliver(&body, &batch));
                 }
                 total
             })
@@ -57,7 +57,8 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Runs one sink over `samples` (in batches of 500) until all are acknowledged.
-async fn deliver(config: kafka::KafkaConfig, samples: &[rigtap::sample::Sample]) -> Duration {
+async fn deliver(body: &node::Node, samples: &[rigtap::toolkit::sample::Sample]) -> Duration {
+    let config = (kafka::TYPE.decode)(body, &DecodeContext::default()).expect("config");
     let (tx, input) = tokio::sync::mpsc::channel(16);
     let stats = Arc::new(ComponentStats::default());
     let ctx = SinkContext {
@@ -69,7 +70,7 @@ async fn deliver(config: kafka::KafkaConfig, samples: &[rigtap::sample::Sample])
     };
     let budget = MemoryBudget::new(1 << 30);
     let started = Instant::now();
-    let sink = tokio::spawn(kafka::run(config, ctx));
+    let sink = tokio::spawn(config.start(ctx).task);
     for chunk in samples.chunks(500) {
         let batch = Batch::new(chunk.to_vec(), &budget).await;
         tx.send(Arc::new(batch)).await.expect("the sink runs");

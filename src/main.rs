@@ -1,5 +1,6 @@
-//! The `rigtap` command: parse arguments, load the config, hand over, map errors to
-//! exit codes (0 done, 1 failed, 2 bad config or usage, 130 abandoned by a second signal).
+//! The `rigtap` command: parse arguments, load the config, hand over to the operator
+//! layer, map outcomes to exit codes (0 done, 1 failed, 2 bad config or usage, 130
+//! abandoned by a second signal).
 
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -8,17 +9,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use rigtap::config::{self, units::HumanDuration, ConfigError};
+use rigtap::operator::agent::{self, Outcome};
+use rigtap::operator::config;
+use rigtap::operator::logging::{self, LogFormat};
+use rigtap::operator::progress::ProgressMode;
+use rigtap::operator::signals::Signals;
+use rigtap::operator::{simulate, tap};
 use rigtap::sim::faults::{self, FaultRule};
-use rigtap::sim::{Fleet, SimConfig, SimTls};
-use rigtap::telemetry::api_config::ApiConfig;
-use rigtap::telemetry::logging::{self, LogFormat};
-use rigtap::telemetry::progress::ProgressMode;
-use rigtap::telemetry::{self, tap};
-use rigtap::topology::shutdown::{self, Signals};
-use rigtap::topology::Running;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use rigtap::sim::{SimConfig, SimTls};
+use rigtap::toolkit::units::HumanDuration;
+use rigtap::toolkit::yaml::diagnostic::ConfigError;
 
 #[derive(Parser)]
 #[command(
@@ -126,9 +126,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<HumanDuration>().map(|d| d.0)
 }
 
-/// How long the API's open connections get to finish once the pipeline has stopped.
-const OPERATOR_GRACE: Duration = Duration::from_secs(5);
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref()) {
@@ -140,10 +137,10 @@ fn main() -> ExitCode {
         tracing::warn!(error = %e, "cannot raise the open-file limit");
     }
     match cli.command {
-        Command::Sim(args) => block_on(simulate(*args)),
+        Command::Sim(args) => simulate(*args),
         Command::Validate { config } => match config::load(&config) {
-            Ok(pipeline) => {
-                println!("{}: ok: {pipeline}", config.display());
+            Ok(loaded) => {
+                println!("{}: ok: {loaded}", config.display());
                 ExitCode::SUCCESS
             }
             Err(e) => config_failed(&e),
@@ -153,23 +150,34 @@ fn main() -> ExitCode {
             duration,
             progress,
         } => {
-            let pipeline = match config::load(&config) {
-                Ok(pipeline) => pipeline,
+            let loaded = match config::load(&config) {
+                Ok(loaded) => loaded,
                 Err(e) => return config_failed(&e),
             };
-            block_on(run(pipeline, duration, progress))
+            block_on(async move {
+                let Some(mut signals) = install_signals() else {
+                    return ExitCode::FAILURE;
+                };
+                match agent::run(loaded, &mut signals, duration, progress).await {
+                    Outcome::Done => ExitCode::SUCCESS,
+                    Outcome::Failed => ExitCode::FAILURE,
+                    // Exit now: tasks blocked on a full pipe would otherwise hold the
+                    // runtime open.
+                    Outcome::Abandoned => std::process::exit(130),
+                }
+            })
         }
         Command::Tap {
             config,
             component,
             limit,
         } => {
-            let pipeline = match config::load(&config) {
-                Ok(pipeline) => pipeline,
+            let loaded = match config::load(&config) {
+                Ok(loaded) => loaded,
                 Err(e) => return config_failed(&e),
             };
             block_on(async move {
-                match tap::print(pipeline.api.address, &component, limit).await {
+                match tap::print(loaded.api.address, &component, limit).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("rigtap tap: {e}");
@@ -204,115 +212,27 @@ fn config_failed(error: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn run(
-    pipeline: config::PipelineConfig,
-    duration: Option<Duration>,
-    progress: ProgressMode,
-) -> ExitCode {
-    let Some(mut signals) = install_signals() else {
-        return ExitCode::FAILURE;
-    };
-    tracing::info!(summary = %pipeline, "pipeline starting");
-    let fleet = match &pipeline.simulator {
-        None => None,
-        Some(simulator) => match Fleet::start(simulator.sim_config()).await {
-            Ok(fleet) => {
-                tracing::info!(miners = fleet.len(), first = %simulator.first, "embedded simulator serving");
-                Some(fleet)
-            }
-            Err(e) => {
-                tracing::error!("embedded simulator: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    let inventory = fleet.as_ref().map(|f| f.inventory().to_vec());
-    let api = pipeline.api.clone();
-    let running = Running::start(pipeline, inventory);
-    let operator = CancellationToken::new();
-    let operator_tasks = serve_operator(&api, &running, progress, &operator).await;
-    let outcome = running.run_until_stopped(&mut signals, duration).await;
-    operator.cancel();
-    // Open API connections get to finish their response; a client that will not read
-    // it does not hold the exit back.
-    if tokio::time::timeout(OPERATOR_GRACE, operator_tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "the API's connections did not close within {OPERATOR_GRACE:?}; exiting anyway"
-        );
-    }
-    if let Some(fleet) = fleet {
-        fleet.shutdown().await;
-    }
-    match outcome {
-        Ok(report) => {
-            let components = &report.telemetry.components;
-            let dropped: u64 = components.iter().map(|c| c.stats.dropped_total()).sum();
-            tracing::info!(components = components.len(), dropped, "pipeline stopped");
-            if report.failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(abandoned) => {
-            tracing::error!("{abandoned}");
-            // Exit now: tasks blocked on a full pipe would otherwise hold the runtime open.
-            std::process::exit(130)
-        }
-    }
-}
-
-/// Starts what an operator watches the pipeline with, until `stop`: the API (if
-/// enabled; a port in use is logged, not fatal: the pipeline matters more), the queue
-/// observer behind `/health`, and the progress line. Returns their tasks, closed.
-async fn serve_operator(
-    api: &ApiConfig,
-    running: &Running,
-    progress: ProgressMode,
-    stop: &CancellationToken,
-) -> TaskTracker {
-    let tasks = TaskTracker::new();
-    let telemetry = running.telemetry();
-    if api.enabled {
-        match tokio::net::TcpListener::bind(api.address).await {
-            Ok(listener) => {
-                tracing::info!(address = %api.address, "serving /metrics, /health and /tap/COMPONENT");
-                tasks.spawn(telemetry::api::serve(
-                    listener,
-                    telemetry.clone(),
-                    running.taps(),
-                    stop.clone(),
-                ));
-            }
-            Err(error) => {
-                tracing::error!(address = %api.address, %error, "cannot serve the API (/metrics, /health); the pipeline runs without it. Set `api.address` to a free port")
-            }
-        }
-    }
-    let observed = telemetry.clone();
-    tasks.spawn(
-        stop.clone()
-            .run_until_cancelled_owned(async move { observed.watch().await }),
-    );
-    tasks.spawn(
-        stop.clone()
-            .run_until_cancelled_owned(telemetry::progress::report(progress, telemetry)),
-    );
-    tasks.close();
-    tasks
-}
-
-async fn simulate(args: SimArgs) -> ExitCode {
-    match sim_config(&args) {
-        Ok(config) => serve_fleet(config, &args).await,
+fn simulate(args: SimArgs) -> ExitCode {
+    let config = match sim_config(&args) {
+        Ok(config) => config,
         Err(message) => {
             eprintln!("rigtap sim: {message}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
+    };
+    block_on(async move {
+        let Some(mut signals) = install_signals() else {
+            return ExitCode::FAILURE;
+        };
+        let inventory = args.inventory.as_deref();
+        match simulate::serve(config, inventory, &mut signals, args.duration).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rigtap sim: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
@@ -346,47 +266,4 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
             args.status_interval
         },
     })
-}
-
-async fn serve_fleet(config: SimConfig, args: &SimArgs) -> ExitCode {
-    let Some(mut signals) = install_signals() else {
-        return ExitCode::FAILURE;
-    };
-    let started = std::time::Instant::now();
-    let fleet = match Fleet::start(config).await {
-        Ok(fleet) => fleet,
-        Err(e) => {
-            eprintln!("rigtap sim: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(path) = &args.inventory {
-        if let Err(e) = fleet.write_inventory(path) {
-            eprintln!(
-                "rigtap sim: {}: cannot write the inventory: {e}",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    }
-    let last = fleet.len().saturating_sub(1);
-    tracing::info!(
-        miners = fleet.len(),
-        first = %fleet.address(0),
-        last = %fleet.address(last),
-        startup_ms = started.elapsed().as_millis() as u64,
-        "simulated fleet ready"
-    );
-    println!(
-        "ready: {} miners, {} to {}",
-        fleet.len(),
-        fleet.address(0),
-        fleet.address(last)
-    );
-    tokio::select! {
-        signal = signals.recv() => tracing::info!(%signal, "stopping the simulated fleet"),
-        _ = shutdown::deadline(args.duration) => {}
-    }
-    fleet.shutdown().await;
-    ExitCode::SUCCESS
 }

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use rigtap::sample::{MinerState, SampleKind};
 use rigtap::sim::faults::{FaultKind, FaultRule};
 use rigtap::sim::{Fleet, SimTls};
+use rigtap::toolkit::sample::{MinerState, SampleKind};
 
 use collector::{
     collect, expect_samples_from_every_miner, ids, in_state, miners_with, sim, states_reported,

@@ -8,14 +8,14 @@ mod collector;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use rigtap::sample::SampleKind;
 use rigtap::sim::Fleet;
+use rigtap::toolkit::sample::SampleKind;
 
 use collector::{collect, miners_with, sim};
 
 /// Resident memory of this test process, in KiB.
 fn rss_kib() -> u64 {
-    rigtap::telemetry::process::rss_kib("self").expect("VmRSS in /proc/self/status")
+    rigtap::operator::process::rss_kib("self").expect("VmRSS in /proc/self/status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

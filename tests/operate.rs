@@ -77,7 +77,10 @@ sinks:
                 ) > 0.0
         })
     });
-    assert_eq!(scraped["content_type"], "text/plain; version=0.0.4");
+    assert_eq!(
+        scraped["content_type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     assert_eq!(
         scraped["health"]["body"],
         serde_json::json!({"status": "ok", "reasons": []})

@@ -230,7 +230,7 @@ sinks:
     path: /tmp/x
     partition: site={site}/
 ";
-    let problems = rigtap::config::from_str(yaml, &|_| None).unwrap_err();
+    let problems = rigtap::operator::config::from_str(yaml, &|_| None).unwrap_err();
     assert_eq!(problems.len(), 1);
     assert_eq!((problems[0].mark.line, problems[0].mark.column), (9, 16));
     assert!(

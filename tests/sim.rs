@@ -7,11 +7,11 @@ mod pki;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use rigtap::proto::bos::api_version_service_client::ApiVersionServiceClient;
-use rigtap::proto::bos::v1 as api;
-use rigtap::proto::bos::ApiVersionRequest;
 use rigtap::sim::faults::{FaultKind, FaultRule};
 use rigtap::sim::{Fleet, SimConfig, SimTls};
+use rigtap::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
+use rigtap::toolkit::proto::bos::v1 as api;
+use rigtap::toolkit::proto::bos::ApiVersionRequest;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
 

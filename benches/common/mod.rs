@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rigtap::sample::{Sample, SampleKind};
+use rigtap::toolkit::sample::{Sample, SampleKind};
 
 /// `n` miner samples, each its own miner.
 pub fn samples(n: usize) -> Vec<Sample> {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::faults::FaultRule;
 use super::SimConfig;
-use crate::config::units::HumanDuration;
+use crate::toolkit::units::HumanDuration;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -18,9 +18,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tonic::Code;
 
-use crate::config::decode::from_node;
-use crate::config::node;
-use crate::config::units::HumanDuration;
+use crate::toolkit::units::HumanDuration;
+use crate::toolkit::yaml::decode::from_node;
+use crate::toolkit::yaml::node;
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

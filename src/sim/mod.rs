@@ -14,7 +14,6 @@ pub mod listener;
 pub mod service;
 pub mod telemetry;
 
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -26,12 +25,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::proto::bos::api_version_service_server::ApiVersionServiceServer;
-use crate::proto::bos::v1::authentication_service_server::AuthenticationServiceServer;
-use crate::proto::bos::v1::cooling_service_server::CoolingServiceServer;
-use crate::proto::bos::v1::miner_service_server::MinerServiceServer;
-use crate::proto::bos::v1::performance_service_server::PerformanceServiceServer;
-use crate::proto::bos::v1::pool_service_server::PoolServiceServer;
+use crate::toolkit::inventory::{self, InventoryRow};
+use crate::toolkit::proto::bos::api_version_service_server::ApiVersionServiceServer;
+use crate::toolkit::proto::bos::v1::authentication_service_server::AuthenticationServiceServer;
+use crate::toolkit::proto::bos::v1::cooling_service_server::CoolingServiceServer;
+use crate::toolkit::proto::bos::v1::miner_service_server::MinerServiceServer;
+use crate::toolkit::proto::bos::v1::performance_service_server::PerformanceServiceServer;
+use crate::toolkit::proto::bos::v1::pool_service_server::PoolServiceServer;
 use faults::{FaultRule, MinerFaults};
 use listener::{incoming, ConnectRate, ConnectionCounters};
 use service::{CallCounters, MinerShared, SimMiner};
@@ -113,15 +113,8 @@ struct MinerHandle {
     kill: CancellationToken,
 }
 
-/// One line of the fleet's inventory: what a collector needs to find and label a miner.
-#[derive(Clone, Debug, PartialEq)]
-pub struct InventoryRow {
-    pub id: String,
-    pub address: SocketAddrV4,
-    pub site: String,
-    pub rack: String,
-    pub model: &'static str,
-}
+/// The label columns of a simulated fleet's inventory.
+pub const INVENTORY_LABELS: [&str; 3] = ["site", "rack", "model"];
 
 /// The inventory of the fleet `config` describes, without starting it: ids
 /// `sim-00000`..., 2,500 miners a site and 40 a rack.
@@ -132,12 +125,21 @@ pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
                 first: config.first,
                 miners: config.miners,
             })?;
+            let labels = [
+                format!("site-{}", i / 2500 + 1),
+                format!("rack-{:03}", (i / 40) % 1000),
+                telemetry::model_of(config.seed, i).name.to_string(),
+            ];
             Ok(InventoryRow {
-                id: format!("sim-{i:05}"),
-                address,
-                site: format!("site-{}", i / 2500 + 1),
-                rack: format!("rack-{:03}", (i / 40) % 1000),
-                model: telemetry::model_of(config.seed, i).name,
+                id: format!("sim-{i:05}").into(),
+                address: address.to_string(),
+                labels: Arc::new(
+                    INVENTORY_LABELS
+                        .map(String::from)
+                        .into_iter()
+                        .zip(labels)
+                        .collect(),
+                ),
             })
         })
         .collect()
@@ -175,7 +177,7 @@ impl Fleet {
         };
         // A listener and a connection per miner, plus the runtime's own.
         let needed = 2 * config.miners as u64 + 64;
-        if let Some(limit) = crate::limits::open_files_short_of(needed) {
+        if let Some(limit) = crate::toolkit::limits::open_files_short_of(needed) {
             tracing::warn!(miners = config.miners, needed, limit, "the open-file limit is too low for this fleet: connections beyond it will hang. Raise it (`ulimit -n`, or LimitNOFILE in a systemd unit) or simulate fewer miners");
         }
         let started = Instant::now();
@@ -186,7 +188,10 @@ impl Fleet {
             connect_rate: Arc::default(),
         };
         for index in 0..config.miners {
-            let addr = fleet.inventory[index].address;
+            let addr = address_of(config.first, index).ok_or(SimError::NotLoopback {
+                first: config.first,
+                miners: config.miners,
+            })?;
             let faults = MinerFaults::resolve(&config.faults, config.seed, index);
             let shared = Arc::new(MinerShared {
                 index,
@@ -313,16 +318,7 @@ impl Fleet {
 
     /// Writes the inventory CSV a collector can read: id, address, site, rack, model.
     pub fn write_inventory(&self, path: &Path) -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-        writeln!(out, "id,address,site,rack,model")?;
-        for row in &self.inventory {
-            writeln!(
-                out,
-                "{},{},{},{},{}",
-                row.id, row.address, row.site, row.rack, row.model
-            )?;
-        }
-        out.flush()
+        inventory::write(path, &self.inventory, &INVENTORY_LABELS)
     }
 
     /// Stops every miner.

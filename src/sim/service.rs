@@ -11,8 +11,8 @@ use tonic::{Request, Response, Status};
 use super::auth::Sessions;
 use super::faults::MinerFaults;
 use super::telemetry::{snapshot, Model, Snapshot};
-use crate::proto::bos::v1 as api;
-use crate::proto::bos::{self as bos_root, ApiVersion, ApiVersionRequest};
+use crate::toolkit::proto::bos::v1 as api;
+use crate::toolkit::proto::bos::{self as bos_root, ApiVersion, ApiVersionRequest};
 
 /// Everything one simulated miner knows.
 pub struct MinerShared {

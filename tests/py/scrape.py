@@ -1,5 +1,6 @@
 """An independent scraper: Python's urllib as the HTTP client, and the Prometheus
-project's own text-format parser (prometheus-client from PyPI).
+project's own parser (prometheus-client from PyPI) for the format the server says it
+sends: OpenMetrics text, or the older Prometheus text format.
 
 Usage: scrape.py BASE_URL. Prints one JSON object: `metrics` (family name -> type and
 samples [name, labels, value]) from /metrics, and `health` (status code and JSON body)
@@ -10,7 +11,10 @@ import sys
 import urllib.error
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families as text_families
 
 
 def main() -> None:
@@ -19,7 +23,12 @@ def main() -> None:
         content_type = r.headers.get("Content-Type")
         text = r.read().decode()
     families = {}
-    for family in text_string_to_metric_families(text):
+    parse = (
+        openmetrics_families
+        if content_type.startswith("application/openmetrics-text")
+        else text_families
+    )
+    for family in parse(text):
         families[family.name] = {
             "type": family.type,
             "samples": [[s.name, s.labels, s.value] for s in family.samples],

@@ -8,13 +8,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigtap::config::{self, SourceConfig};
-use rigtap::sample::{MinerState, Sample, SampleKind};
+use rigtap::pipeline::batch::{MemoryBudget, SharedBatch};
+use rigtap::pipeline::component::{ComponentResult, DecodeContext, SourceContext};
+use rigtap::pipeline::fanout::{Fanout, Output};
+use rigtap::pipeline::queue::WhenFull;
 use rigtap::sim::{Fleet, SimConfig};
+use rigtap::sources::bos;
 use rigtap::sources::bos::stats::PoolStats;
-use rigtap::topology::batch::{MemoryBudget, SharedBatch};
-use rigtap::topology::fanout::{Fanout, Output};
-use rigtap::topology::{ComponentResult, SourceContext};
+use rigtap::toolkit::sample::{MinerState, Sample, SampleKind};
+use rigtap::toolkit::yaml::node;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +42,7 @@ pub struct Collector {
 }
 
 /// Starts a `bos` source on `fleet` (through its inventory CSV) with `settings` (YAML
-/// lines of the source, after `targets`), decoded by the real config loader.
+/// lines of the source, after `targets`), decoded by the source's own decoder.
 pub fn collect(fleet: &Fleet, settings: &str) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let inventory: PathBuf = dir.path().join("fleet.csv");
@@ -50,25 +52,19 @@ pub fn collect(fleet: &Fleet, settings: &str) -> Collector {
     } else {
         "password: root\n"
     };
-    let indented: String = format!("username: root\n{password}{settings}")
-        .lines()
-        .map(|l| format!("    {l}\n"))
-        .collect();
     let yaml = format!(
-        "sources:\n  fleet:\n    type: bos\n    profile: development\n    targets: {{inventory: {}}}\n{indented}sinks:\n  out: {{type: stdout, inputs: [fleet]}}\n",
+        "profile: development\ntargets: {{inventory: {}}}\nusername: root\n{password}{settings}\n",
         inventory.display()
     );
-    let pipeline = config::from_str(&yaml, &|_| None)
-        .unwrap_or_else(|e| panic!("test pipeline is valid: {e:?}\n{yaml}"));
-    let SourceConfig::Bos(bos) = pipeline.sources.into_iter().next().unwrap().config else {
-        panic!("a bos source")
-    };
+    let body = node::parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+    let bos = bos::config::decode(&body, &DecodeContext::default())
+        .unwrap_or_else(|e| panic!("test source is valid: {e}\n{yaml}"));
     let (tx, batches) = mpsc::channel(4);
     let out = Fanout::new(
         vec![Output {
             consumer: "test".into(),
             tx,
-            when_full: config::WhenFull::Block,
+            when_full: WhenFull::Block,
             consumer_stats: Arc::default(),
         }],
         Arc::default(),
@@ -81,12 +77,7 @@ pub fn collect(fleet: &Fleet, settings: &str) -> Collector {
         stop: stop.clone(),
         budget: MemoryBudget::new(64 << 20),
     };
-    let task = tokio::spawn(rigtap::sources::bos::run(
-        *bos,
-        context,
-        None,
-        stats.clone(),
-    ));
+    let task = tokio::spawn(bos::run(bos, context, stats.clone()));
     Collector {
         batches,
         stop,

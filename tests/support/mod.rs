@@ -74,7 +74,7 @@ impl Rigtap {
 
     /// Resident memory of the process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        rigtap::telemetry::process::rss_kib(&self.child.id().to_string())
+        rigtap::operator::process::rss_kib(&self.child.id().to_string())
             .expect("VmRSS in /proc/PID/status")
     }
 

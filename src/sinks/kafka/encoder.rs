@@ -2,11 +2,11 @@
 //! `rigtap.v1.Sample` protobuf.
 
 use prost::Message as _;
+use serde::Deserialize;
 
-use super::config::KafkaEncoding;
-use crate::proto::rigtap::v1 as pb;
-use crate::sample::{MinerState, Sample, SampleKind};
-use crate::template::{Labels, Template};
+use crate::toolkit::proto::rigtap::v1 as pb;
+use crate::toolkit::sample::{MinerState, Sample, SampleKind};
+use crate::toolkit::template::{Labels, Template};
 
 /// The `schema-version` header: the protobuf message the payload's fields follow, also
 /// for JSON, whose field names are the same.
@@ -14,6 +14,24 @@ pub const SCHEMA_VERSION: &str = "rigtap.v1.Sample";
 
 /// What a topic template writes for a label the sample does not have.
 const MISSING_IN_TOPIC: &str = "unknown";
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaEncoding {
+    /// One JSON object per message, the same fields as the stdout sink's lines.
+    #[default]
+    Json,
+    /// `rigtap.v1.Sample` from proto/rigtap/v1/sample.proto.
+    Protobuf,
+}
+
+/// A topic or key template that does not parse; `key` is the setting it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{key} {message}")]
+pub struct TemplateError {
+    pub key: &'static str,
+    pub message: String,
+}
 
 pub struct Encoder {
     topic: Template,
@@ -38,10 +56,13 @@ impl Message {
 
 impl Encoder {
     /// Checks both templates; any name other than a sample column is a label.
-    pub fn new(topic: &str, key: &str, encoding: KafkaEncoding) -> Result<Self, String> {
+    pub fn new(topic: &str, key: &str, encoding: KafkaEncoding) -> Result<Self, TemplateError> {
+        let parse = |key: &'static str, text: &str| {
+            Template::parse(text, Labels::Any).map_err(|message| TemplateError { key, message })
+        };
         Ok(Encoder {
-            topic: Template::parse(topic, Labels::Any).map_err(|e| format!("topic {e}"))?,
-            key: Template::parse(key, Labels::Any).map_err(|e| format!("key {e}"))?,
+            topic: parse("topic", topic)?,
+            key: parse("key", key)?,
             encoding,
         })
     }

@@ -2,88 +2,52 @@
 //! error events routed into rigtap's log under a line budget.
 
 use std::num::NonZeroU32;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
 
-use super::config::{Acks, KafkaConfig};
-use crate::telemetry::log_budget::LogBudget;
-use crate::topology::stats::ComponentStats;
+use super::config::KafkaConfig;
+use crate::pipeline::component::Published;
+use crate::pipeline::metrics::Exposition;
+use crate::toolkit::log_budget::LogBudget;
 
-/// librdkafka's own upper bounds for its local queue.
-const MAX_QUEUE_MESSAGES: usize = 2_147_483_647;
-const MAX_QUEUE_KBYTES: u64 = 2_147_483_647;
-
-/// The properties rigtap sets, then the user's `librdkafka:` map over them.
-pub fn client_config(config: &KafkaConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    let in_flight = &config.max_in_flight;
-    client
-        .set("bootstrap.servers", config.brokers.join(","))
-        .set("acks", config.acks.librdkafka_value())
-        .set("enable.idempotence", config.idempotence.to_string())
-        .set("compression.type", config.compression.librdkafka_value())
-        .set("batch.num.messages", config.batch.max_messages.to_string())
-        .set(
-            "batch.size",
-            config.batch.max_bytes.0.min(i32::MAX as u64).to_string(),
-        )
-        .set("linger.ms", config.batch.linger.0.as_millis().to_string())
-        // Never expire a message: the sink bounds what is in flight, backpressures the
-        // pipeline while the broker is away, and `shutdown_timeout` bounds the wait at
-        // the end. An expired message would be a loss the broker never saw.
-        .set("message.timeout.ms", "0")
-        // The same partition for a key as the Java client (and kafka-python) choose.
-        .set("partitioner", "murmur2_random")
-        // librdkafka's own queue must hold at least what the sink lets be in flight,
-        // with room for its per-message overhead (headers), so it never refuses a send.
-        .set(
-            "queue.buffering.max.messages",
-            in_flight
-                .messages
-                .saturating_mul(2)
-                .min(MAX_QUEUE_MESSAGES)
-                .to_string(),
-        )
-        .set(
-            "queue.buffering.max.kbytes",
-            (in_flight.bytes.0 / 1024 * 2 + 1024)
-                .min(MAX_QUEUE_KBYTES)
-                .to_string(),
-        )
-        .set_log_level(RDKafkaLogLevel::Warning);
-    for (name, value) in &config.librdkafka.0 {
-        client.set(name, value);
-    }
-    client
+/// The producer's own counts of retried and failed requests, from librdkafka's
+/// statistics (totals since the producer started).
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    retries: AtomicU64,
+    errors: AtomicU64,
 }
 
-/// Checks what librdkafka would refuse, without starting a client: unknown properties,
-/// bad values, and combinations the producer refuses at start.
-pub fn check(config: &KafkaConfig) -> Result<(), String> {
-    if config.idempotence && config.acks != Acks::All {
-        return Err("`idempotence: true` needs `acks: all`; set `acks: all`, or `idempotence: false` to accept duplicates and losses on broker failover".into());
+impl Published for ClientStats {
+    fn publish(&self, id: &str, out: &mut Exposition) {
+        let sink = [("component", id)];
+        out.counter(
+            "rigtap_sink_retries",
+            "Requests the destination's client sent again (librdkafka's count).",
+            &sink,
+            self.retries.load(Relaxed),
+        );
+        out.counter(
+            "rigtap_sink_errors",
+            "Requests that failed at the destination (librdkafka's count).",
+            &sink,
+            self.errors.load(Relaxed),
+        );
     }
-    if config.brokers.iter().all(|b| b.trim().is_empty()) {
-        return Err("`brokers` is empty; list at least one `host:port`".into());
-    }
-    client_config(config)
-        .create_native_config()
-        .map(drop)
-        .map_err(|e| format!("librdkafka refused the producer settings: {e}; see https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md"))
 }
 
 pub fn create(
     config: &KafkaConfig,
     sink: &str,
-    stats: Arc<ComponentStats>,
+    stats: Arc<ClientStats>,
 ) -> Result<FutureProducer<Events>, KafkaError> {
-    let mut client = client_config(config);
+    let mut client = config.client_config();
     client
         .set("client.id", format!("rigtap-{sink}"))
         // Retries and request errors for /metrics come from librdkafka's statistics.
@@ -100,7 +64,7 @@ pub fn create(
 pub struct Events {
     sink: String,
     budget: LogBudget,
-    stats: Arc<ComponentStats>,
+    stats: Arc<ClientStats>,
 }
 
 impl ClientContext for Events {

@@ -13,11 +13,16 @@ use rdkafka::{ClientConfig, Message as _, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::*;
-use crate::config::node;
-use crate::sample::{Sample, SampleKind};
-use crate::topology::batch::{Batch, MemoryBudget};
-use crate::topology::stats::ComponentStats;
+use std::sync::Arc;
+
+use super::config::decode;
+use super::KafkaConfig;
+use crate::pipeline::batch::{Batch, MemoryBudget};
+use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext};
+use crate::pipeline::stats::ComponentStats;
+use crate::pipeline::stats::DropReason;
+use crate::toolkit::sample::{Sample, SampleKind};
+use crate::toolkit::yaml::node;
 
 const MINERS: u64 = 20;
 
@@ -42,7 +47,7 @@ fn samples(from: u64, to: u64) -> Vec<Sample> {
 }
 
 struct Harness {
-    input: mpsc::Sender<crate::topology::batch::SharedBatch>,
+    input: mpsc::Sender<crate::pipeline::batch::SharedBatch>,
     stats: Arc<ComponentStats>,
     stopping: CancellationToken,
     task: tokio::task::JoinHandle<ComponentResult>,
@@ -64,7 +69,7 @@ fn start(config: KafkaConfig, queue: usize) -> Harness {
         input,
         stats,
         stopping,
-        task: tokio::spawn(run(config, ctx)),
+        task: tokio::spawn(Box::new(config).start(ctx).task),
         budget: MemoryBudget::new(1 << 30),
     }
 }
@@ -162,7 +167,7 @@ async fn a_broker_outage_delays_but_loses_and_repeats_nothing() {
     // For /metrics: every delivery timed, some of them across the outage.
     assert_eq!(stats.delivery.count(), 3000);
     assert_eq!(stats.in_flight.load(Relaxed), 0);
-    let slowest = crate::telemetry::histogram::quantile_ms(&stats.delivery.counts(), 1.0);
+    let slowest = crate::toolkit::histogram::quantile_ms(&stats.delivery.counts(), 1.0);
     assert!(slowest >= Some(1000), "waited out the outage: {slowest:?}");
 }
 

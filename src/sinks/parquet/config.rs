@@ -1,10 +1,15 @@
+//! What the user writes under `type: parquet`, and its checks.
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer};
 
 use super::partition::PartitionTemplate;
-use crate::config::units::{ByteSize, HumanDuration};
+use crate::toolkit::sample::FIXED_COLUMNS;
+use crate::toolkit::units::{ByteSize, HumanDuration};
+use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::toolkit::yaml::node::Node;
 
 /// What the user writes under `type: parquet`.
 #[derive(Clone, Debug, Deserialize)]
@@ -97,4 +102,21 @@ impl ParquetConfig {
     pub fn template(&self) -> Result<PartitionTemplate, String> {
         PartitionTemplate::parse(&self.partition, &self.labels)
     }
+}
+
+/// Decodes a `parquet` sink and checks its partition template and labels.
+pub fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
+    let config: ParquetConfig = from_node(body)?;
+    let at = |key: &str, message: String| DecodeError::at_key(body, key, message);
+    if let Some(label) = config
+        .labels
+        .iter()
+        .find(|l| FIXED_COLUMNS.contains(&l.as_str()))
+    {
+        return Err(at("labels", format!("label `{label}` has the name of a sample column; rename it in the inventory or `enrich`")));
+    }
+    config
+        .template()
+        .map_err(|message| at("partition", message))?;
+    Ok(config)
 }

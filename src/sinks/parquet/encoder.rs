@@ -11,7 +11,7 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
-use crate::sample::{arrow_schema, number_field, text_field, Sample};
+use crate::toolkit::sample::{arrow_schema, number_field, text_field, Sample};
 
 /// The schema of the files: every sample column and declared label, except `partition`'s.
 pub fn file_schema<'a>(labels: &[String], partition: impl Iterator<Item = &'a str>) -> SchemaRef {
@@ -90,7 +90,7 @@ mod tests {
     use arrow_array::Array;
 
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
 
     #[test]
     fn columns_are_typed_and_absent_is_null() {

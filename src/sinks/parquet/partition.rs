@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use crate::sample::Sample;
-use crate::template::{Labels, Template};
+use crate::toolkit::sample::Sample;
+use crate::toolkit::template::{Labels, Template};
 
 /// What Hive (and every engine after it) writes for a missing partition value.
 const MISSING: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -75,7 +75,7 @@ mod tests {
     use chrono::DateTime;
 
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
 
     fn sample(site: &str) -> Sample {
         let labels = Arc::new(BTreeMap::from([("site".to_string(), site.to_string())]));

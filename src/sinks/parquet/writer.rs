@@ -11,7 +11,39 @@ use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-use super::ParquetError;
+#[derive(Debug, thiserror::Error)]
+pub enum ParquetError {
+    #[error("{}: {source}; check that the directory exists, is writable, and has free space", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
+    #[error("encoding samples: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("the file writer thread failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl ParquetError {
+    pub(super) fn io(path: &Path, source: std::io::Error) -> Self {
+        ParquetError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Self {
+        ParquetError::Parquet {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
 
 pub struct OpenFile {
     temporary: PathBuf,

@@ -1,4 +1,9 @@
+//! What the user writes under `type: stdout`.
+
 use serde::Deserialize;
+
+use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::toolkit::yaml::node::Node;
 
 /// What the user writes under `type: stdout`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -16,4 +21,9 @@ pub enum StdoutEncoding {
     Json,
     /// One short line per sample for a person watching a terminal.
     Text,
+}
+
+/// Decodes a `stdout` sink.
+pub fn decode(body: &Node) -> Result<StdoutConfig, DecodeError> {
+    from_node(body)
 }

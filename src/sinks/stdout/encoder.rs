@@ -2,20 +2,19 @@
 
 use std::io::Write;
 
-use super::StdoutEncoding;
-use crate::sample::Sample;
+use super::config::StdoutEncoding;
+use crate::toolkit::sample::{write_json_lines, Sample};
 
 /// Appends one line per sample to `out`.
 pub fn encode(encoding: StdoutEncoding, samples: &[Sample], out: &mut Vec<u8>) {
-    for sample in samples {
-        match encoding {
-            StdoutEncoding::Json => {
-                // Writing to a Vec cannot fail, and a Sample always serializes.
-                let _ = serde_json::to_writer(&mut *out, sample);
+    match encoding {
+        StdoutEncoding::Json => write_json_lines(samples, out),
+        StdoutEncoding::Text => {
+            for sample in samples {
+                write_text(sample, out);
+                out.push(b'\n');
             }
-            StdoutEncoding::Text => write_text(sample, out),
         }
-        out.push(b'\n');
     }
 }
 
@@ -51,7 +50,7 @@ fn write_text(s: &Sample, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
 
     #[test]
     fn json_lines_and_text_lines() {

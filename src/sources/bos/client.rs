@@ -14,10 +14,10 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::fair_rate::FairRateLimiter;
 use super::stats::{Method, PoolStats};
-use crate::config::secret::Secret;
-use crate::proto::bos::api_version_service_client::ApiVersionServiceClient;
-use crate::proto::bos::v1 as api;
-use crate::proto::bos::{ApiVersion, ApiVersionRequest};
+use crate::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
+use crate::toolkit::proto::bos::v1 as api;
+use crate::toolkit::proto::bos::{ApiVersion, ApiVersionRequest};
+use crate::toolkit::secret::Secret;
 use api::authentication_service_client::AuthenticationServiceClient;
 use api::cooling_service_client::CoolingServiceClient;
 use api::miner_service_client::MinerServiceClient;

@@ -12,10 +12,11 @@ use serde::Deserialize;
 use super::backoff::BackoffConfig;
 use super::breaker::BreakerConfig;
 use super::targets::{Shard, TargetsConfig};
-use crate::config::decode::{from_node, unknown_name, DecodeError};
-use crate::config::node::{self, overlay, Node, Value};
-use crate::config::secret::Secret;
-use crate::config::units::HumanDuration;
+use crate::pipeline::component::DecodeContext;
+use crate::toolkit::secret::Secret;
+use crate::toolkit::units::HumanDuration;
+use crate::toolkit::yaml::decode::{from_node, unknown_name, DecodeError};
+use crate::toolkit::yaml::node::{self, overlay, Node, Value};
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,7 +113,8 @@ static PRESETS: LazyLock<Node> = LazyLock::new(|| {
 });
 
 /// Decodes a `bos` source: the user's settings over its profile over `default`.
-pub fn decode(body: &Node) -> Result<BosConfig, DecodeError> {
+/// `targets.simulator: true` takes its miners from `context`.
+pub fn decode(body: &Node, context: &DecodeContext) -> Result<BosConfig, DecodeError> {
     let (profile, mark) = match body.get("profile") {
         None => ("default", body.mark),
         Some(node) => (node.as_str().unwrap_or_default(), node.mark),
@@ -136,12 +138,19 @@ pub fn decode(body: &Node) -> Result<BosConfig, DecodeError> {
                 .collect(),
         ),
     };
-    let config: BosConfig = from_node(&overlay(&base, &mine))?;
+    let mut config: BosConfig = from_node(&overlay(&base, &mine))?;
     config.check().map_err(|message| DecodeError {
         mark: Some(body.mark),
         message,
         unknown_field: None,
     })?;
+    if config.targets.simulator {
+        let Some(fleet) = &context.embedded_fleet else {
+            let targets = body.get("targets").unwrap_or(body);
+            return Err(DecodeError::at_key(targets, "simulator", "`targets.simulator: true` needs a top-level `simulator:` section (e.g. `simulator: {miners: 20}`)".into()));
+        };
+        config.targets.embedded = Some(fleet.clone());
+    }
     Ok(config)
 }
 
@@ -218,7 +227,7 @@ mod tests {
     use super::*;
 
     fn decode_yaml(yaml: &str) -> Result<BosConfig, DecodeError> {
-        decode(&node::parse(yaml).unwrap())
+        decode(&node::parse(yaml).unwrap(), &DecodeContext::default())
     }
 
     const MINIMAL: &str =

@@ -14,9 +14,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::stats::PoolStats;
-use crate::sample::Sample;
-use crate::topology::batch::{Batch, MemoryBudget};
-use crate::topology::fanout::Fanout;
+use crate::pipeline::batch::{Batch, MemoryBudget};
+use crate::pipeline::fanout::Fanout;
+use crate::toolkit::sample::Sample;
 
 /// Room for this many polls' samples between the miners and the batcher: a few
 /// hundred kilobytes, enough to ride over one slow batch downstream.

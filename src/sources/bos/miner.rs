@@ -23,8 +23,8 @@ use super::pool::{Connection, ConnectionPool};
 use super::stats::{GaugeGuard, PoolStats};
 use super::status::{MinerStatus, StatusLog};
 use super::targets::Target;
-use crate::proto::bos::v1 as api;
-use crate::sample::MinerState;
+use crate::toolkit::proto::bos::v1 as api;
+use crate::toolkit::sample::MinerState;
 
 /// What every miner task of one source shares.
 pub struct Shared {

@@ -18,151 +18,19 @@ pub mod fair_rate;
 pub mod miner;
 pub mod poll;
 pub mod pool;
+mod source;
 pub mod stats;
 pub mod status;
 pub mod targets;
 pub mod tls;
 
 pub use config::BosConfig;
+pub use source::run;
 
-use std::num::NonZeroU32;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
-use std::time::Duration;
+use crate::pipeline::component::{ComponentType, SourceConfig};
 
-use governor::Quota;
-use tokio_util::task::TaskTracker;
-
-use crate::config::secret::{Secret, SecretError};
-use crate::sample::MinerState;
-use crate::sim::InventoryRow;
-use crate::topology::{ComponentResult, SourceContext};
-use client::{CallSettings, Credentials};
-use config::Compression;
-use connect::Dialer;
-use emit::Emitter;
-use fair_rate::FairRateLimiter;
-use miner::{MinerTask, Shared};
-use pool::ConnectionPool;
-use stats::PoolStats;
-use status::StatusLog;
-
-#[derive(Debug, thiserror::Error)]
-pub enum BosError {
-    #[error("targets: {0}")]
-    Targets(#[from] targets::TargetError),
-    #[error(transparent)]
-    Secret(#[from] SecretError),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsFileError),
-}
-
-/// Runs every miner task until the pipeline stops, then drains what they queued.
-/// `simulated` is the embedded simulator's inventory, for `targets.simulator: true`.
-pub async fn run(
-    config: BosConfig,
-    mut ctx: SourceContext,
-    simulated: Option<Vec<InventoryRow>>,
-    stats: Arc<PoolStats>,
-) -> ComponentResult {
-    let mut targets = config.targets.resolve(simulated.as_deref())?;
-    if let Some(shard) = config.shard {
-        targets.retain(|t| shard.owns(&t.id));
-    }
-    let password = match (&config.password, &config.password_file) {
-        (Some(password), _) => password.clone(),
-        (None, Some(path)) => Secret::from_file(path)?,
-        (None, None) => unreachable!("config checks require one of them"),
-    };
-    let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
-    stats.miners.store(targets.len() as u64, Relaxed);
-    let needed = targets.len() as u64 + 64;
-    if let Some(limit) = crate::limits::open_files_short_of(needed) {
-        tracing::warn!(source = %ctx.id, miners = targets.len(), needed, limit, "the open-file limit is too low for this fleet: miners beyond it will fail to connect. Raise it (`ulimit -n`, or LimitNOFILE in a systemd unit) or split the fleet with `shard`");
-    }
-    let demand = targets.len() as f64 * config.polls.len() as f64 / config.interval.0.as_secs_f64();
-    if demand > 0.8 * f64::from(config.rate.rpcs_per_second) {
-        tracing::warn!(
-            source = %ctx.id,
-            calls_per_second = demand.round(),
-            rpcs_per_second = config.rate.rpcs_per_second,
-            "the fleet's polls need most or more of `rate.rpcs_per_second`; polls will run late. Raise it, lengthen `interval`, or poll fewer calls"
-        );
-    }
-    tracing::info!(source = %ctx.id, miners = targets.len(), shard = ?config.shard, "bos source starting");
-
-    let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
-    // Connections are admitted one at a time (a burst of 1), so no second ever sees
-    // more than `connects_per_second` of them, even right after a quiet spell.
-    let connects = Arc::new(FairRateLimiter::new(
-        per_second(config.rate.connects_per_second).allow_burst(NonZeroU32::MIN),
-    ));
-    let (emitter, queue) = Emitter::new(stats.clone());
-    let status_log = Arc::new(StatusLog::default());
-    let shared = Arc::new(Shared {
-        calls: Arc::new(CallSettings {
-            credentials: Credentials {
-                username: config.username.clone(),
-                password,
-            },
-            gzip: config.compression == Compression::Gzip,
-            timeout: config.timeout.0,
-            fleet_rpcs: FairRateLimiter::new(per_second(config.rate.rpcs_per_second)),
-            stats: stats.clone(),
-        }),
-        dialer: Dialer::new(&config, tls, connects, stats.clone()),
-        pool: ConnectionPool::new(config.max_connections, stats.clone()),
-        emitter,
-        stats: stats.clone(),
-        status_log: status_log.clone(),
-        config,
-    });
-
-    let tasks = TaskTracker::new();
-    for (index, target) in targets.into_iter().enumerate() {
-        let task = MinerTask::new(index, target, shared.clone());
-        tasks.spawn(task.run(ctx.stop.clone()));
-    }
-    // Only poll-only miners park channels; streaming miners hold theirs.
-    if !shared.config.stream {
-        tasks.spawn(close_idle(shared.clone(), ctx.stop.clone()));
-    }
-    tasks.close();
-    let batch_size = shared.config.batch_size;
-    // The queue closes once every task (each holding `shared`) has returned.
-    drop(shared);
-    emit::forward(queue, &mut ctx.out, &ctx.budget, batch_size).await;
-    tasks.wait().await;
-
-    tracing::info!(
-        source = %ctx.id,
-        miners = stats.miners.load(Relaxed),
-        online = stats.in_state(MinerState::Online),
-        degraded = stats.in_state(MinerState::Degraded),
-        offline = stats.in_state(MinerState::Offline),
-        auth_failed = stats.in_state(MinerState::AuthFailed),
-        unsupported = stats.in_state(MinerState::Unsupported),
-        connect_attempts = stats.connect_attempts.load(Relaxed),
-        rpc_ok = stats.rpc_ok(),
-        rpc_failed = stats.rpc_failed(),
-        rpc_p50_ms = stats.latency_quantile_ms(0.5),
-        rpc_p99_ms = stats.latency_quantile_ms(0.99),
-        polls_skipped = stats.polls_skipped.load(Relaxed),
-        stream_reopens = stats.stream_reopens.load(Relaxed),
-        logs_suppressed = status_log.suppressed(),
-        "bos source finished"
-    );
-    Ok(())
-}
-
-/// Closes parked poll-only connections that sat idle past `idle_timeout`.
-async fn close_idle(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
-    let idle_timeout = shared.config.idle_timeout.0;
-    let every = (idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => shared.pool.close_idle(idle_timeout),
-        }
-    }
-}
+/// The registry's entry for `type: bos`.
+pub const TYPE: ComponentType<dyn SourceConfig> = ComponentType {
+    name: "bos",
+    decode: |body, context| Ok(Box::new(config::decode(body, context)?)),
+};

@@ -9,8 +9,8 @@
 use chrono::{DateTime, Utc};
 
 use super::targets::Target;
-use crate::proto::bos::v1 as api;
-use crate::sample::{Sample, SampleKind};
+use crate::toolkit::proto::bos::v1 as api;
+use crate::toolkit::sample::{Sample, SampleKind};
 
 /// What one poll got back; a call that failed or was not asked for is `None`.
 #[derive(Default)]
@@ -160,9 +160,10 @@ pub fn samples(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::bos::targets;
 
     fn target() -> Target {
-        Target::fixture("m1")
+        targets::fixture("m1")
     }
 
     fn ghs(value: f64) -> Option<api::GigaHashrate> {

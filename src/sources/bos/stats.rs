@@ -1,6 +1,7 @@
-//! The state of a `bos` source's pool, as counters and gauges anyone may read: the
-//! final log line now, `/metrics` and `/health` later. All relaxed atomics: each value
-//! is exact on its own, a set of them read together is only roughly simultaneous.
+//! The state of a `bos` source's pool, as counters and gauges: read by the final log
+//! line, published for `/metrics`, summed for `/health` and the progress line. All
+//! relaxed atomics: each value is exact on its own, a set of them read together is
+//! only roughly simultaneous.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -8,8 +9,10 @@ use std::time::Duration;
 
 use tonic::Code;
 
-use crate::sample::MinerState;
-use crate::telemetry::histogram::{quantile_ms, LatencyHistogram, BOUNDS_MS};
+use crate::pipeline::component::{FleetSummary, Published};
+use crate::pipeline::metrics::Exposition;
+use crate::toolkit::histogram::{quantile_ms, LatencyHistogram, BOUNDS_MS};
+use crate::toolkit::sample::MinerState;
 
 /// gRPC status codes, 0 (OK) to 16 (UNAUTHENTICATED).
 const CODES: usize = 17;
@@ -138,6 +141,105 @@ impl PoolStats {
             }
         }
         quantile_ms(&counts, q)
+    }
+}
+
+impl Published for PoolStats {
+    fn publish(&self, source: &str, out: &mut Exposition) {
+        let labels = [("source", source)];
+        let gauges: [(&'static str, &'static str, &AtomicI64); 3] = [
+            (
+                "rigtap_source_miners_in_backoff",
+                "Miners waiting to retry.",
+                &self.in_backoff,
+            ),
+            (
+                "rigtap_source_miners_breaker_open",
+                "Miners whose circuit breaker is open.",
+                &self.breaker_open,
+            ),
+            (
+                "rigtap_source_connections_open",
+                "Open HTTP/2 channels to miners.",
+                &self.connections_open,
+            ),
+        ];
+        out.gauge(
+            "rigtap_source_miners",
+            "Miners this source collects from.",
+            &labels,
+            self.miners.load(Relaxed) as f64,
+        );
+        for (name, help, gauge) in gauges {
+            out.gauge(name, help, &labels, gauge.load(Relaxed) as f64);
+        }
+        let counters: [(&'static str, &'static str, &AtomicU64); 4] = [
+            (
+                "rigtap_source_connect_attempts",
+                "Connection attempts.",
+                &self.connect_attempts,
+            ),
+            ("rigtap_source_logins", "Logins made.", &self.logins),
+            (
+                "rigtap_source_polls_skipped",
+                "Polls skipped because the pipeline was full (backpressure).",
+                &self.polls_skipped,
+            ),
+            (
+                "rigtap_source_stream_reopens",
+                "Status streams re-opened.",
+                &self.stream_reopens,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            out.counter(name, help, &labels, counter.load(Relaxed));
+        }
+        for method in Method::ALL {
+            for code in 0..CODES {
+                let calls = self.calls(method, code);
+                if calls > 0 {
+                    // The names gRPC's own libraries use: OK, Unavailable, ...
+                    let code = match Code::from_i32(code as i32) {
+                        Code::Ok => "OK".to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    out.counter(
+                        "rigtap_source_rpcs",
+                        "Miner API calls by method and gRPC status code (only those made).",
+                        &[
+                            ("source", source),
+                            ("method", method.as_str()),
+                            ("code", &code),
+                        ],
+                        calls,
+                    );
+                }
+            }
+        }
+        for state in MinerState::ALL {
+            out.gauge(
+                "rigtap_source_miners_in_state",
+                "Miners by the collector's view of them.",
+                &[("source", source), ("state", state.as_str())],
+                self.in_state(state) as f64,
+            );
+        }
+        for method in Method::ALL {
+            out.histogram(
+                "rigtap_source_rpc_duration_seconds",
+                "Miner API call latency by method.",
+                &[("source", source), ("method", method.as_str())],
+                self.latency(method),
+            );
+        }
+    }
+
+    fn fleet(&self) -> Option<FleetSummary> {
+        Some(FleetSummary {
+            miners: self.miners.load(Relaxed),
+            online: self.in_state(MinerState::Online).max(0) as u64,
+            failed_calls: self.rpc_failed(),
+        })
     }
 }
 

@@ -7,8 +7,8 @@ use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use super::targets::Target;
-use crate::sample::{MinerState, Sample, SampleKind};
-use crate::telemetry::log_budget::LogBudget;
+use crate::toolkit::log_budget::LogBudget;
+use crate::toolkit::sample::{MinerState, Sample, SampleKind};
 
 /// A miner logs the same state again only after this long (a flapping miner).
 const REPEAT_AFTER: Duration = Duration::from_secs(300);
@@ -110,9 +110,10 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sources::bos::targets;
 
     fn target() -> Target {
-        Target::fixture("m1")
+        targets::fixture("m1")
     }
 
     #[test]
@@ -138,7 +139,7 @@ mod tests {
         let log = StatusLog::default();
         for i in 0..1000 {
             let mut status = MinerStatus::default();
-            let t = Target::fixture(&format!("m{i}"));
+            let t = targets::fixture(&format!("m{i}"));
             assert!(
                 status
                     .change(MinerState::Offline, "down", &t, &log)

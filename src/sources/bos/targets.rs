@@ -1,16 +1,17 @@
 //! Which miners a `bos` source polls: addresses and ranges, an inventory CSV (its extra
-//! columns become labels), or the embedded simulator's fleet; then, optionally, only
-//! this agent's shard of them.
+//! columns become labels), or the fleet this process serves itself (the embedded
+//! simulator's, handed over as plain inventory rows); then, optionally, only this
+//! agent's shard of them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::sample::Labels;
-use crate::sim::InventoryRow;
+use crate::toolkit::inventory::{self, InventoryError, InventoryRow};
+use crate::toolkit::sample::Labels;
 
 /// What the user writes under `targets:`; any mix of the three is allowed.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -26,6 +27,9 @@ pub struct TargetsConfig {
     /// The miners of the pipeline's embedded `simulator:`.
     #[serde(default)]
     pub simulator: bool,
+    /// Those miners, filled in when the config is decoded (never written by users).
+    #[serde(skip)]
+    pub embedded: Option<Arc<[InventoryRow]>>,
 }
 
 /// `shard: {index, count}`: this agent keeps the miners whose rendezvous hash picks `index`.
@@ -36,14 +40,8 @@ pub struct Shard {
     pub count: u32,
 }
 
-/// One miner to collect from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Target {
-    pub id: Arc<str>,
-    /// `host:port`, as dialled.
-    pub address: String,
-    pub labels: Labels,
-}
+/// One miner to collect from: a row of an inventory.
+pub type Target = InventoryRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -51,8 +49,8 @@ pub enum TargetError {
     Address(String),
     #[error("target range `{0}` runs backwards or holds more than 1,000,000 addresses")]
     Range(String),
-    #[error("inventory {}: {message}", path.display())]
-    Inventory { path: PathBuf, message: String },
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
     #[error("miner id `{0}` is listed twice; ids must be unique across `targets`")]
     Duplicate(String),
     #[error("`targets.simulator: true` needs a top-level `simulator:` section")]
@@ -66,8 +64,8 @@ pub enum TargetError {
 const MAX_RANGE: u64 = 1_000_000;
 
 impl TargetsConfig {
-    /// Every target, in the order written; `simulated` is the embedded fleet, if any.
-    pub fn resolve(&self, simulated: Option<&[InventoryRow]>) -> Result<Vec<Target>, TargetError> {
+    /// Every target, in the order written.
+    pub fn resolve(&self) -> Result<Vec<Target>, TargetError> {
         let mut targets = Vec::new();
         let no_labels: Labels = Arc::default();
         for entry in &self.addresses {
@@ -80,19 +78,11 @@ impl TargetsConfig {
             }
         }
         if let Some(path) = &self.inventory {
-            targets.extend(read_inventory(path)?);
+            targets.extend(inventory::read(path)?);
         }
         if self.simulator {
-            let rows = simulated.ok_or(TargetError::NoSimulator)?;
-            targets.extend(rows.iter().map(|row| Target {
-                id: row.id.as_str().into(),
-                address: row.address.to_string(),
-                labels: Arc::new(BTreeMap::from([
-                    ("site".to_string(), row.site.clone()),
-                    ("rack".to_string(), row.rack.clone()),
-                    ("model".to_string(), row.model.to_string()),
-                ])),
-            }));
+            let rows = self.embedded.as_ref().ok_or(TargetError::NoSimulator)?;
+            targets.extend(rows.iter().cloned());
         }
         let mut seen = HashSet::new();
         if let Some(dup) = targets.iter().find(|t| !seen.insert(t.id.clone())) {
@@ -142,60 +132,13 @@ fn expand(entry: &str) -> Result<Vec<String>, TargetError> {
     Ok(vec![format!("{host}:{port}")])
 }
 
-/// Reads an inventory: a header naming `id` and `address`, other columns become labels.
-pub fn read_inventory(path: &Path) -> Result<Vec<Target>, TargetError> {
-    let error = |message: String| TargetError::Inventory {
-        path: path.to_owned(),
-        message,
-    };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| error(format!("cannot read: {e}")))?;
-    let header = reader.headers().map_err(|e| error(e.to_string()))?.clone();
-    let column = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
-            error(format!(
-                "the header has no `{name}` column; the first line must name at least `id,address`"
-            ))
-        })
-    };
-    let (id_col, address_col) = (column("id")?, column("address")?);
-    let mut targets = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| error(e.to_string()))?;
-        let line = record.position().map_or(0, |p| p.line());
-        let field = |i: usize| record.get(i).unwrap_or_default();
-        let (id, address) = (field(id_col), field(address_col));
-        if id.is_empty() || !address.contains(':') {
-            return Err(error(format!(
-                "line {line}: needs an id and an address `host:port`, found `{id}`, `{address}`"
-            )));
-        }
-        let labels: BTreeMap<String, String> = header
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != id_col && *i != address_col)
-            .map(|(i, name)| (name.to_string(), field(i).to_string()))
-            .collect();
-        targets.push(Target {
-            id: id.into(),
-            address: address.to_string(),
-            labels: Arc::new(labels),
-        });
-    }
-    Ok(targets)
-}
-
+/// A miner for unit tests; nothing listens at its address.
 #[cfg(test)]
-impl Target {
-    /// A miner for unit tests; nothing listens at its address.
-    pub fn fixture(id: &str) -> Self {
-        Target {
-            id: id.into(),
-            address: "127.0.0.1:50051".into(),
-            labels: Arc::default(),
-        }
+pub fn fixture(id: &str) -> Target {
+    Target {
+        id: id.into(),
+        address: "127.0.0.1:50051".into(),
+        labels: Arc::default(),
     }
 }
 
@@ -236,11 +179,7 @@ mod tests {
             addresses: list.iter().map(|s| s.to_string()).collect(),
             ..TargetsConfig::default()
         };
-        Ok(config
-            .resolve(None)?
-            .into_iter()
-            .map(|t| t.address)
-            .collect())
+        Ok(config.resolve()?.into_iter().map(|t| t.address).collect())
     }
 
     #[test]
@@ -276,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn inventory_columns_become_labels() {
+    fn inventory_rows_are_targets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.csv");
         std::fs::write(
@@ -288,7 +227,7 @@ mod tests {
             inventory: Some(path.clone()),
             ..TargetsConfig::default()
         };
-        let targets = config.resolve(None).unwrap();
+        let targets = config.resolve().unwrap();
         assert_eq!(targets.len(), 2);
         assert_eq!(&*targets[0].id, "m1");
         assert_eq!(targets[0].address, "10.0.0.1:50051");
@@ -296,10 +235,10 @@ mod tests {
         assert_eq!(targets[1].labels["rack"], "r02");
 
         std::fs::write(&path, "name,address\nm1,10.0.0.1:50051\n").unwrap();
-        let e = config.resolve(None).unwrap_err().to_string();
+        let e = config.resolve().unwrap_err().to_string();
         assert!(e.contains("no `id` column"), "{e}");
         std::fs::write(&path, "id,address\nm1,10.0.0.1\n").unwrap();
-        let e = config.resolve(None).unwrap_err().to_string();
+        let e = config.resolve().unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
     }
 

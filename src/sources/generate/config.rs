@@ -2,6 +2,9 @@ use std::collections::BTreeMap;
 
 use serde::{de, Deserialize, Deserializer};
 
+use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::toolkit::yaml::node::Node;
+
 /// What the user writes under `type: generate`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +27,11 @@ pub struct GenerateConfig {
     /// Static labels put on every sample.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+}
+
+/// Decodes a `generate` source.
+pub fn decode(body: &Node) -> Result<GenerateConfig, DecodeError> {
+    from_node(body)
 }
 
 fn default_miners() -> u32 {

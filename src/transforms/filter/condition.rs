@@ -14,7 +14,9 @@
 
 use std::fmt;
 
-use crate::sample::{number_field, text_field, NumberField, Sample, TextField, FIXED_COLUMNS};
+use crate::toolkit::sample::{
+    number_field, text_field, NumberField, Sample, TextField, FIXED_COLUMNS,
+};
 
 #[derive(Clone)]
 pub enum Condition {
@@ -450,7 +452,7 @@ fn operand(at: usize, name: &str) -> Result<Operand, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
     use std::sync::Arc;
 
     fn sample(kind: SampleKind, hashrate: Option<f64>, site: &str) -> Sample {

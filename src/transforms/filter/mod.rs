@@ -12,35 +12,15 @@
 //! validate error with a position, never a filter that silently keeps nothing.
 
 mod condition;
+mod config;
+mod stage;
 
-pub use condition::{Condition, ParseError};
+pub use config::FilterConfig;
 
-use serde::{de, Deserialize, Deserializer};
+use crate::pipeline::component::{ComponentType, TransformConfig};
 
-use crate::sample::Sample;
-
-/// What the user writes under `type: filter`.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterConfig {
-    /// Samples for which this holds pass; the others are removed (not counted as drops:
-    /// removing them is what the user asked for).
-    #[serde(deserialize_with = "parse_condition")]
-    pub condition: Condition,
-}
-
-fn parse_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Condition, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map_err(|e: ParseError| de::Error::custom(e))
-}
-
-impl FilterConfig {
-    /// The samples of `samples` that pass.
-    pub fn apply(&self, samples: &[Sample]) -> Vec<Sample> {
-        samples
-            .iter()
-            .filter(|s| self.condition.matches(s))
-            .cloned()
-            .collect()
-    }
-}
+/// The registry's entry for `type: filter`.
+pub const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
+    name: "filter",
+    decode: |body, _| Ok(Box::new(config::decode(body)?)),
+};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::sample::{float_field_mut, FloatFieldMut};
+use crate::toolkit::sample::{float_field_mut, FloatFieldMut};
 
 /// `[min, max]`, inclusive.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]

@@ -2,7 +2,7 @@
 //! that goes down, or an uptime that goes down, means the miner restarted, and the new
 //! value is then what was counted since the restart.
 
-use crate::sample::Sample;
+use crate::toolkit::sample::Sample;
 
 /// What one miner's previous sample said.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -45,7 +45,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
 
     fn sample(accepted: u64, uptime: u64) -> Sample {
         let mut s = Sample::new(SampleKind::Miner, "m".into(), Default::default());

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::sample::{text_field, Sample, TextField};
+use crate::toolkit::sample::{text_field, Sample, TextField};
 
 #[derive(Clone, Debug)]
 pub struct Template {
@@ -120,7 +120,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
 
     fn render(template: &Template, sample: &Sample) -> String {
         let mut out = String::new();

@@ -188,6 +188,16 @@ impl Sample {
     }
 }
 
+/// Appends one JSON object per sample, each on its own line: the shape of the stdout
+/// sink's lines, the Kafka sink's JSON payloads and the tap.
+pub fn write_json_lines(samples: &[Sample], out: &mut Vec<u8>) {
+    for sample in samples {
+        // Writing to a Vec cannot fail, and a Sample always serializes.
+        let _ = serde_json::to_writer(&mut *out, sample);
+        out.push(b'\n');
+    }
+}
+
 /// Reads a numeric column by name: the vocabulary of conditions and templates.
 pub type NumberField = fn(&Sample) -> Option<f64>;
 /// Reads a text column by name.

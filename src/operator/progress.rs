@@ -6,7 +6,8 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::metrics::{Telemetry, Totals};
+use crate::pipeline::stats::Role;
+use crate::topology::running::PipelineView;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
@@ -20,8 +21,45 @@ pub enum ProgressMode {
 
 pub const EVERY: Duration = Duration::from_secs(5);
 
+/// Sums over the pipeline, for the progress line.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Totals {
+    pub produced: u64,
+    pub delivered: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+    pub miners: u64,
+    pub online: u64,
+    pub rpc_failed: u64,
+    pub failed: usize,
+}
+
+impl Totals {
+    pub fn of(view: &PipelineView) -> Totals {
+        let mut totals = Totals::default();
+        for c in &view.components {
+            match c.role {
+                Role::Source => totals.produced += c.stats.samples_out(),
+                Role::Sink => {
+                    totals.delivered += c.stats.samples_out();
+                    totals.bytes_out += c.stats.bytes_out();
+                }
+                Role::Transform => {}
+            }
+            totals.dropped += c.stats.dropped_total();
+            totals.failed += usize::from(c.stats.failed());
+            if let Some(fleet) = c.published.as_ref().and_then(|p| p.fleet()) {
+                totals.miners += fleet.miners;
+                totals.online += fleet.online;
+                totals.rpc_failed += fleet.failed_calls;
+            }
+        }
+        totals
+    }
+}
+
 /// Writes progress until the task is dropped.
-pub async fn report(mode: ProgressMode, telemetry: Arc<Telemetry>) {
+pub async fn report(mode: ProgressMode, view: Arc<PipelineView>) {
     let human = match mode {
         ProgressMode::Off => return,
         ProgressMode::Auto if !std::io::stderr().is_terminal() => return,
@@ -29,10 +67,10 @@ pub async fn report(mode: ProgressMode, telemetry: Arc<Telemetry>) {
         ProgressMode::Json => false,
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
-    let (mut last, mut at) = (telemetry.totals(), Instant::now());
+    let (mut last, mut at) = (Totals::of(&view), Instant::now());
     loop {
         ticker.tick().await;
-        let now = telemetry.totals();
+        let now = Totals::of(&view);
         let line = if human {
             human_line(&last, &now, at.elapsed())
         } else {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::sample::Sample;
+use crate::toolkit::sample::Sample;
 
 /// The bytes all live batches may hold together.
 #[derive(Clone, Debug)]
@@ -97,7 +97,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::SampleKind;
+    use crate::toolkit::sample::SampleKind;
     use std::time::Duration;
 
     fn samples(n: usize) -> Vec<Sample> {

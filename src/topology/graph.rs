@@ -3,33 +3,16 @@
 
 use std::collections::HashMap;
 
-use super::decode::nearest;
-use super::node::Mark;
-use super::Diagnostic;
-
-/// The section a component was declared in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Section {
-    Source,
-    Transform,
-    Sink,
-}
-
-impl Section {
-    pub fn singular(self) -> &'static str {
-        match self {
-            Section::Source => "source",
-            Section::Transform => "transform",
-            Section::Sink => "sink",
-        }
-    }
-}
+use crate::pipeline::stats::Role;
+use crate::toolkit::yaml::decode::nearest;
+use crate::toolkit::yaml::diagnostic::Diagnostic;
+use crate::toolkit::yaml::node::Mark;
 
 /// One component as the graph sees it.
 pub struct GraphNode<'a> {
     pub id: &'a str,
     pub mark: Mark,
-    pub section: Section,
+    pub section: Role,
     pub inputs: &'a [(String, Mark)],
 }
 
@@ -40,17 +23,17 @@ pub fn check(nodes: &[GraphNode<'_>]) -> Vec<Diagnostic> {
     let producers = || {
         nodes
             .iter()
-            .filter(|n| n.section != Section::Sink)
+            .filter(|n| n.section != Role::Sink)
             .map(|n| n.id)
     };
 
     for node in nodes {
-        if node.section != Section::Source && node.inputs.is_empty() {
+        if node.section != Role::Source && node.inputs.is_empty() {
             problems.push(Diagnostic::new(
                 node.mark,
                 format!(
                     "{} `{}` has no inputs; add `inputs: [<source or transform id>]`",
-                    node.section.singular(),
+                    node.section.as_str(),
                     node.id
                 ),
             ));
@@ -70,7 +53,7 @@ pub fn check(nodes: &[GraphNode<'_>]) -> Vec<Diagnostic> {
                         format!("unknown input `{input}` of `{}`; {hint}", node.id),
                     ));
                 }
-                Some(target) if target.section == Section::Sink => problems.push(Diagnostic::new(
+                Some(target) if target.section == Role::Sink => problems.push(Diagnostic::new(
                     *mark,
                     format!(
                         "input `{input}` of `{}` is a sink, and sinks produce nothing; use a source or transform",
@@ -86,7 +69,7 @@ pub fn check(nodes: &[GraphNode<'_>]) -> Vec<Diagnostic> {
         }
     }
 
-    for node in nodes.iter().filter(|n| n.section != Section::Sink) {
+    for node in nodes.iter().filter(|n| n.section != Role::Sink) {
         let feeds = nodes
             .iter()
             .any(|other| other.inputs.iter().any(|(i, _)| i == node.id));
@@ -95,7 +78,7 @@ pub fn check(nodes: &[GraphNode<'_>]) -> Vec<Diagnostic> {
                 node.mark,
                 format!(
                     "{} `{}` feeds nothing; add it to the `inputs` of a transform or sink, or remove it",
-                    node.section.singular(),
+                    node.section.as_str(),
                     node.id
                 ),
             ));
@@ -161,7 +144,7 @@ fn find_cycle<'a>(
     }
 
     let mut marks = HashMap::new();
-    for node in nodes.iter().filter(|n| n.section == Section::Transform) {
+    for node in nodes.iter().filter(|n| n.section == Role::Transform) {
         if marks.get(node.id).copied().unwrap_or(Visit::New) == Visit::New {
             if let Some(cycle) = visit(node, by_id, &mut marks, &mut Vec::new()) {
                 return Some(cycle);
@@ -188,31 +171,31 @@ mod tests {
             GraphNode {
                 id: "src",
                 mark: at(1),
-                section: Section::Source,
+                section: Role::Source,
                 inputs: &[],
             },
             GraphNode {
                 id: "idle",
                 mark: at(2),
-                section: Section::Source,
+                section: Role::Source,
                 inputs: &[],
             },
             GraphNode {
                 id: "a",
                 mark: at(9),
-                section: Section::Transform,
+                section: Role::Transform,
                 inputs: &ab,
             },
             GraphNode {
                 id: "b",
                 mark: at(19),
-                section: Section::Transform,
+                section: Role::Transform,
                 inputs: &ba,
             },
             GraphNode {
                 id: "out",
                 mark: at(29),
-                section: Section::Sink,
+                section: Role::Sink,
                 inputs: &sink_in,
             },
         ];
@@ -240,19 +223,19 @@ mod tests {
             GraphNode {
                 id: "src",
                 mark: at(1),
-                section: Section::Source,
+                section: Role::Source,
                 inputs: &[],
             },
             GraphNode {
                 id: "out",
                 mark: at(4),
-                section: Section::Sink,
+                section: Role::Sink,
                 inputs: &sink_in,
             },
             GraphNode {
                 id: "out2",
                 mark: at(7),
-                section: Section::Sink,
+                section: Role::Sink,
                 inputs: &bad,
             },
         ];

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::units::HumanDuration;
+use crate::toolkit::units::HumanDuration;
 
 /// The top-level `api:` section: where `/metrics`, `/health` and `/tap` are served,
 /// and what `/health` calls degraded.

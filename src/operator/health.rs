@@ -2,15 +2,16 @@
 //! miners are online, when a queue has stayed full, or when a sink has delivered
 //! nothing for a while although it had work (samples waiting for its destination, or
 //! its destination refusing them). The last two need a look once a second, which
-//! [`Telemetry::watch`] takes.
+//! [`HealthWatch::watch`] takes.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::metrics::{Role, Telemetry};
-use crate::sample::MinerState;
-use crate::topology::stats::{ComponentStats, DropReason};
+use super::api_config::HealthConfig;
+use crate::pipeline::stats::{ComponentStats, DropReason, Role};
+use crate::topology::running::PipelineView;
 
 #[derive(Debug, serde::Serialize)]
 pub struct Health {
@@ -26,7 +27,7 @@ impl Health {
 
 /// Since when a condition has held, as last observed.
 #[derive(Debug, Default)]
-pub struct Since(Mutex<Option<Instant>>);
+struct Since(Mutex<Option<Instant>>);
 
 impl Since {
     fn note(&self, holds: bool, now: Instant) {
@@ -56,7 +57,7 @@ fn refused(stats: &ComponentStats) -> u64 {
 
 /// A sink's counters at the last look, to tell a stalled sink from an idle one.
 #[derive(Debug, Default)]
-pub struct SinkProgress(Mutex<SinkSeen>);
+struct SinkProgress(Mutex<SinkSeen>);
 
 #[derive(Debug, Default)]
 struct SinkSeen {
@@ -112,8 +113,38 @@ impl SinkProgress {
     }
 }
 
-impl Telemetry {
-    /// Looks once a second at queues and sinks, for `/health`; runs until dropped.
+/// The pipeline as `/health` judges it, with what it saw at its last looks.
+pub struct HealthWatch {
+    view: Arc<PipelineView>,
+    bounds: HealthConfig,
+    /// Per queue, by consumer id: since when it has been full.
+    full: HashMap<String, Since>,
+    /// Per sink, by id: whether it delivers.
+    sinks: HashMap<String, SinkProgress>,
+}
+
+impl HealthWatch {
+    pub fn new(view: Arc<PipelineView>, bounds: HealthConfig) -> Self {
+        let full = view
+            .queues
+            .iter()
+            .map(|q| (q.consumer.clone(), Since::default()))
+            .collect();
+        let sinks = view
+            .components
+            .iter()
+            .filter(|c| c.role == Role::Sink)
+            .map(|c| (c.id.clone(), SinkProgress::default()))
+            .collect();
+        HealthWatch {
+            view,
+            bounds,
+            full,
+            sinks,
+        }
+    }
+
+    /// Looks once a second at queues and sinks; runs until dropped.
     pub async fn watch(&self) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -123,13 +154,17 @@ impl Telemetry {
     }
 
     /// Notes which queues are full and which sinks are stalled now.
-    pub(super) fn observe(&self, now: Instant) {
-        for queue in &self.queues {
+    fn observe(&self, now: Instant) {
+        for queue in &self.view.queues {
             let full = queue.depth().is_some_and(|(depth, cap)| depth >= cap);
-            queue.full.note(full, now);
+            if let Some(since) = self.full.get(&queue.consumer) {
+                since.note(full, now);
+            }
         }
-        for sink in self.components.iter().filter(|c| c.role == Role::Sink) {
-            sink.progress.observe(&sink.stats, now);
+        for sink in &self.view.components {
+            if let Some(progress) = self.sinks.get(&sink.id) {
+                progress.observe(&sink.stats, now);
+            }
         }
     }
 
@@ -139,7 +174,7 @@ impl Telemetry {
 
     fn health_at(&self, now: Instant) -> Health {
         let mut reasons = Vec::new();
-        for component in &self.components {
+        for component in &self.view.components {
             if component.stats.failed() {
                 reasons.push(format!(
                     "{} `{}` failed; see the log",
@@ -148,18 +183,24 @@ impl Telemetry {
                 ));
             }
         }
-        for (source, pool) in &self.pools {
-            let miners = pool.miners.load(Relaxed);
-            let online = pool.in_state(MinerState::Online).max(0) as u64;
-            if miners > 0 && (online as f64) < self.health.min_online * miners as f64 {
+        let min_online = self.bounds.min_online;
+        for component in &self.view.components {
+            let Some(fleet) = component.published.as_ref().and_then(|p| p.fleet()) else {
+                continue;
+            };
+            if fleet.miners > 0 && (fleet.online as f64) < min_online * fleet.miners as f64 {
                 reasons.push(format!(
-                    "source `{source}`: {online} of {miners} miners online, below health.min_online ({:.0}%)",
-                    self.health.min_online * 100.0
+                    "source `{}`: {} of {} miners online, below health.min_online ({:.0}%)",
+                    component.id,
+                    fleet.online,
+                    fleet.miners,
+                    min_online * 100.0
                 ));
             }
         }
-        for queue in &self.queues {
-            if let Some(full) = queue.full.lasted(self.health.queue_full_for.0, now) {
+        for queue in &self.view.queues {
+            let full = self.full.get(&queue.consumer);
+            if let Some(full) = full.and_then(|f| f.lasted(self.bounds.queue_full_for.0, now)) {
                 reasons.push(format!(
                     "the queue of `{}` has been full for {}s (it is not keeping up, or its destination is down); the sources are held back",
                     queue.consumer,
@@ -167,9 +208,11 @@ impl Telemetry {
                 ));
             }
         }
-        for sink in self.components.iter().filter(|c| c.role == Role::Sink) {
-            let bound = self.health.sink_failing_for.0;
-            reasons.extend(sink.progress.reason(&sink.id, &sink.stats, bound, now));
+        for sink in &self.view.components {
+            if let Some(progress) = self.sinks.get(&sink.id) {
+                let bound = self.bounds.sink_failing_for.0;
+                reasons.extend(progress.reason(&sink.id, &sink.stats, bound, now));
+            }
         }
         Health {
             status: if reasons.is_empty() { "ok" } else { "degraded" },
@@ -180,15 +223,31 @@ impl Telemetry {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use tokio::sync::mpsc;
 
     use super::*;
-    use crate::config::units::HumanDuration;
-    use crate::telemetry::api_config::HealthConfig;
-    use crate::telemetry::metrics::one_sink;
-    use crate::topology::batch::Batch;
+    use crate::pipeline::batch::{Batch, MemoryBudget, SharedBatch};
+    use crate::toolkit::units::HumanDuration;
+    use crate::topology::running::{ComponentEntry, QueueEntry};
+
+    /// A pipeline of one sink, `kafka`, behind `queue`.
+    fn one_sink(
+        queue: &mpsc::Sender<SharedBatch>,
+        stats: Arc<ComponentStats>,
+        bounds: HealthConfig,
+    ) -> HealthWatch {
+        let view = PipelineView {
+            components: vec![ComponentEntry {
+                id: "kafka".into(),
+                role: Role::Sink,
+                stats,
+                published: None,
+            }],
+            queues: vec![QueueEntry::new("kafka".into(), queue.downgrade())],
+            budget: MemoryBudget::new(1 << 20),
+        };
+        HealthWatch::new(Arc::new(view), bounds)
+    }
 
     fn bounds(queue_full_for: u64, sink_failing_for: u64) -> HealthConfig {
         HealthConfig {
@@ -207,7 +266,7 @@ mod tests {
         t.observe(start);
         assert!(t.health_at(start).is_healthy());
 
-        let batch = Batch::new(Vec::new(), &t.budget).await;
+        let batch = Batch::new(Vec::new(), &t.view.budget).await;
         tx.try_send(Arc::new(batch)).unwrap();
         t.observe(start + secs(1));
         assert!(

@@ -1,5 +1,5 @@
 //! The operator's HTTP endpoints (HTTP/1.1, loopback by default):
-//! - `GET /metrics`: Prometheus text ([`Telemetry::render`]);
+//! - `GET /metrics`: OpenMetrics text ([`metrics::render`]);
 //! - `GET /health`: 200 `{"status":"ok","reasons":[]}`, or 503 with the reasons;
 //! - `GET /tap/COMPONENT`: the samples a source or transform emits, as JSON lines,
 //!   until the client goes away.
@@ -19,19 +19,24 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::metrics::Telemetry;
-use super::tap::Taps;
+use prometheus_client::registry::Registry;
+
+use super::health::HealthWatch;
+use super::metrics;
+use crate::pipeline::tap::Taps;
+
+/// What the API answers from.
+pub struct ApiState {
+    pub metrics: Registry,
+    pub health: Arc<HealthWatch>,
+    pub taps: Arc<Taps>,
+}
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves until `stop` is cancelled, then lets each open connection finish its
 /// response (a tap's stream ends at `stop` too) and returns once all have closed.
-pub async fn serve(
-    listener: TcpListener,
-    telemetry: Arc<Telemetry>,
-    taps: Arc<Taps>,
-    stop: CancellationToken,
-) {
+pub async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {
@@ -44,12 +49,12 @@ pub async fn serve(
                 }
             },
         };
-        let (telemetry, taps, stop) = (telemetry.clone(), taps.clone(), stop.clone());
+        let (state, stop) = (state.clone(), stop.clone());
         connections.spawn(async move {
             let service = {
                 let stop = stop.clone();
                 hyper::service::service_fn(move |request| {
-                    let response = respond(&request, &telemetry, &taps, &stop);
+                    let response = respond(&request, &state, &stop);
                     async move { Ok::<_, Infallible>(response) }
                 })
             };
@@ -74,8 +79,7 @@ pub async fn serve(
 
 fn respond(
     request: &Request<Incoming>,
-    telemetry: &Telemetry,
-    taps: &Taps,
+    state: &ApiState,
     stop: &CancellationToken,
 ) -> Response<Body> {
     if request.method() != hyper::Method::GET {
@@ -84,15 +88,15 @@ fn respond(
     let path = request.uri().path();
     match path {
         "/metrics" => {
-            let mut response = text(StatusCode::OK, telemetry.render());
+            let mut response = text(StatusCode::OK, metrics::render(&state.metrics));
             response.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                hyper::header::HeaderValue::from_static(metrics::CONTENT_TYPE),
             );
             response
         }
         "/health" => {
-            let health = telemetry.health();
+            let health = state.health.health();
             let status = if health.is_healthy() {
                 StatusCode::OK
             } else {
@@ -107,13 +111,13 @@ fn respond(
             response
         }
         _ => match path.strip_prefix("/tap/") {
-            Some(component) => match taps.watch(component) {
+            Some(component) => match state.taps.watch(component) {
                 Some(receiver) => tap(receiver, stop.clone()),
                 None => text(
                     StatusCode::NOT_FOUND,
                     format!(
                         "no source or transform `{component}`; tap one of: {}\n",
-                        taps.names().join(", ")
+                        state.taps.names().join(", ")
                     ),
                 ),
             },

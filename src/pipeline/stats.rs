@@ -1,11 +1,30 @@
 //! Per-component counters: samples in, out, and dropped with a reason.
 //!
 //! A sample counted in is a sample delivered or a sample counted as dropped; these
-//! counters are how the shutdown report (and later `/metrics`) proves it.
+//! counters are how the shutdown report and `/metrics` prove it.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::telemetry::histogram::LatencyHistogram;
+use super::metrics::Exposition;
+use crate::toolkit::histogram::LatencyHistogram;
+
+/// Which section a component is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Transform => "transform",
+            Role::Sink => "sink",
+        }
+    }
+}
 
 /// Why samples were dropped. Every drop has one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,12 +75,9 @@ pub struct ComponentStats {
     dropped: [AtomicU64; DropReason::ALL.len()],
     failed: AtomicBool,
     /// For sinks that wait for acknowledgements (Kafka): samples handed over and not
-    /// yet acknowledged, the wait for each acknowledgement, and the destination's own
-    /// retries and request errors (as its client counts them).
+    /// yet acknowledged, and the wait for each acknowledgement.
     pub in_flight: AtomicI64,
     pub delivery: LatencyHistogram,
-    pub retries: AtomicU64,
-    pub errors: AtomicU64,
 }
 
 impl ComponentStats {
@@ -108,5 +124,57 @@ impl ComponentStats {
 
     pub fn dropped_total(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.dropped_for(*r)).sum()
+    }
+
+    /// The series every component has, under its `id` and `role`.
+    pub fn publish(&self, id: &str, role: Role, out: &mut Exposition) {
+        let labels = [("component", id), ("kind", role.as_str())];
+        out.counter(
+            "rigtap_component_received_samples",
+            "Samples a component took from its input queue.",
+            &labels,
+            self.samples_in(),
+        );
+        out.counter(
+            "rigtap_component_sent_samples",
+            "Samples a component passed on; for a sink, delivered (written, acknowledged).",
+            &labels,
+            self.samples_out(),
+        );
+        out.counter(
+            "rigtap_component_sent_bytes",
+            "Encoded bytes a sink delivered.",
+            &labels,
+            self.bytes_out(),
+        );
+        for reason in DropReason::ALL {
+            out.counter(
+                "rigtap_component_dropped_samples",
+                "Samples a component dropped, by reason; every drop has one.",
+                &[labels[0], labels[1], ("reason", reason.as_str())],
+                self.dropped_for(reason),
+            );
+        }
+        out.gauge(
+            "rigtap_component_failed",
+            "1 when the component returned an error.",
+            &labels,
+            f64::from(u8::from(self.failed())),
+        );
+        if role == Role::Sink {
+            let sink = [labels[0]];
+            out.gauge(
+                "rigtap_sink_in_flight_samples",
+                "Samples handed to the destination and not yet acknowledged.",
+                &sink,
+                self.in_flight.load(Relaxed) as f64,
+            );
+            out.histogram(
+                "rigtap_sink_delivery_duration_seconds",
+                "From handing a sample to the destination to its acknowledgement.",
+                &sink,
+                &self.delivery,
+            );
+        }
     }
 }

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
 use super::batch::{Batch, SharedBatch};
+use super::queue::WhenFull;
 use super::stats::{ComponentStats, DropReason};
-use crate::config::WhenFull;
-use crate::sinks::stdout::{encode, StdoutEncoding};
+use crate::toolkit::sample::write_json_lines;
 
 /// One consumer's queue, as seen by a producer.
 pub struct Output {
@@ -55,7 +55,7 @@ impl Fanout {
         }
         if let Some(tap) = self.tap.as_ref().filter(|t| t.receiver_count() > 0) {
             let mut lines = Vec::new();
-            encode(StdoutEncoding::Json, batch.samples(), &mut lines);
+            write_json_lines(batch.samples(), &mut lines);
             let _ = tap.send(Bytes::from(lines));
         }
         let shared: SharedBatch = Arc::new(batch);

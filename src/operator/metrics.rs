@@ -1,0 +1,114 @@
+//! `/metrics`: a Prometheus client registry holding the running pipeline (each
+//! component publishes its own series, see `pipeline::metrics`) and this process,
+//! encoded as OpenMetrics text by the Prometheus project's client library.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+
+use super::process::Process;
+use crate::pipeline::metrics::Exposition;
+use crate::topology::running::PipelineView;
+
+/// What `/metrics` answers with.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The registry `/metrics` renders, for a running pipeline.
+pub fn registry(view: Arc<PipelineView>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Pipeline(view)));
+    registry.register_collector(Box::new(ProcessCollector));
+    registry
+}
+
+/// The registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut text = String::with_capacity(16 * 1024);
+    // Writing to a String cannot fail; a collector's error would only cut the text short.
+    if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::warn!(%error, "encoding /metrics failed");
+    }
+    text
+}
+
+struct Pipeline(Arc<PipelineView>);
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pipeline")
+    }
+}
+
+impl Collector for Pipeline {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut out = Exposition::default();
+        self.0.publish(&mut out);
+        out.encode(&mut encoder)
+    }
+}
+
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let process = Process::read();
+        let mut out = Exposition::default();
+        out.gauge(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            &[],
+            process.rss_bytes as f64,
+        );
+        out.seconds(
+            "process_cpu_seconds",
+            "User and system CPU time spent in seconds.",
+            &[],
+            process.cpu_seconds,
+        );
+        out.encode(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::pipeline::batch::{Batch, MemoryBudget};
+    use crate::pipeline::stats::{ComponentStats, Role};
+    use crate::topology::running::{ComponentEntry, QueueEntry};
+
+    #[tokio::test]
+    async fn queue_depth_and_a_failed_component_are_rendered() {
+        let (tx, _rx) = mpsc::channel(1);
+        let stats = Arc::new(ComponentStats::default());
+        let budget = MemoryBudget::new(1 << 20);
+        let view = PipelineView {
+            components: vec![ComponentEntry {
+                id: "kafka".into(),
+                role: Role::Sink,
+                stats: stats.clone(),
+                published: None,
+            }],
+            queues: vec![QueueEntry::new("kafka".into(), tx.downgrade())],
+            budget: budget.clone(),
+        };
+        tx.try_send(Arc::new(Batch::new(Vec::new(), &budget).await))
+            .unwrap();
+        stats.mark_failed();
+        let text = render(&registry(Arc::new(view)));
+        assert!(
+            text.contains("rigtap_queue_batches{component=\"kafka\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rigtap_component_failed{component=\"kafka\",kind=\"sink\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("process_resident_memory_bytes "), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

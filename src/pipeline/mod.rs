@@ -1,0 +1,16 @@
+//! Layer 2, the pipeline's primitives: batches of samples and the memory budget they
+//! are charged to ([`batch`]), the queue in front of a consumer ([`queue`]), fan-out to
+//! consumers ([`fanout`]), per-component counters ([`stats`]), what a component
+//! publishes for `/metrics` ([`metrics`]), live views of a component's output
+//! ([`tap`]), the loop every transform runs ([`transform`]), and what a component is
+//! given and gives back ([`component`]). Components (layer 3) are built from these;
+//! they know nothing of how a pipeline is assembled.
+
+pub mod batch;
+pub mod component;
+pub mod fanout;
+pub mod metrics;
+pub mod queue;
+pub mod stats;
+pub mod tap;
+pub mod transform;

@@ -1,0 +1,28 @@
+//! The loop every transform runs: take a batch, hand on a batch derived from it
+//! (sharing its memory charge, see [`Batch::derive`]), until the inputs close and the
+//! queue is drained.
+
+use super::batch::Batch;
+use super::component::{ComponentResult, TransformContext};
+use crate::toolkit::sample::Sample;
+
+/// A transform's work on one batch, with whatever state it keeps between batches.
+pub trait Transform: Send {
+    fn apply(&mut self, samples: &[Sample]) -> Vec<Sample>;
+
+    /// Called once the inputs have closed and the queue is drained (a summary log).
+    fn finished(&self, _id: &str) {}
+}
+
+/// Runs `stage` until its inputs close and its queue is drained.
+pub async fn run(mut stage: impl Transform, mut ctx: TransformContext) -> ComponentResult {
+    while let Some(batch) = ctx.input.recv().await {
+        ctx.stats.received(batch.len());
+        let derived: Batch = batch.derive(stage.apply(batch.samples()));
+        drop(batch);
+        ctx.out.send(derived).await;
+    }
+    stage.finished(&ctx.id);
+    tracing::debug!(transform = %ctx.id, "inputs closed and queue drained");
+    Ok(())
+}

@@ -1,0 +1,339 @@
+//! The Kafka sink's loop: encode, hand to librdkafka within the in-flight bound, count
+//! each delivery report, and bound the wait at shutdown.
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::time::Instant;
+
+use super::config::{InFlightLimits, KafkaConfig};
+use super::encoder::{Encoder, Message, SCHEMA_VERSION};
+use super::producer::{self, ClientStats, Events};
+use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext, Started};
+use crate::pipeline::stats::DropReason;
+use crate::toolkit::log_budget::LogBudget;
+use crate::toolkit::sample::Sample;
+
+/// How long without any delivery, while messages wait, before the sink says so.
+const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSinkError {
+    #[error("cannot create the Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("{undelivered} sample(s) were still undelivered when shutdown_timeout ({timeout:?}) passed; they may or may not have reached the broker. Check the broker, or raise `shutdown_timeout`")]
+    Undelivered { undelivered: u64, timeout: Duration },
+}
+
+/// A delivery's outcome, the bytes the message held, its sample's miner, and when it
+/// was handed to the producer.
+type Report = (Result<(), KafkaError>, usize, Arc<str>, Instant);
+type Delivery = Pin<Box<dyn Future<Output = Report> + Send>>;
+
+/// The delivery futures the sink awaits, and what they hold.
+struct InFlight {
+    reports: FuturesUnordered<Delivery>,
+    bytes: usize,
+    limits: InFlightLimits,
+    last_delivery: Instant,
+    /// When to check for a broker that has stopped acknowledging.
+    watchdog: tokio::time::Interval,
+    /// Lines about refused samples.
+    refused: LogBudget,
+}
+
+impl InFlight {
+    fn messages(&self) -> usize {
+        self.reports.len()
+    }
+
+    fn has_room(&self) -> bool {
+        self.messages() < self.limits.messages && (self.bytes as u64) < self.limits.bytes.0
+    }
+
+    /// Says so when messages wait and nothing has been acknowledged for a while.
+    fn warn_if_stalled(&self, ctx: &SinkContext) {
+        if self.messages() > 0 && self.last_delivery.elapsed() >= STALLED_AFTER {
+            tracing::warn!(sink = %ctx.id, waiting = self.messages(), bytes = self.bytes, since_last_delivery = ?self.last_delivery.elapsed(), "no delivery from the broker; samples wait and the pipeline is held back once `max_in_flight` is reached. Check the brokers");
+        }
+    }
+
+    /// Accounts for one delivery report.
+    fn settle(&mut self, (report, size, miner, sent): Report, ctx: &SinkContext) {
+        self.bytes -= size;
+        ctx.stats.in_flight.fetch_sub(1, Relaxed);
+        ctx.stats.delivery.record(sent.elapsed());
+        let Err(error) = report else {
+            self.last_delivery = Instant::now();
+            ctx.stats.sent(1);
+            ctx.stats.sent_bytes(size);
+            return;
+        };
+        ctx.stats.dropped(DropReason::DeliveryFailed, 1);
+        if self.refused.allow() {
+            tracing::error!(sink = %ctx.id, miner = %miner, %error, suppressed_so_far = self.refused.suppressed(), "the broker refused a sample for good; it is counted as dropped (delivery_failed). Check the topic exists and may be written, and `message.max.bytes`");
+        }
+    }
+}
+
+/// What turns samples into messages and hands them to librdkafka.
+struct Sender {
+    producer: FutureProducer<Events>,
+    encoder: Encoder,
+    headers: OwnedHeaders,
+    /// Reused for every sample.
+    message: Message,
+}
+
+/// The shutdown deadline passed before everything could be handed over or delivered.
+struct TimeIsUp;
+
+/// When the sink stops waiting at shutdown: `shutdown_timeout` after the pipeline
+/// starts to stop (or the input closes).
+struct Deadline {
+    at: Option<Instant>,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn start(&mut self) {
+        self.at.get_or_insert_with(|| Instant::now() + self.timeout);
+    }
+}
+
+impl SinkConfig for KafkaConfig {
+    fn start(self: Box<Self>, ctx: SinkContext) -> Started {
+        let client = Arc::new(ClientStats::default());
+        Started::task(run(*self, ctx, client.clone())).publishing(client)
+    }
+}
+
+async fn run(
+    config: KafkaConfig,
+    mut ctx: SinkContext,
+    client: Arc<ClientStats>,
+) -> ComponentResult {
+    let encoder = Encoder::new(&config.topic, &config.key, config.encoding)?;
+    let producer = producer::create(&config, &ctx.id, client).map_err(KafkaSinkError::Create)?;
+    let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "content-type",
+            value: Some(encoder.content_type()),
+        })
+        .insert(Header {
+            key: "schema-version",
+            value: Some(SCHEMA_VERSION),
+        })
+        .insert(Header {
+            key: "agent-id",
+            value: Some(agent_id.as_str()),
+        });
+    let mut sender = Sender {
+        producer,
+        encoder,
+        headers,
+        message: Message::default(),
+    };
+    let mut flight = InFlight {
+        reports: FuturesUnordered::new(),
+        bytes: 0,
+        limits: config.max_in_flight.clone(),
+        last_delivery: Instant::now(),
+        watchdog: tokio::time::interval(STALLED_AFTER),
+        refused: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(10).expect("10 > 0")),
+    };
+    let mut deadline = Deadline {
+        at: None,
+        timeout: config.shutdown_timeout.0,
+    };
+
+    let in_time = loop {
+        tokio::select! {
+            biased;
+            Some(report) = flight.reports.next(), if flight.messages() > 0 => flight.settle(report, &ctx),
+            _ = ctx.stopping.cancelled(), if deadline.at.is_none() => deadline.start(),
+            _ = sleep_until(deadline.at) => break false,
+            batch = ctx.input.recv(), if flight.has_room() => {
+                let Some(batch) = batch else { break true };
+                ctx.stats.received(batch.len());
+                if sender.send_batch(batch.samples(), &mut flight, &ctx, &mut deadline).await.is_err() {
+                    break false;
+                }
+            }
+            _ = flight.watchdog.tick() => flight.warn_if_stalled(&ctx),
+        }
+    };
+
+    // The input has closed (or time is up): deliver what is in flight, within the deadline.
+    deadline.start();
+    if in_time {
+        while flight.messages() > 0 {
+            if wait_for_report(&mut flight, &ctx, &mut deadline)
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+    ctx.stats
+        .dropped(DropReason::ShutdownTimeout, flight.messages());
+    ctx.stats.in_flight.store(0, Relaxed);
+    // Whatever upstream still sends can no longer be delivered in time.
+    while let Some(batch) = ctx.input.recv().await {
+        ctx.stats.received(batch.len());
+        ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len());
+    }
+    // Dropping the producer purges what it still holds and waits up to 500 ms for
+    // librdkafka to let go: blocking work, so off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || drop(sender)).await;
+    let undelivered = ctx.stats.dropped_for(DropReason::ShutdownTimeout);
+    if undelivered > 0 {
+        return Err(KafkaSinkError::Undelivered {
+            undelivered,
+            timeout: deadline.timeout,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+impl Sender {
+    /// Hands every sample to the producer, waiting for deliveries whenever the
+    /// in-flight bound is reached. If the shutdown deadline passes first, what was not
+    /// handed over is counted as dropped.
+    async fn send_batch(
+        &mut self,
+        samples: &[Sample],
+        flight: &mut InFlight,
+        ctx: &SinkContext,
+        deadline: &mut Deadline,
+    ) -> Result<(), TimeIsUp> {
+        for (i, sample) in samples.iter().enumerate() {
+            self.encoder.encode(sample, &mut self.message);
+            let handed = self.send_one(sample, flight, ctx, deadline).await;
+            if handed.is_err() {
+                ctx.stats
+                    .dropped(DropReason::ShutdownTimeout, samples.len() - i);
+                return handed;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the encoded message over once there is room.
+    async fn send_one(
+        &self,
+        sample: &Sample,
+        flight: &mut InFlight,
+        ctx: &SinkContext,
+        deadline: &mut Deadline,
+    ) -> Result<(), TimeIsUp> {
+        loop {
+            if !flight.has_room() {
+                wait_for_report(flight, ctx, deadline).await?;
+            }
+            match send(
+                &self.producer,
+                &self.message,
+                &self.headers,
+                sample.miner_id.clone(),
+            ) {
+                Ok(report) => {
+                    flight.bytes += self.message.size();
+                    flight.reports.push(report);
+                    ctx.stats.in_flight.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+                // librdkafka's own queue is full (its limits were lowered in
+                // `librdkafka:`): wait for a delivery, then send again.
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    if flight.messages() == 0 {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    } else {
+                        wait_for_report(flight, ctx, deadline).await?;
+                    }
+                }
+                Err(error) => {
+                    ctx.stats.dropped(DropReason::DeliveryFailed, 1);
+                    if flight.refused.allow() {
+                        let topic = &self.message.topic;
+                        tracing::error!(sink = %ctx.id, miner = %sample.miner_id, %topic, %error, "the producer refused a sample; it is counted as dropped (delivery_failed)");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Hands one message to the producer; the future resolves with its delivery report.
+fn send(
+    producer: &FutureProducer<Events>,
+    message: &Message,
+    headers: &OwnedHeaders,
+    miner: Arc<str>,
+) -> Result<Delivery, KafkaError> {
+    let record = FutureRecord::to(&message.topic)
+        .key(&message.key)
+        .payload(&message.payload)
+        .headers(headers.clone());
+    let delivery = producer.send_result(record).map_err(|(error, _)| error)?;
+    let (size, sent) = (message.size(), Instant::now());
+    Ok(Box::pin(async move {
+        let outcome = match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((error, _message))) => Err(error),
+            // The producer went away with the message (only when the sink is dropped).
+            Err(_canceled) => Err(KafkaError::Canceled),
+        };
+        (outcome, size, miner, sent)
+    }))
+}
+
+/// Waits for one delivery report and settles it; `TimeIsUp` if the shutdown deadline
+/// came first. Starts the deadline if the pipeline starts to stop meanwhile.
+async fn wait_for_report(
+    flight: &mut InFlight,
+    ctx: &SinkContext,
+    deadline: &mut Deadline,
+) -> Result<(), TimeIsUp> {
+    loop {
+        tokio::select! {
+            biased;
+            Some(report) = flight.reports.next() => {
+                flight.settle(report, ctx);
+                return Ok(());
+            }
+            _ = ctx.stopping.cancelled(), if deadline.at.is_none() => deadline.start(),
+            _ = sleep_until(deadline.at) => return Err(TimeIsUp),
+            _ = flight.watchdog.tick() => flight.warn_if_stalled(ctx),
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The `agent-id` header when the config names none.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "rigtap".to_string())
+}

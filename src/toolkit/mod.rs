@@ -1,0 +1,16 @@
+//! Layer 1, the toolkit: what every layer above speaks, with no knowledge of
+//! components. YAML with positions and located errors ([`yaml`]), units and secrets in
+//! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
+//! its fields, latency histograms, a log-line budget, the process's open-file limit,
+//! and the wire types generated from proto/.
+
+pub mod histogram;
+pub mod inventory;
+pub mod limits;
+pub mod log_budget;
+pub mod proto;
+pub mod sample;
+pub mod secret;
+pub mod template;
+pub mod units;
+pub mod yaml;

@@ -1,0 +1,326 @@
+//! The pipeline part of a config file: the memory budget and the three component maps,
+//! each component decoded by its registered type, then the graph checked. Every
+//! problem found is collected, each at the line and column a user would edit.
+
+use std::fmt;
+
+use crate::pipeline::component::{
+    ComponentType, DecodeContext, SinkConfig, SourceConfig, TransformConfig,
+};
+use crate::pipeline::queue::BufferConfig;
+use crate::pipeline::stats::Role;
+use crate::toolkit::units::ByteSize;
+use crate::toolkit::yaml::decode::{from_node, nearest, unknown_name, DecodeError};
+use crate::toolkit::yaml::diagnostic::Diagnostic;
+use crate::toolkit::yaml::node::{Mark, Node, Value};
+
+use super::graph::{self, GraphNode};
+use super::registry::{self, SINKS, SOURCES, TRANSFORMS};
+
+/// A whole pipeline, decoded and checked.
+#[derive(Debug)]
+pub struct PipelineConfig {
+    /// Bytes that all queued batches together may hold before sources are held back.
+    pub memory_budget: ByteSize,
+    pub sources: Vec<Component<dyn SourceConfig>>,
+    pub transforms: Vec<Component<dyn TransformConfig>>,
+    pub sinks: Vec<Component<dyn SinkConfig>>,
+}
+
+/// One component: its id, where it reads from, its input queue, and its own settings.
+#[derive(Debug)]
+pub struct Component<C: ?Sized> {
+    pub id: String,
+    pub inputs: Vec<String>,
+    pub buffer: BufferConfig,
+    pub config: Box<C>,
+}
+
+/// The top-level keys this module decodes.
+pub const KEYS: [&str; 4] = ["memory_budget", "sources", "transforms", "sinks"];
+
+/// 256 MiB holds about a million queued samples: minutes of a 10,000-miner fleet.
+const DEFAULT_MEMORY_BUDGET: ByteSize = ByteSize(256 << 20);
+
+impl fmt::Display for PipelineConfig {
+    /// The one-line summary `rigtap validate` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let edges: usize = self
+            .transforms
+            .iter()
+            .map(|c| c.inputs.len())
+            .sum::<usize>()
+            + self.sinks.iter().map(|c| c.inputs.len()).sum::<usize>();
+        fn ids<C: ?Sized>(components: &[Component<C>]) -> String {
+            let ids: Vec<&str> = components.iter().map(|c| c.id.as_str()).collect();
+            ids.join(", ")
+        }
+        write!(
+            f,
+            "{} source(s) [{}], {} transform(s) [{}], {} sink(s) [{}], {} edge(s), memory budget {}",
+            self.sources.len(),
+            ids(&self.sources),
+            self.transforms.len(),
+            ids(&self.transforms),
+            self.sinks.len(),
+            ids(&self.sinks),
+            edges,
+            self.memory_budget
+        )
+    }
+}
+
+/// Decodes the pipeline of an (interpolated) config file and checks its graph. Other
+/// top-level keys are left to their owners; problems are added to `problems`, and a
+/// config is returned only when none were found here.
+pub fn decode(
+    root: &Node,
+    context: &DecodeContext,
+    problems: &mut Vec<Diagnostic>,
+) -> Option<PipelineConfig> {
+    let found = problems.len();
+    let memory_budget = match root.get("memory_budget") {
+        None => DEFAULT_MEMORY_BUDGET,
+        Some(node) => from_node::<ByteSize>(node).unwrap_or_else(|e| {
+            problems.push(Diagnostic::from_decode(node.mark)(e));
+            DEFAULT_MEMORY_BUDGET
+        }),
+    };
+    let mut decoder = Decoder {
+        root,
+        context,
+        problems,
+        graph: Vec::new(),
+    };
+    let sources = decoder.section(Role::Source, SOURCES);
+    let transforms = decoder.section(Role::Transform, TRANSFORMS);
+    let sinks = decoder.section(Role::Sink, SINKS);
+    let graph = std::mem::take(&mut decoder.graph);
+    let problems = decoder.problems;
+
+    for (role, count) in [(Role::Source, sources.len()), (Role::Sink, sinks.len())] {
+        let key = section_key(role);
+        if count == 0 && root.get(key).is_none_or(|s| s.entries().is_empty()) {
+            problems.push(Diagnostic::new(
+                root.mark,
+                format!(
+                    "the pipeline has no {key}; add a `{key}:` map with at least one {}",
+                    role.as_str()
+                ),
+            ));
+        }
+    }
+    let nodes: Vec<GraphNode<'_>> = graph
+        .iter()
+        .map(|(id, mark, section, inputs)| GraphNode {
+            id,
+            mark: *mark,
+            section: *section,
+            inputs,
+        })
+        .collect();
+    problems.extend(graph::check(&nodes));
+    (problems.len() == found).then_some(PipelineConfig {
+        memory_budget,
+        sources,
+        transforms,
+        sinks,
+    })
+}
+
+/// Keys every component of a section may have, besides those of its type.
+fn common_keys(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Source => &["type"],
+        Role::Transform | Role::Sink => &["type", "inputs", "buffer"],
+    }
+}
+
+fn section_key(role: Role) -> &'static str {
+    match role {
+        Role::Source => "sources",
+        Role::Transform => "transforms",
+        Role::Sink => "sinks",
+    }
+}
+
+type GraphEntry = (String, Mark, Role, Vec<(String, Mark)>);
+
+/// Decodes the components of each section, collecting problems and graph edges.
+struct Decoder<'a> {
+    root: &'a Node,
+    context: &'a DecodeContext,
+    problems: &'a mut Vec<Diagnostic>,
+    graph: Vec<GraphEntry>,
+}
+
+impl Decoder<'_> {
+    fn section<C: ?Sized>(&mut self, role: Role, types: &[ComponentType<C>]) -> Vec<Component<C>> {
+        let Some(map) = self.root.get(section_key(role)) else {
+            return Vec::new();
+        };
+        if !matches!(map.value, Value::Map(_)) && !map.is_null() {
+            self.problems.push(Diagnostic::new(
+                map.mark,
+                format!(
+                    "`{}` must map component ids to their settings, found {}",
+                    section_key(role),
+                    map.kind()
+                ),
+            ));
+            return Vec::new();
+        }
+        let mut components = Vec::new();
+        for (key, body) in map.entries() {
+            let Some(id) = key.as_str() else {
+                self.problems.push(Diagnostic::new(
+                    key.mark,
+                    "a component id must be a plain name",
+                ));
+                continue;
+            };
+            if let Some((_, first, ..)) = self.graph.iter().find(|(other, ..)| other == id) {
+                self.problems.push(Diagnostic::new(
+                    key.mark,
+                    format!("component id `{id}` is already used at line {}; ids must be unique across sources, transforms and sinks", first.line),
+                ));
+                continue;
+            }
+            let inputs = self.inputs(body, role);
+            self.graph
+                .push((id.to_string(), key.mark, role, inputs.clone()));
+            let Some(config) = self.component(body, role, types) else {
+                continue;
+            };
+            let Some(buffer) = self.buffer(body) else {
+                continue;
+            };
+            components.push(Component {
+                id: id.to_string(),
+                inputs: inputs.into_iter().map(|(id, _)| id).collect(),
+                buffer,
+                config,
+            });
+        }
+        components
+    }
+
+    /// The queue in front of a transform or sink.
+    fn buffer(&mut self, body: &Node) -> Option<BufferConfig> {
+        match body.get("buffer").map(from_node::<BufferConfig>) {
+            None => Some(BufferConfig::default()),
+            Some(Ok(buffer)) if buffer.max_batches > 0 => Some(buffer),
+            Some(Ok(_)) => {
+                let mark = body.get("buffer").map_or(body.mark, |b| b.mark);
+                self.problems.push(Diagnostic::new(
+                    mark,
+                    "`buffer.max_batches` must be at least 1",
+                ));
+                None
+            }
+            Some(Err(e)) => {
+                self.problems.push(Diagnostic::from_decode(body.mark)(e));
+                None
+            }
+        }
+    }
+
+    /// A component's `inputs`, each with its position.
+    fn inputs(&mut self, body: &Node, role: Role) -> Vec<(String, Mark)> {
+        if role == Role::Source {
+            return Vec::new();
+        }
+        match body.get("inputs").map(|n| &n.value) {
+            None => Vec::new(),
+            Some(Value::Seq(items)) => items
+                .iter()
+                .filter_map(|item| match item.as_str() {
+                    Some(id) => Some((id.to_string(), item.mark)),
+                    None => {
+                        self.problems.push(Diagnostic::new(
+                            item.mark,
+                            "an input is a component id, not a nested value",
+                        ));
+                        None
+                    }
+                })
+                .collect(),
+            Some(_) => {
+                let mark = body.get("inputs").map_or(body.mark, |n| n.mark);
+                self.problems.push(Diagnostic::new(
+                    mark,
+                    "`inputs` must be a list of component ids, e.g. `inputs: [fleet]`",
+                ));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Decodes the type-specific part of one component.
+    fn component<C: ?Sized>(
+        &mut self,
+        body: &Node,
+        role: Role,
+        types: &[ComponentType<C>],
+    ) -> Option<Box<C>> {
+        let Value::Map(entries) = &body.value else {
+            self.problems.push(Diagnostic::new(
+                body.mark,
+                format!(
+                    "a {} is a mapping with at least `type:`, found {}",
+                    role.as_str(),
+                    body.kind()
+                ),
+            ));
+            return None;
+        };
+        let names = registry::names(types);
+        let Some(type_node) = body.get("type") else {
+            self.problems.push(Diagnostic::new(
+                body.mark,
+                format!("missing `type`; add `type: <{}>`", names.join(" | ")),
+            ));
+            return None;
+        };
+        let kind = type_node.as_str().unwrap_or_default();
+        let Some(component_type) = types.iter().find(|t| t.name == kind) else {
+            let what = format!("{} type", role.as_str());
+            self.problems.push(Diagnostic::new(
+                type_node.mark,
+                unknown_name(&what, kind, &names),
+            ));
+            return None;
+        };
+        let specific = Node {
+            mark: body.mark,
+            value: Value::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| !common_keys(role).contains(&k.as_str().unwrap_or_default()))
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        match (component_type.decode)(&specific, self.context) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                self.problems
+                    .push(Diagnostic::from_decode(body.mark)(self.suggest(e, role)));
+                None
+            }
+        }
+    }
+
+    /// A misspelt common key (`input:`) is closer to it than to the type's fields.
+    fn suggest(&self, mut e: DecodeError, role: Role) -> DecodeError {
+        if let Some((found, expected)) = e.unknown_field.take() {
+            let valid = expected.iter().chain(common_keys(role)).copied();
+            if role == Role::Source && found == "inputs" {
+                e.message = "sources have no `inputs`; remove it".into();
+            } else if let Some(best) = nearest(&found, valid) {
+                e.message = format!("unknown field `{found}`; did you mean `{best}`?");
+            }
+        }
+        e
+    }
+}
