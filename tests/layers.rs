@@ -56,7 +56,7 @@ fn layers_import_only_downward_and_nothing_imports_in_a_circle() {
     let circles = circles(&edges);
     let circles: Vec<String> = circles
         .iter()
-        .map(|c| c.iter().map(|m| name(m)).collect::<Vec<_>>().join(" <-> "))
+        .map(|c| c.iter().map(name).collect::<Vec<_>>().join(" <-> "))
         .collect();
     assert!(
         edges.len() > 40,
