@@ -17,6 +17,8 @@
 //!    signals, and the agent that puts a run together.
 //! 6. `main.rs`: arguments and exit codes.
 
+#![warn(unreachable_pub)]
+
 pub mod toolkit;
 
 pub mod pipeline;
@@ -24,8 +26,8 @@ pub mod pipeline;
 pub mod sim;
 pub mod sinks;
 pub mod sources;
-pub mod transforms;
+pub(crate) mod transforms;
 
-pub mod topology;
+pub(crate) mod topology;
 
 pub mod operator;

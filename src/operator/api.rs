@@ -26,17 +26,17 @@ use super::metrics;
 use crate::pipeline::tap::Taps;
 
 /// What the API answers from.
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub metrics: Registry,
     pub health: Arc<HealthWatch>,
-    pub taps: Arc<Taps>,
+    pub(crate) taps: Arc<Taps>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves until `stop` is cancelled, then lets each open connection finish its
 /// response (a tap's stream ends at `stop` too) and returns once all have closed.
-pub async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         let (stream, _) = tokio::select! {

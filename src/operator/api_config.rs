@@ -10,10 +10,10 @@ use crate::toolkit::units::HumanDuration;
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// Loopback by default: metrics name the fleet's miners and sites.
     pub address: SocketAddr,
-    pub health: HealthConfig,
+    pub(crate) health: HealthConfig,
 }
 
 impl Default for ApiConfig {
@@ -28,7 +28,7 @@ impl Default for ApiConfig {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct HealthConfig {
+pub(crate) struct HealthConfig {
     /// Degraded when a `bos` source has fewer of its miners online than this fraction.
     pub min_online: f64,
     /// Degraded when a queue has stayed full this long: its consumer (a sink and its

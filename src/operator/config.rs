@@ -21,9 +21,9 @@ use crate::topology::config::{self as pipeline, PipelineConfig};
 /// A whole config file, decoded and checked.
 #[derive(Debug)]
 pub struct AgentConfig {
-    pub pipeline: PipelineConfig,
+    pub(crate) pipeline: PipelineConfig,
     /// A simulated fleet to serve inside the process before the sources start.
-    pub simulator: Option<EmbeddedSim>,
+    pub(crate) simulator: Option<EmbeddedSim>,
     /// The operator's endpoints: metrics, health, tap.
     pub api: ApiConfig,
 }

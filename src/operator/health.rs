@@ -14,13 +14,13 @@ use crate::pipeline::stats::{ComponentStats, DropReason, Role};
 use crate::topology::running::PipelineView;
 
 #[derive(Debug, serde::Serialize)]
-pub struct Health {
+pub(crate) struct Health {
     pub status: &'static str,
     pub reasons: Vec<String>,
 }
 
 impl Health {
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.reasons.is_empty()
     }
 }
@@ -114,7 +114,7 @@ impl SinkProgress {
 }
 
 /// The pipeline as `/health` judges it, with what it saw at its last looks.
-pub struct HealthWatch {
+pub(crate) struct HealthWatch {
     view: Arc<PipelineView>,
     bounds: HealthConfig,
     /// Per queue, by consumer id: since when it has been full.
@@ -124,7 +124,7 @@ pub struct HealthWatch {
 }
 
 impl HealthWatch {
-    pub fn new(view: Arc<PipelineView>, bounds: HealthConfig) -> Self {
+    pub(crate) fn new(view: Arc<PipelineView>, bounds: HealthConfig) -> Self {
         let full = view
             .queues
             .iter()
@@ -145,7 +145,7 @@ impl HealthWatch {
     }
 
     /// Looks once a second at queues and sinks; runs until dropped.
-    pub async fn watch(&self) {
+    pub(crate) async fn watch(&self) {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
             ticker.tick().await;
@@ -168,7 +168,7 @@ impl HealthWatch {
         }
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.health_at(Instant::now())
     }
 

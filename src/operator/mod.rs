@@ -7,12 +7,12 @@
 //! pipeline through what components publish, never their internals.
 
 pub mod agent;
-pub mod api;
+pub(crate) mod api;
 pub mod api_config;
 pub mod config;
-pub mod health;
+pub(crate) mod health;
 pub mod logging;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod process;
 pub mod progress;
 pub mod signals;

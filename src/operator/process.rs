@@ -3,14 +3,14 @@
 /// Clock ticks per second in /proc/self/stat: USER_HZ, 100 on every Linux target.
 const USER_HZ: f64 = 100.0;
 
-pub struct Process {
-    pub rss_bytes: u64,
-    pub cpu_seconds: f64,
+pub(crate) struct Process {
+    pub(crate) rss_bytes: u64,
+    pub(crate) cpu_seconds: f64,
 }
 
 impl Process {
     /// Zero for what /proc does not say.
-    pub fn read() -> Process {
+    pub(crate) fn read() -> Process {
         // Fields after the command name (which may hold spaces): utime is the 14th
         // field of the line, stime the 15th.
         let cpu_ticks = std::fs::read_to_string("/proc/self/stat")

@@ -19,23 +19,23 @@ pub enum ProgressMode {
     Off,
 }
 
-pub const EVERY: Duration = Duration::from_secs(5);
+pub(crate) const EVERY: Duration = Duration::from_secs(5);
 
 /// Sums over the pipeline, for the progress line.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub produced: u64,
     pub delivered: u64,
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     pub dropped: u64,
     pub miners: u64,
     pub online: u64,
-    pub rpc_failed: u64,
+    pub(crate) rpc_failed: u64,
     pub failed: usize,
 }
 
 impl Totals {
-    pub fn of(view: &PipelineView) -> Totals {
+    pub(crate) fn of(view: &PipelineView) -> Totals {
         let mut totals = Totals::default();
         for c in &view.components {
             match c.role {
@@ -59,7 +59,7 @@ impl Totals {
 }
 
 /// Writes progress until the task is dropped.
-pub async fn report(mode: ProgressMode, view: Arc<PipelineView>) {
+pub(crate) async fn report(mode: ProgressMode, view: Arc<PipelineView>) {
     let human = match mode {
         ProgressMode::Off => return,
         ProgressMode::Auto if !std::io::stderr().is_terminal() => return,
@@ -85,7 +85,7 @@ fn rate(from: u64, to: u64, elapsed: Duration) -> f64 {
     to.saturating_sub(from) as f64 / elapsed.as_secs_f64().max(0.001)
 }
 
-pub fn human_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
+pub(crate) fn human_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
     let miners = if now.miners > 0 {
         format!("miners {}/{} online · ", now.online, now.miners)
     } else {
@@ -102,7 +102,7 @@ pub fn human_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
     )
 }
 
-pub fn json_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
+pub(crate) fn json_line(last: &Totals, now: &Totals, elapsed: Duration) -> String {
     serde_json::json!({
         "progress": now,
         "samples_in_per_second": rate(last.produced, now.produced, elapsed).round(),

@@ -30,7 +30,7 @@ impl MemoryBudget {
     }
 
     /// Bytes currently charged by live batches.
-    pub fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.total - self.bytes.available_permits()
     }
 

@@ -22,7 +22,7 @@ use crate::toolkit::yaml::node::Node;
 /// What a component task returns; each component has its own typed error.
 pub type ComponentResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-pub type ComponentTask = Pin<Box<dyn Future<Output = ComponentResult> + Send>>;
+pub(crate) type ComponentTask = Pin<Box<dyn Future<Output = ComponentResult> + Send>>;
 
 /// A component type as the registry lists it: the `type:` name users write, and how
 /// to decode and check the rest of the component's settings.
@@ -36,7 +36,7 @@ pub struct ComponentType<C: ?Sized> {
 pub struct DecodeContext {
     /// Miners this process serves itself (the embedded simulator's fleet), for a
     /// source that asks for them: plain targets, like an inventory's.
-    pub embedded_fleet: Option<Arc<[InventoryRow]>>,
+    pub(crate) embedded_fleet: Option<Arc<[InventoryRow]>>,
 }
 
 /// A decoded source, ready to start.
@@ -57,7 +57,7 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
 /// A started component: its task, and what it shows the operator.
 pub struct Started {
     pub task: ComponentTask,
-    pub published: Option<Arc<dyn Published>>,
+    pub(crate) published: Option<Arc<dyn Published>>,
 }
 
 impl Started {
@@ -68,7 +68,7 @@ impl Started {
         }
     }
 
-    pub fn publishing(mut self, published: Arc<dyn Published>) -> Self {
+    pub(crate) fn publishing(mut self, published: Arc<dyn Published>) -> Self {
         self.published = Some(published);
         self
     }
@@ -91,7 +91,7 @@ pub struct FleetSummary {
     pub miners: u64,
     pub online: u64,
     /// Miner API calls that failed, since the start.
-    pub failed_calls: u64,
+    pub(crate) failed_calls: u64,
 }
 
 /// What a source is given.

@@ -42,7 +42,7 @@ impl Fanout {
     }
 
     /// Offers every batch to `tap` while it has watchers; never waits for them.
-    pub fn with_tap(mut self, tap: broadcast::Sender<Bytes>) -> Self {
+    pub(crate) fn with_tap(mut self, tap: broadcast::Sender<Bytes>) -> Self {
         self.tap = Some(tap);
         self
     }

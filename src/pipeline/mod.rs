@@ -12,5 +12,5 @@ pub mod fanout;
 pub mod metrics;
 pub mod queue;
 pub mod stats;
-pub mod tap;
-pub mod transform;
+pub(crate) mod tap;
+pub(crate) mod transform;

@@ -10,14 +10,14 @@ use crate::toolkit::histogram::LatencyHistogram;
 
 /// Which section a component is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Source,
     Transform,
     Sink,
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Source => "source",
             Role::Transform => "transform",
@@ -45,7 +45,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 6] = [
+    pub(crate) const ALL: [DropReason; 6] = [
         DropReason::QueueFull,
         DropReason::ConsumerStopped,
         DropReason::OutputClosed,
@@ -89,12 +89,12 @@ impl ComponentStats {
         self.samples_out.fetch_add(n as u64, Relaxed);
     }
 
-    pub fn sent_bytes(&self, n: usize) {
+    pub(crate) fn sent_bytes(&self, n: usize) {
         self.bytes_out.fetch_add(n as u64, Relaxed);
     }
 
     /// The component returned an error; the pipeline is stopping.
-    pub fn mark_failed(&self) {
+    pub(crate) fn mark_failed(&self) {
         self.failed.store(true, Relaxed);
     }
 
@@ -102,7 +102,7 @@ impl ComponentStats {
         self.failed.load(Relaxed)
     }
 
-    pub fn bytes_out(&self) -> u64 {
+    pub(crate) fn bytes_out(&self) -> u64 {
         self.bytes_out.load(Relaxed)
     }
 
@@ -118,16 +118,16 @@ impl ComponentStats {
         self.samples_out.load(Relaxed)
     }
 
-    pub fn dropped_for(&self, reason: DropReason) -> u64 {
+    pub(crate) fn dropped_for(&self, reason: DropReason) -> u64 {
         self.dropped[reason as usize].load(Relaxed)
     }
 
-    pub fn dropped_total(&self) -> u64 {
+    pub(crate) fn dropped_total(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.dropped_for(*r)).sum()
     }
 
     /// The series every component has, under its `id` and `role`.
-    pub fn publish(&self, id: &str, role: Role, out: &mut Exposition) {
+    pub(crate) fn publish(&self, id: &str, role: Role, out: &mut Exposition) {
         let labels = [("component", id), ("kind", role.as_str())];
         out.counter(
             "rigtap_component_received_samples",

@@ -15,23 +15,23 @@ const TAP_BATCHES: usize = 64;
 
 /// One tap per source and transform, by component id.
 #[derive(Default)]
-pub struct Taps(HashMap<String, broadcast::Sender<Bytes>>);
+pub(crate) struct Taps(HashMap<String, broadcast::Sender<Bytes>>);
 
 impl Taps {
     /// Creates the tap of `component`, for its fan-out to offer batches to.
-    pub fn add(&mut self, component: &str) -> broadcast::Sender<Bytes> {
+    pub(crate) fn add(&mut self, component: &str) -> broadcast::Sender<Bytes> {
         self.0
             .entry(component.to_string())
             .or_insert_with(|| broadcast::channel(TAP_BATCHES).0)
             .clone()
     }
 
-    pub fn watch(&self, component: &str) -> Option<broadcast::Receiver<Bytes>> {
+    pub(crate) fn watch(&self, component: &str) -> Option<broadcast::Receiver<Bytes>> {
         self.0.get(component).map(broadcast::Sender::subscribe)
     }
 
     /// The components that can be watched, sorted.
-    pub fn names(&self) -> Vec<&str> {
+    pub(crate) fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
         names.sort_unstable();
         names

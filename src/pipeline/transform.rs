@@ -7,7 +7,7 @@ use super::component::{ComponentResult, TransformContext};
 use crate::toolkit::sample::Sample;
 
 /// A transform's work on one batch, with whatever state it keeps between batches.
-pub trait Transform: Send {
+pub(crate) trait Transform: Send {
     fn apply(&mut self, samples: &[Sample]) -> Vec<Sample>;
 
     /// Called once the inputs have closed and the queue is drained (a summary log).
@@ -15,7 +15,7 @@ pub trait Transform: Send {
 }
 
 /// Runs `stage` until its inputs close and its queue is drained.
-pub async fn run(mut stage: impl Transform, mut ctx: TransformContext) -> ComponentResult {
+pub(crate) async fn run(mut stage: impl Transform, mut ctx: TransformContext) -> ComponentResult {
     while let Some(batch) = ctx.input.recv().await {
         ctx.stats.received(batch.len());
         let derived: Batch = batch.derive(stage.apply(batch.samples()));

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tonic::Status;
 
-pub struct Sessions {
+pub(crate) struct Sessions {
     username: String,
     password: String,
     timeout: Duration,
@@ -17,7 +17,7 @@ pub struct Sessions {
 const MAX_SESSIONS: usize = 64;
 
 impl Sessions {
-    pub fn new(username: String, password: String, timeout: Duration) -> Self {
+    pub(crate) fn new(username: String, password: String, timeout: Duration) -> Self {
         Sessions {
             username,
             password,
@@ -26,12 +26,12 @@ impl Sessions {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
     /// A new 16-character token for the right credentials.
-    pub fn login(&self, username: &str, password: &str) -> Result<String, Status> {
+    pub(crate) fn login(&self, username: &str, password: &str) -> Result<String, Status> {
         if username != self.username || password != self.password {
             return Err(Status::unauthenticated("Bad credentials"));
         }
@@ -49,7 +49,7 @@ impl Sessions {
     }
 
     /// Checks a call's token and extends its session.
-    pub fn check(&self, token: Option<&str>) -> Result<(), Status> {
+    pub(crate) fn check(&self, token: Option<&str>) -> Result<(), Status> {
         let token = token.ok_or_else(|| {
             Status::unauthenticated("missing authorization token; call Login first")
         })?;

@@ -13,7 +13,7 @@ use crate::toolkit::units::HumanDuration;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct EmbeddedSim {
+pub(crate) struct EmbeddedSim {
     #[serde(default = "default_miners")]
     pub miners: usize,
     /// Miner 0's address; the others follow on consecutive loopback addresses.
@@ -56,7 +56,7 @@ fn default_session_timeout() -> HumanDuration {
 }
 
 impl EmbeddedSim {
-    pub fn sim_config(&self) -> SimConfig {
+    pub(crate) fn sim_config(&self) -> SimConfig {
         SimConfig {
             miners: self.miners,
             first: self.first,

@@ -158,22 +158,22 @@ pub fn load(path: &Path) -> Result<Vec<FaultRule>, FaultError> {
 
 /// The faults of one miner, resolved from the rules.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct MinerFaults {
-    pub refuse: bool,
-    pub drop_after: Option<Duration>,
+pub(crate) struct MinerFaults {
+    pub(crate) refuse: bool,
+    pub(crate) drop_after: Option<Duration>,
     pub stall: bool,
-    pub slow: Option<Duration>,
+    pub(crate) slow: Option<Duration>,
     pub error: Option<(Code, f64)>,
-    pub connection_cap: Option<u32>,
-    pub connection_rate: Option<u32>,
+    pub(crate) connection_cap: Option<u32>,
+    pub(crate) connection_rate: Option<u32>,
     pub malformed: bool,
-    pub oversized: bool,
-    pub auth_fail: bool,
-    pub old_api: bool,
+    pub(crate) oversized: bool,
+    pub(crate) auth_fail: bool,
+    pub(crate) old_api: bool,
 }
 
 impl MinerFaults {
-    pub fn resolve(rules: &[FaultRule], seed: u64, miner: usize) -> Self {
+    pub(crate) fn resolve(rules: &[FaultRule], seed: u64, miner: usize) -> Self {
         let mut faults = MinerFaults::default();
         for (index, rule) in rules.iter().enumerate() {
             if !rule.applies_to(seed, index, miner) {

@@ -28,7 +28,7 @@ const EMFILE: i32 = 24;
 pub struct ConnectionCounters {
     pub open: AtomicUsize,
     pub accepted: AtomicU64,
-    pub rejected: AtomicU64,
+    pub(crate) rejected: AtomicU64,
 }
 
 /// New connections per second across the fleet, for the last ten minutes.
@@ -69,7 +69,7 @@ impl ConnectRate {
 
 /// Accepted connections of one miner, as tonic's server wants them. Cancelling `kill`
 /// cuts every connection, as a power loss would.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     faults: MinerFaults,
     counters: Arc<ConnectionCounters>,
@@ -145,7 +145,7 @@ pub fn incoming(
 type Cut = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A TCP connection that may be cut and is counted while open.
-pub struct SimConnection {
+pub(crate) struct SimConnection {
     stream: TcpStream,
     cut: Cut,
     counters: Arc<ConnectionCounters>,

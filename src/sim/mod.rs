@@ -7,8 +7,8 @@
 //! same fleet backs the integration tests and the benchmarks, and can run inside the
 //! collector's own process.
 
-pub mod auth;
-pub mod embedded;
+pub(crate) mod auth;
+pub(crate) mod embedded;
 pub mod faults;
 pub mod listener;
 pub mod service;
@@ -114,7 +114,7 @@ struct MinerHandle {
 }
 
 /// The label columns of a simulated fleet's inventory.
-pub const INVENTORY_LABELS: [&str; 3] = ["site", "rack", "model"];
+pub(crate) const INVENTORY_LABELS: [&str; 3] = ["site", "rack", "model"];
 
 /// The inventory of the fleet `config` describes, without starting it: ids
 /// `sim-00000`..., 2,500 miners a site and 40 a rack.
@@ -154,7 +154,7 @@ pub struct Fleet {
 }
 
 /// The address of miner `index`: `first` plus `index`, same port.
-pub fn address_of(first: SocketAddrV4, index: usize) -> Option<SocketAddrV4> {
+pub(crate) fn address_of(first: SocketAddrV4, index: usize) -> Option<SocketAddrV4> {
     let ip = u32::from(*first.ip()).checked_add(u32::try_from(index).ok()?)?;
     let ip = Ipv4Addr::from(ip);
     ip.is_loopback()

@@ -15,12 +15,12 @@ use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{self as bos_root, ApiVersion, ApiVersionRequest};
 
 /// Everything one simulated miner knows.
-pub struct MinerShared {
+pub(crate) struct MinerShared {
     pub index: usize,
     pub model: &'static Model,
     pub seed: u64,
     pub started: Instant,
-    pub sessions: Sessions,
+    pub(crate) sessions: Sessions,
     pub faults: MinerFaults,
     /// Pause between status stream messages; zero in firehose mode.
     pub status_interval: Duration,
@@ -37,7 +37,7 @@ pub struct CallCounters {
 }
 
 #[derive(Clone)]
-pub struct SimMiner(pub Arc<MinerShared>);
+pub(crate) struct SimMiner(pub Arc<MinerShared>);
 
 impl MinerShared {
     /// The common path of every authenticated call: token, then injected faults.

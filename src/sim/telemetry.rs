@@ -14,12 +14,12 @@ pub struct Model {
     pub boards: u32,
     pub chips_per_board: u32,
     pub frequency_mhz: f64,
-    pub voltage_v: f64,
+    pub(crate) voltage_v: f64,
     pub fans: u32,
 }
 
 /// The models a simulated fleet is drawn from (figures of the public spec sheets).
-pub const MODELS: [Model; 3] = [
+pub(crate) const MODELS: [Model; 3] = [
     Model {
         name: "Antminer S21 Pro",
         nominal_ghs: 247_000.0,
@@ -57,32 +57,32 @@ const WINDOW: Duration = Duration::from_secs(5);
 
 /// One board's figures at one moment.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BoardState {
-    pub enabled: bool,
-    pub hashrate_ghs: f64,
-    pub chip_temp_c: f64,
-    pub board_temp_c: f64,
+pub(crate) struct BoardState {
+    pub(crate) enabled: bool,
+    pub(crate) hashrate_ghs: f64,
+    pub(crate) chip_temp_c: f64,
+    pub(crate) board_temp_c: f64,
 }
 
 /// The whole miner at one moment.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    pub hashrate_ghs: f64,
+pub(crate) struct Snapshot {
+    pub(crate) hashrate_ghs: f64,
     pub power_w: f64,
     pub boards: Vec<BoardState>,
     pub fan_rpm: Vec<u32>,
     pub accepted: u64,
-    pub rejected: u64,
-    pub stale: u64,
-    pub uptime_s: u64,
+    pub(crate) rejected: u64,
+    pub(crate) stale: u64,
+    pub(crate) uptime_s: u64,
 }
 
 impl Snapshot {
-    pub fn efficiency_jth(&self) -> f64 {
+    pub(crate) fn efficiency_jth(&self) -> f64 {
         self.power_w / (self.hashrate_ghs / 1000.0)
     }
 
-    pub fn highest_chip_temp_c(&self) -> f64 {
+    pub(crate) fn highest_chip_temp_c(&self) -> f64 {
         self.boards
             .iter()
             .map(|b| b.chip_temp_c)
@@ -91,7 +91,7 @@ impl Snapshot {
 }
 
 /// Computes a miner's state `elapsed` after it started.
-pub fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration) -> Snapshot {
+pub(crate) fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration) -> Snapshot {
     let window = elapsed.as_secs() / WINDOW.as_secs();
     let mut rng = fastrand::Rng::with_seed(mix(seed, miner as u64, window));
     // A board fails now and then: about 1% of miners have one board down in any

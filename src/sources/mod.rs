@@ -1,4 +1,4 @@
 //! Source stages: where samples enter the pipeline.
 
 pub mod bos;
-pub mod generate;
+pub(crate) mod generate;

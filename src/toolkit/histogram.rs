@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds in ms: from a loopback call (under 1 ms) to the longest sensible wait.
-pub const BOUNDS_MS: [u64; 14] = [
+pub(crate) const BOUNDS_MS: [u64; 14] = [
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000,
 ];
 
@@ -17,7 +17,7 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
-    pub fn record(&self, latency: Duration) {
+    pub(crate) fn record(&self, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         let bucket = BOUNDS_MS
             .iter()
@@ -38,14 +38,14 @@ impl LatencyHistogram {
     }
 
     /// The sum of every recorded latency, in seconds.
-    pub fn sum_seconds(&self) -> f64 {
+    pub(crate) fn sum_seconds(&self) -> f64 {
         self.sum_us.load(Relaxed) as f64 / 1e6
     }
 }
 
 /// The bound of the bucket holding quantile `q` (0..=1) of per-bucket `counts`; `None`
 /// before anything was recorded or when it falls above the last bound.
-pub fn quantile_ms(counts: &[u64], q: f64) -> Option<u64> {
+pub(crate) fn quantile_ms(counts: &[u64], q: f64) -> Option<u64> {
     let total: u64 = counts.iter().sum();
     if total == 0 {
         return None;

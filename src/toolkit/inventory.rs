@@ -21,13 +21,13 @@ pub struct InventoryRow {
 
 #[derive(Debug, thiserror::Error)]
 #[error("inventory {}: {message}", path.display())]
-pub struct InventoryError {
+pub(crate) struct InventoryError {
     pub path: PathBuf,
     pub message: String,
 }
 
 /// Reads an inventory: a header naming `id` and `address`; other columns become labels.
-pub fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
     let error = |message: String| InventoryError {
         path: path.to_owned(),
         message,
@@ -73,7 +73,7 @@ pub fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
 
 /// Writes `rows` as an inventory CSV: `id,address`, then `columns` (a label a row
 /// lacks is an empty field).
-pub fn write(path: &Path, rows: &[InventoryRow], columns: &[&str]) -> std::io::Result<()> {
+pub(crate) fn write(path: &Path, rows: &[InventoryRow], columns: &[&str]) -> std::io::Result<()> {
     let mut out = csv::Writer::from_writer(std::io::BufWriter::new(std::fs::File::create(path)?));
     let header = ["id", "address"].iter().chain(columns);
     out.write_record(header)?;

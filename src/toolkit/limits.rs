@@ -4,7 +4,7 @@
 //! that hang, miners that time out). Better to say so at start.
 
 /// The soft open-file limit, if it is below `needed`.
-pub fn open_files_short_of(needed: u64) -> Option<u64> {
+pub(crate) fn open_files_short_of(needed: u64) -> Option<u64> {
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
     (soft < needed).then_some(soft)
 }

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-pub struct LogBudget {
+pub(crate) struct LogBudget {
     limiter: DefaultDirectRateLimiter,
     suppressed: AtomicU64,
 }
 
 impl LogBudget {
     /// `per_second` lines on average, bursts of `burst`.
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+    pub(crate) fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
         LogBudget {
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             suppressed: AtomicU64::new(0),
@@ -21,7 +21,7 @@ impl LogBudget {
     }
 
     /// True when a line may be written now; otherwise counts it as suppressed.
-    pub fn allow(&self) -> bool {
+    pub(crate) fn allow(&self) -> bool {
         let allowed = self.limiter.check().is_ok();
         if !allowed {
             self.suppressed.fetch_add(1, Relaxed);
@@ -30,7 +30,7 @@ impl LogBudget {
     }
 
     /// Lines left out since the start.
-    pub fn suppressed(&self) -> u64 {
+    pub(crate) fn suppressed(&self) -> u64 {
         self.suppressed.load(Relaxed)
     }
 }

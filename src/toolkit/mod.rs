@@ -6,11 +6,11 @@
 
 pub mod histogram;
 pub mod inventory;
-pub mod limits;
-pub mod log_budget;
+pub(crate) mod limits;
+pub(crate) mod log_budget;
 pub mod proto;
 pub mod sample;
-pub mod secret;
-pub mod template;
+pub(crate) mod secret;
+pub(crate) mod template;
 pub mod units;
 pub mod yaml;

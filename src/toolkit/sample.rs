@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde::Serialize;
 
 /// Label name → value, shared by every sample of one miner.
-pub type Labels = Arc<BTreeMap<String, String>>;
+pub(crate) type Labels = Arc<BTreeMap<String, String>>;
 
 /// What a sample describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -52,10 +52,10 @@ pub enum MinerState {
 
 impl MinerState {
     /// How many states there are, for tables indexed by [`MinerState::index`].
-    pub const COUNT: usize = 6;
+    pub(crate) const COUNT: usize = 6;
 
     /// Every state, in [`MinerState::index`] order.
-    pub const ALL: [MinerState; MinerState::COUNT] = [
+    pub(crate) const ALL: [MinerState; MinerState::COUNT] = [
         MinerState::Connecting,
         MinerState::Online,
         MinerState::Degraded,
@@ -110,31 +110,31 @@ pub struct Sample {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temp_chip_c: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub temp_board_c: Option<f64>,
+    pub(crate) temp_board_c: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fan_rpm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub frequency_mhz: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub voltage_v: Option<f64>,
+    pub(crate) voltage_v: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chips: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares_accepted: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shares_rejected: Option<u64>,
+    pub(crate) shares_rejected: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shares_stale: Option<u64>,
+    pub(crate) shares_stale: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub uptime_s: Option<u64>,
+    pub(crate) uptime_s: Option<u64>,
     /// Shares since the miner's previous sample (set by `normalise`; after a counter
     /// reset, the shares since the reset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shares_accepted_delta: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shares_rejected_delta: Option<u64>,
+    pub(crate) shares_rejected_delta: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shares_stale_delta: Option<u64>,
+    pub(crate) shares_stale_delta: Option<u64>,
     #[serde(flatten)]
     pub labels: Labels,
 }
@@ -180,7 +180,7 @@ impl Sample {
 
     /// What this sample costs in memory, for the byte-based queue budget. Labels are
     /// shared per miner, so only their pointer is counted.
-    pub fn estimated_bytes(&self) -> usize {
+    pub(crate) fn estimated_bytes(&self) -> usize {
         std::mem::size_of::<Sample>()
             + self.miner_id.len()
             + self.message.as_ref().map_or(0, String::len)
@@ -190,7 +190,7 @@ impl Sample {
 
 /// Appends one JSON object per sample, each on its own line: the shape of the stdout
 /// sink's lines, the Kafka sink's JSON payloads and the tap.
-pub fn write_json_lines(samples: &[Sample], out: &mut Vec<u8>) {
+pub(crate) fn write_json_lines(samples: &[Sample], out: &mut Vec<u8>) {
     for sample in samples {
         // Writing to a Vec cannot fail, and a Sample always serializes.
         let _ = serde_json::to_writer(&mut *out, sample);
@@ -199,12 +199,12 @@ pub fn write_json_lines(samples: &[Sample], out: &mut Vec<u8>) {
 }
 
 /// Reads a numeric column by name: the vocabulary of conditions and templates.
-pub type NumberField = fn(&Sample) -> Option<f64>;
+pub(crate) type NumberField = fn(&Sample) -> Option<f64>;
 /// Reads a text column by name.
-pub type TextField = fn(&Sample) -> Option<&str>;
+pub(crate) type TextField = fn(&Sample) -> Option<&str>;
 
 /// The accessor of a numeric column, if `name` is one.
-pub fn number_field(name: &str) -> Option<NumberField> {
+pub(crate) fn number_field(name: &str) -> Option<NumberField> {
     Some(match name {
         "board" => |s| s.board.map(f64::from),
         "hashrate_ths" => |s| s.hashrate_ths,
@@ -229,10 +229,10 @@ pub fn number_field(name: &str) -> Option<NumberField> {
 }
 
 /// Writes a floating-point measurement.
-pub type FloatFieldMut = fn(&mut Sample) -> &mut Option<f64>;
+pub(crate) type FloatFieldMut = fn(&mut Sample) -> &mut Option<f64>;
 
 /// The floating-point measurements, by name, for checks that may clear a value.
-pub fn float_field_mut(name: &str) -> Option<FloatFieldMut> {
+pub(crate) fn float_field_mut(name: &str) -> Option<FloatFieldMut> {
     Some(match name {
         "hashrate_ths" => |s| &mut s.hashrate_ths,
         "hashrate_nominal_ths" => |s| &mut s.hashrate_nominal_ths,
@@ -248,7 +248,7 @@ pub fn float_field_mut(name: &str) -> Option<FloatFieldMut> {
 }
 
 /// The accessor of a fixed text column, if `name` is one.
-pub fn text_field(name: &str) -> Option<TextField> {
+pub(crate) fn text_field(name: &str) -> Option<TextField> {
     Some(match name {
         "kind" => |s| Some(s.kind.as_str()),
         "miner_id" => |s| Some(&s.miner_id),
@@ -260,7 +260,7 @@ pub fn text_field(name: &str) -> Option<TextField> {
 }
 
 /// The names of the fixed columns, in schema order. Label names must not collide.
-pub const FIXED_COLUMNS: [&str; 24] = [
+pub(crate) const FIXED_COLUMNS: [&str; 24] = [
     "timestamp",
     "kind",
     "miner_id",
@@ -289,7 +289,7 @@ pub const FIXED_COLUMNS: [&str; 24] = [
 
 /// The Arrow schema of a sample stream whose declared labels are `labels`: the fixed
 /// columns, then one dictionary-encoded string column per label (in the given order).
-pub fn arrow_schema(labels: &[String]) -> Schema {
+pub(crate) fn arrow_schema(labels: &[String]) -> Schema {
     let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let f64_col = |name: &str| Field::new(name, DataType::Float64, true);
     let u64_col = |name: &str| Field::new(name, DataType::UInt64, true);

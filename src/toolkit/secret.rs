@@ -8,20 +8,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
     /// The secret itself; call only where it is sent, never where it is shown.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Reads a secret file (as Kubernetes and Docker mount them), without the final newline.
-    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
+    pub(crate) fn from_file(path: &Path) -> Result<Self, SecretError> {
         let text = std::fs::read_to_string(path).map_err(|source| SecretError {
             path: path.to_owned(),
             source,
@@ -32,7 +28,7 @@ impl Secret {
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the secret file {}: {source}; check the path and that rigtap may read it", path.display())]
-pub struct SecretError {
+pub(crate) struct SecretError {
     pub path: PathBuf,
     pub source: std::io::Error,
 }
@@ -61,7 +57,7 @@ mod tests {
 
     #[test]
     fn never_shown() {
-        let secret = Secret::new("hunter2");
+        let secret = Secret("hunter2".to_string());
         assert_eq!(format!("{secret} {secret:?}"), "*** Secret(***)");
         assert_eq!(secret.expose(), "hunter2");
     }

@@ -11,7 +11,7 @@ use std::fmt;
 use crate::toolkit::sample::{text_field, Sample, TextField};
 
 #[derive(Clone, Debug)]
-pub struct Template {
+pub(crate) struct Template {
     text: String,
     parts: Vec<Part>,
 }
@@ -28,7 +28,7 @@ enum Part {
 
 /// Which names, other than the sample's text columns, `date` and `hour`, are labels.
 #[derive(Clone, Copy, Debug)]
-pub enum Labels<'a> {
+pub(crate) enum Labels<'a> {
     /// Only these (a sink that declares its label columns).
     Declared(&'a [String]),
     /// Any other name (a sink whose output carries whatever labels a sample has).
@@ -36,7 +36,7 @@ pub enum Labels<'a> {
 }
 
 impl Template {
-    pub fn parse(text: &str, labels: Labels<'_>) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str, labels: Labels<'_>) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find('{') {
@@ -73,7 +73,7 @@ impl Template {
     }
 
     /// The sample columns and labels the template reads.
-    pub fn fields(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
             Part::Text(name, _) | Part::Label(name) => Some(name.as_str()),
             Part::Literal(_) | Part::Date | Part::Hour => None,
@@ -82,7 +82,7 @@ impl Template {
 
     /// Appends `sample`'s rendering to `out`: literals as written, each value through
     /// `write` (`None` when the sample has no such field or label).
-    pub fn render_into(
+    pub(crate) fn render_into(
         &self,
         sample: &Sample,
         out: &mut String,
@@ -100,11 +100,6 @@ impl Template {
                 Part::Label(name) => write(out, sample.labels.get(name).map(String::as_str)),
             }
         }
-    }
-
-    /// True when rendering gives the same text for every sample.
-    pub fn is_constant(&self) -> bool {
-        self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
     }
 }
 
@@ -136,7 +131,6 @@ mod tests {
         let t = Template::parse("miners.{site}.{kind}", Labels::Declared(&declared)).unwrap();
         assert_eq!(render(&t, &sample), "miners.north.miner");
         assert_eq!(t.fields().collect::<Vec<_>>(), ["site", "kind"]);
-        assert!(!t.is_constant());
 
         let e = Template::parse("miners.{site}", Labels::Declared(&[])).unwrap_err();
         assert!(e.contains("unknown field `{site}`"), "{e}");
@@ -145,8 +139,7 @@ mod tests {
         assert!(Template::parse("{kind", Labels::Any)
             .unwrap_err()
             .contains("never closed"));
-        assert!(Template::parse("miners", Labels::Any)
-            .unwrap()
-            .is_constant());
+        let constant = Template::parse("miners", Labels::Any).unwrap();
+        assert_eq!(render(&constant, &sample), "miners");
     }
 }

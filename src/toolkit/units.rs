@@ -12,7 +12,7 @@ pub struct HumanDuration(pub Duration);
 /// A size in bytes written as `<number>[unit]`: B, KB, MB, GB (powers of 1000) or
 /// KiB, MiB, GiB (powers of 1024).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ByteSize(pub u64);
+pub(crate) struct ByteSize(pub u64);
 
 impl std::str::FromStr for HumanDuration {
     type Err = String;

@@ -19,9 +19,9 @@ use super::registry::{self, SINKS, SOURCES, TRANSFORMS};
 
 /// A whole pipeline, decoded and checked.
 #[derive(Debug)]
-pub struct PipelineConfig {
+pub(crate) struct PipelineConfig {
     /// Bytes that all queued batches together may hold before sources are held back.
-    pub memory_budget: ByteSize,
+    pub(crate) memory_budget: ByteSize,
     pub sources: Vec<Component<dyn SourceConfig>>,
     pub transforms: Vec<Component<dyn TransformConfig>>,
     pub sinks: Vec<Component<dyn SinkConfig>>,
@@ -29,15 +29,12 @@ pub struct PipelineConfig {
 
 /// One component: its id, where it reads from, its input queue, and its own settings.
 #[derive(Debug)]
-pub struct Component<C: ?Sized> {
+pub(crate) struct Component<C: ?Sized> {
     pub id: String,
     pub inputs: Vec<String>,
     pub buffer: BufferConfig,
     pub config: Box<C>,
 }
-
-/// The top-level keys this module decodes.
-pub const KEYS: [&str; 4] = ["memory_budget", "sources", "transforms", "sinks"];
 
 /// 256 MiB holds about a million queued samples: minutes of a 10,000-miner fleet.
 const DEFAULT_MEMORY_BUDGET: ByteSize = ByteSize(256 << 20);
@@ -73,7 +70,7 @@ impl fmt::Display for PipelineConfig {
 /// Decodes the pipeline of an (interpolated) config file and checks its graph. Other
 /// top-level keys are left to their owners; problems are added to `problems`, and a
 /// config is returned only when none were found here.
-pub fn decode(
+pub(crate) fn decode(
     root: &Node,
     context: &DecodeContext,
     problems: &mut Vec<Diagnostic>,

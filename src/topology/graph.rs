@@ -9,15 +9,15 @@ use crate::toolkit::yaml::diagnostic::Diagnostic;
 use crate::toolkit::yaml::node::Mark;
 
 /// One component as the graph sees it.
-pub struct GraphNode<'a> {
+pub(crate) struct GraphNode<'a> {
     pub id: &'a str,
     pub mark: Mark,
-    pub section: Role,
+    pub(crate) section: Role,
     pub inputs: &'a [(String, Mark)],
 }
 
 /// All graph problems, each at the position a user would edit to fix it.
-pub fn check(nodes: &[GraphNode<'_>]) -> Vec<Diagnostic> {
+pub(crate) fn check(nodes: &[GraphNode<'_>]) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let by_id: HashMap<&str, &GraphNode<'_>> = nodes.iter().map(|n| (n.id, n)).collect();
     let producers = || {

@@ -2,7 +2,7 @@
 //! pipeline part of a config file ([`config`]) and its graph check ([`graph`]), and
 //! the running pipeline built from it ([`running`]), which stops in order.
 
-pub mod config;
-pub mod graph;
-pub mod registry;
-pub mod running;
+pub(crate) mod config;
+pub(crate) mod graph;
+pub(crate) mod registry;
+pub(crate) mod running;

@@ -4,22 +4,22 @@
 use crate::pipeline::component::{ComponentType, SinkConfig, SourceConfig, TransformConfig};
 use crate::{sinks, sources, transforms};
 
-pub const SOURCES: &[ComponentType<dyn SourceConfig>] =
+pub(crate) const SOURCES: &[ComponentType<dyn SourceConfig>] =
     &[sources::generate::TYPE, sources::bos::TYPE];
 
-pub const TRANSFORMS: &[ComponentType<dyn TransformConfig>] = &[
+pub(crate) const TRANSFORMS: &[ComponentType<dyn TransformConfig>] = &[
     transforms::normalise::TYPE,
     transforms::enrich::TYPE,
     transforms::filter::TYPE,
 ];
 
-pub const SINKS: &[ComponentType<dyn SinkConfig>] = &[
+pub(crate) const SINKS: &[ComponentType<dyn SinkConfig>] = &[
     sinks::stdout::TYPE,
     sinks::parquet::TYPE,
     sinks::kafka::TYPE,
 ];
 
 /// The names of `types`, for "did you mean" and the list of valid ones.
-pub fn names<C: ?Sized>(types: &[ComponentType<C>]) -> Vec<&'static str> {
+pub(crate) fn names<C: ?Sized>(types: &[ComponentType<C>]) -> Vec<&'static str> {
     types.iter().map(|t| t.name).collect()
 }

@@ -25,27 +25,27 @@ use crate::pipeline::stats::{ComponentStats, Role};
 use crate::pipeline::tap::Taps;
 
 /// One running component, as the operator surface sees it.
-pub struct ComponentEntry {
+pub(crate) struct ComponentEntry {
     pub id: String,
-    pub role: Role,
+    pub(crate) role: Role,
     pub stats: Arc<ComponentStats>,
     /// What it publishes beyond its counters (a `bos` source's pool, say).
-    pub published: Option<Arc<dyn Published>>,
+    pub(crate) published: Option<Arc<dyn Published>>,
 }
 
 /// The queue in front of a transform or sink.
-pub struct QueueEntry {
+pub(crate) struct QueueEntry {
     pub consumer: String,
     tx: mpsc::WeakSender<SharedBatch>,
 }
 
 impl QueueEntry {
-    pub fn new(consumer: String, tx: mpsc::WeakSender<SharedBatch>) -> Self {
+    pub(crate) fn new(consumer: String, tx: mpsc::WeakSender<SharedBatch>) -> Self {
         QueueEntry { consumer, tx }
     }
 
     /// Batches queued now, and the queue's capacity; `None` once it has closed.
-    pub fn depth(&self) -> Option<(usize, usize)> {
+    pub(crate) fn depth(&self) -> Option<(usize, usize)> {
         self.tx
             .upgrade()
             .map(|tx| (tx.max_capacity() - tx.capacity(), tx.max_capacity()))
@@ -53,7 +53,7 @@ impl QueueEntry {
 }
 
 /// What the running pipeline shows: `/metrics`, `/health` and the progress line read it.
-pub struct PipelineView {
+pub(crate) struct PipelineView {
     pub components: Vec<ComponentEntry>,
     pub queues: Vec<QueueEntry>,
     pub budget: MemoryBudget,
@@ -61,7 +61,7 @@ pub struct PipelineView {
 
 impl PipelineView {
     /// Every component's series, the queues' depths and the memory budget.
-    pub fn publish(&self, out: &mut Exposition) {
+    pub(crate) fn publish(&self, out: &mut Exposition) {
         for component in &self.components {
             component.stats.publish(&component.id, component.role, out);
             if let Some(published) = &component.published {
@@ -100,7 +100,7 @@ impl PipelineView {
     }
 
     /// Batches waiting in queues right now.
-    pub fn queued_batches(&self) -> usize {
+    pub(crate) fn queued_batches(&self) -> usize {
         self.queues
             .iter()
             .filter_map(QueueEntry::depth)
@@ -108,14 +108,14 @@ impl PipelineView {
             .sum()
     }
 
-    pub fn failed(&self) -> bool {
+    pub(crate) fn failed(&self) -> bool {
         self.components.iter().any(|c| c.stats.failed())
     }
 }
 
 /// Why a pipeline stopped by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// A component asked the pipeline to stop (it failed, or its output went away).
     StopRequested,
     /// Every component finished (finite sources).
@@ -123,7 +123,7 @@ pub enum Ended {
 }
 
 /// The pipeline while it runs.
-pub struct Running {
+pub(crate) struct Running {
     tasks: TaskTracker,
     stop_sources: CancellationToken,
     stop_requested: CancellationToken,
@@ -168,7 +168,7 @@ impl Spawner {
 
 impl Running {
     /// Wires queues and spawns one task per component.
-    pub fn start(config: PipelineConfig) -> Self {
+    pub(crate) fn start(config: PipelineConfig) -> Self {
         let budget = MemoryBudget::new(config.memory_budget.0);
         let stop_sources = CancellationToken::new();
         let mut spawner = Spawner {
@@ -270,18 +270,18 @@ impl Running {
     }
 
     /// What `/metrics`, `/health` and the progress line read while the pipeline runs.
-    pub fn view(&self) -> Arc<PipelineView> {
+    pub(crate) fn view(&self) -> Arc<PipelineView> {
         self.view.clone()
     }
 
     /// The live views of each source's and transform's output.
-    pub fn taps(&self) -> Arc<Taps> {
+    pub(crate) fn taps(&self) -> Arc<Taps> {
         self.taps.clone()
     }
 
     /// Resolves when the pipeline ends without being told to: a component asked it to
     /// stop, or every component finished.
-    pub async fn ended(&self) -> Ended {
+    pub(crate) async fn ended(&self) -> Ended {
         tokio::select! {
             _ = self.stop_requested.cancelled() => Ended::StopRequested,
             _ = self.tasks.wait() => Ended::Finished,
@@ -289,17 +289,17 @@ impl Running {
     }
 
     /// Stops the sources; everything downstream drains and finishes by itself.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.stop_sources.cancel();
     }
 
     /// Resolves once every component has finished.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         self.tasks.wait().await;
     }
 
     /// Components that have not finished yet.
-    pub fn unfinished(&self) -> usize {
+    pub(crate) fn unfinished(&self) -> usize {
         self.tasks.len()
     }
 }

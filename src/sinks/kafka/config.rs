@@ -16,7 +16,7 @@ use crate::toolkit::yaml::node::Node;
 /// What the user writes under `type: kafka`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
+pub(super) struct KafkaConfig {
     /// Bootstrap brokers, `host:port`.
     #[serde(deserialize_with = "one_or_many")]
     pub brokers: Vec<String>,
@@ -44,7 +44,7 @@ pub struct KafkaConfig {
     pub max_in_flight: InFlightLimits,
     /// How long shutdown waits for outstanding deliveries before it reports them lost.
     #[serde(default = "default_shutdown_timeout")]
-    pub shutdown_timeout: HumanDuration,
+    pub(crate) shutdown_timeout: HumanDuration,
     /// Any librdkafka producer property (`security.protocol`, `sasl.*`, `ssl.*`, ...),
     /// applied last, so it wins over the settings above.
     #[serde(default)]
@@ -57,7 +57,7 @@ const MAX_QUEUE_KBYTES: u64 = 2_147_483_647;
 
 impl KafkaConfig {
     /// The properties rigtap sets, then the user's `librdkafka:` map over them.
-    pub fn client_config(&self) -> ClientConfig {
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let config = self;
         let mut client = rigtap_properties(config);
         for (name, value) in &config.librdkafka.0 {
@@ -110,7 +110,7 @@ fn rigtap_properties(config: &KafkaConfig) -> ClientConfig {
 
 /// Decodes a `kafka` sink and checks its templates and producer settings, each
 /// problem at the key it is about.
-pub fn decode(body: &Node) -> Result<KafkaConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<KafkaConfig, DecodeError> {
     let config: KafkaConfig = from_node(body)?;
     let at = |key: &str, message: String| DecodeError::at_key(body, key, message);
     Encoder::new(&config.topic, &config.key, config.encoding)
@@ -210,7 +210,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 /// How many replicas must have a message before the broker acknowledges it.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Acks {
+pub(crate) enum Acks {
     /// Every in-sync replica: nothing acknowledged is lost with one broker.
     #[default]
     All,
@@ -221,7 +221,7 @@ pub enum Acks {
 }
 
 impl Acks {
-    pub fn librdkafka_value(self) -> &'static str {
+    pub(crate) fn librdkafka_value(self) -> &'static str {
         match self {
             Acks::All => "all",
             Acks::Leader => "1",
@@ -232,7 +232,7 @@ impl Acks {
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum KafkaCompression {
+pub(crate) enum KafkaCompression {
     #[default]
     Zstd,
     Lz4,
@@ -242,7 +242,7 @@ pub enum KafkaCompression {
 }
 
 impl KafkaCompression {
-    pub fn librdkafka_value(self) -> &'static str {
+    pub(crate) fn librdkafka_value(self) -> &'static str {
         match self {
             KafkaCompression::Zstd => "zstd",
             KafkaCompression::Lz4 => "lz4",
@@ -256,9 +256,9 @@ impl KafkaCompression {
 /// How the producer groups messages into requests.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct KafkaBatch {
+pub(crate) struct KafkaBatch {
     pub max_messages: u32,
-    pub max_bytes: ByteSize,
+    pub(crate) max_bytes: ByteSize,
     /// How long a message may wait for others to fill its batch.
     pub linger: HumanDuration,
 }
@@ -278,7 +278,7 @@ impl Default for KafkaBatch {
 /// instead of growing memory.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct InFlightLimits {
+pub(crate) struct InFlightLimits {
     pub messages: usize,
     pub bytes: ByteSize,
 }
@@ -295,10 +295,10 @@ impl Default for InFlightLimits {
 /// librdkafka properties. Values of properties that hold secrets (passwords, keys,
 /// tokens) print as `***`.
 #[derive(Clone, Default, Deserialize, PartialEq)]
-pub struct Properties(pub BTreeMap<String, String>);
+pub(crate) struct Properties(pub BTreeMap<String, String>);
 
 /// True for librdkafka properties whose values must never be printed.
-pub fn is_secret(name: &str) -> bool {
+pub(super) fn is_secret(name: &str) -> bool {
     [
         "password",
         "secret",

@@ -10,7 +10,7 @@ use crate::toolkit::template::{Labels, Template};
 
 /// The `schema-version` header: the protobuf message the payload's fields follow, also
 /// for JSON, whose field names are the same.
-pub const SCHEMA_VERSION: &str = "rigtap.v1.Sample";
+pub(crate) const SCHEMA_VERSION: &str = "rigtap.v1.Sample";
 
 /// What a topic template writes for a label the sample does not have.
 const MISSING_IN_TOPIC: &str = "unknown";
@@ -110,7 +110,7 @@ fn topic_safe(value: &str, out: &mut String) {
     }));
 }
 
-pub fn to_proto(s: &Sample) -> pb::Sample {
+pub(crate) fn to_proto(s: &Sample) -> pb::Sample {
     pb::Sample {
         timestamp_ms: s.timestamp.timestamp_millis(),
         kind: match s.kind {

@@ -19,8 +19,7 @@ mod sink;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Acks, InFlightLimits, KafkaBatch, KafkaCompression, KafkaConfig, Properties};
-pub use encoder::{to_proto, Encoder, KafkaEncoding, Message, SCHEMA_VERSION};
+pub use encoder::{Encoder, KafkaEncoding, Message};
 
 use crate::pipeline::component::{ComponentType, SinkConfig};
 

@@ -19,7 +19,7 @@ use crate::toolkit::log_budget::LogBudget;
 /// The producer's own counts of retried and failed requests, from librdkafka's
 /// statistics (totals since the producer started).
 #[derive(Debug, Default)]
-pub struct ClientStats {
+pub(super) struct ClientStats {
     retries: AtomicU64,
     errors: AtomicU64,
 }
@@ -42,7 +42,7 @@ impl Published for ClientStats {
     }
 }
 
-pub fn create(
+pub(super) fn create(
     config: &KafkaConfig,
     sink: &str,
     stats: Arc<ClientStats>,
@@ -61,7 +61,7 @@ pub fn create(
 
 /// Where librdkafka's log lines and error events go: a broker that is down is reported
 /// every few seconds, not on every reconnect attempt.
-pub struct Events {
+pub(super) struct Events {
     sink: String,
     budget: LogBudget,
     stats: Arc<ClientStats>,

@@ -26,7 +26,7 @@ use crate::toolkit::sample::Sample;
 const STALLED_AFTER: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
-pub enum KafkaSinkError {
+pub(super) enum KafkaSinkError {
     #[error("cannot create the Kafka producer: {0}")]
     Create(#[source] KafkaError),
     #[error("{undelivered} sample(s) were still undelivered when shutdown_timeout ({timeout:?}) passed; they may or may not have reached the broker. Check the broker, or raise `shutdown_timeout`")]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use std::sync::Arc;
 
 use super::config::decode;
-use super::KafkaConfig;
+use super::config::KafkaConfig;
 use crate::pipeline::batch::{Batch, MemoryBudget};
 use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext};
 use crate::pipeline::stats::ComponentStats;

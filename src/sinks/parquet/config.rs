@@ -14,7 +14,7 @@ use crate::toolkit::yaml::node::Node;
 /// What the user writes under `type: parquet`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ParquetConfig {
+pub(crate) struct ParquetConfig {
     /// The root of the partitioned tree.
     pub path: PathBuf,
     /// Label columns, declared so every file has the same schema from the first row.
@@ -45,7 +45,7 @@ fn default_row_group_rows() -> usize {
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum ParquetCompression {
+pub(crate) enum ParquetCompression {
     #[default]
     Zstd,
     Snappy,
@@ -54,9 +54,9 @@ pub enum ParquetCompression {
 /// When buffered samples are encoded into the open file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct BatchConfig {
+pub(crate) struct BatchConfig {
     pub max_rows: usize,
-    pub max_bytes: ByteSize,
+    pub(crate) max_bytes: ByteSize,
     pub timeout: HumanDuration,
 }
 
@@ -73,9 +73,9 @@ impl Default for BatchConfig {
 /// When a file is finished and a new one started.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct RotateConfig {
+pub(crate) struct RotateConfig {
     pub max_rows: usize,
-    pub max_bytes: ByteSize,
+    pub(crate) max_bytes: ByteSize,
     /// Also how late a sample may become visible to readers.
     pub max_age: HumanDuration,
 }
@@ -99,13 +99,13 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
 
 impl ParquetConfig {
     /// The partition template, checked against the declared labels.
-    pub fn template(&self) -> Result<PartitionTemplate, String> {
+    pub(super) fn template(&self) -> Result<PartitionTemplate, String> {
         PartitionTemplate::parse(&self.partition, &self.labels)
     }
 }
 
 /// Decodes a `parquet` sink and checks its partition template and labels.
-pub fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
     let config: ParquetConfig = from_node(body)?;
     let at = |key: &str, message: String| DecodeError::at_key(body, key, message);
     if let Some(label) = config

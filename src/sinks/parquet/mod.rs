@@ -16,7 +16,6 @@ mod partition;
 mod sink;
 mod writer;
 
-pub use config::{BatchConfig, ParquetCompression, ParquetConfig, RotateConfig};
 pub use encoder::{file_schema, record_batch};
 
 use crate::pipeline::component::{ComponentType, SinkConfig};

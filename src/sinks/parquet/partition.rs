@@ -11,11 +11,11 @@ use crate::toolkit::template::{Labels, Template};
 const MISSING: &str = "__HIVE_DEFAULT_PARTITION__";
 
 #[derive(Clone, Debug)]
-pub struct PartitionTemplate(Template);
+pub(crate) struct PartitionTemplate(Template);
 
 impl PartitionTemplate {
     /// Parses `{name}` placeholders; `labels` are the label names the template may use.
-    pub fn parse(text: &str, labels: &[String]) -> Result<Self, String> {
+    pub(super) fn parse(text: &str, labels: &[String]) -> Result<Self, String> {
         let template = Template::parse(text, Labels::Declared(labels))
             .map_err(|e| format!("partition {e}"))?;
         if text.starts_with('/') || text.split('/').any(|segment| segment == "..") {
@@ -28,12 +28,12 @@ impl PartitionTemplate {
 
     /// The sample columns the path carries; they are left out of the files, as Hive
     /// readers (Spark among them) refuse a column both in the path and in the file.
-    pub fn columns(&self) -> impl Iterator<Item = &str> {
+    pub(super) fn columns(&self) -> impl Iterator<Item = &str> {
         self.0.fields()
     }
 
     /// The directory (relative to `path`) where `sample` belongs.
-    pub fn render(&self, sample: &Sample) -> String {
+    pub(crate) fn render(&self, sample: &Sample) -> String {
         let mut out = String::new();
         self.0.render_into(sample, &mut out, |out, value| {
             out.push_str(&escape(value.unwrap_or(MISSING)))

@@ -12,7 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ParquetError {
+pub(super) enum ParquetError {
     #[error("{}: {source}; check that the directory exists, is writable, and has free space", path.display())]
     Io {
         path: PathBuf,
@@ -45,7 +45,7 @@ impl ParquetError {
     }
 }
 
-pub struct OpenFile {
+pub(super) struct OpenFile {
     temporary: PathBuf,
     finished: PathBuf,
     writer: ArrowWriter<File>,
@@ -58,7 +58,7 @@ const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
 
 impl OpenFile {
     /// Creates `dir` if needed and a new temporary file in it called after `name`.
-    pub fn create(
+    pub(super) fn create(
         dir: &Path,
         name: &str,
         schema: SchemaRef,
@@ -79,7 +79,7 @@ impl OpenFile {
         })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
+    pub(super) fn write(&mut self, batch: &RecordBatch) -> Result<(), ParquetError> {
         self.writer
             .write(batch)
             .map_err(|e| ParquetError::parquet(&self.temporary, e))?;
@@ -88,12 +88,12 @@ impl OpenFile {
     }
 
     /// Bytes written so far plus what is buffered for the current row group.
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
     /// Writes the footer, syncs, and renames the file into view; returns its path.
-    pub fn finish(self) -> Result<PathBuf, ParquetError> {
+    pub(super) fn finish(self) -> Result<PathBuf, ParquetError> {
         let file = self
             .writer
             .into_inner()
@@ -114,7 +114,7 @@ impl OpenFile {
 
 /// Removes temporaries a previous run left behind (killed, or the machine lost power):
 /// they never had a footer, so no reader could use them. Returns how many there were.
-pub fn remove_leftovers(root: &Path) -> Result<usize, ParquetError> {
+pub(super) fn remove_leftovers(root: &Path) -> Result<usize, ParquetError> {
     let mut removed = 0;
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {

@@ -8,7 +8,7 @@ use crate::toolkit::yaml::node::Node;
 /// What the user writes under `type: stdout`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutConfig {
+pub(crate) struct StdoutConfig {
     #[serde(default)]
     pub encoding: StdoutEncoding,
 }
@@ -24,6 +24,6 @@ pub enum StdoutEncoding {
 }
 
 /// Decodes a `stdout` sink.
-pub fn decode(body: &Node) -> Result<StdoutConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<StdoutConfig, DecodeError> {
     from_node(body)
 }

@@ -7,7 +7,7 @@ mod config;
 mod encoder;
 mod sink;
 
-pub use config::{StdoutConfig, StdoutEncoding};
+pub use config::StdoutEncoding;
 pub use encoder::encode;
 
 use crate::pipeline::component::{ComponentType, SinkConfig};

@@ -8,7 +8,7 @@ use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext, Start
 use crate::pipeline::stats::DropReason;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StdoutError {
+pub(super) enum StdoutError {
     #[error("writing to stdout failed: {0}")]
     Write(#[source] std::io::Error),
 }

@@ -13,20 +13,20 @@ use crate::toolkit::units::HumanDuration;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct BackoffConfig {
+pub(crate) struct BackoffConfig {
     pub initial: HumanDuration,
     pub max: HumanDuration,
-    pub multiplier: f64,
+    pub(crate) multiplier: f64,
 }
 
-pub struct Backoff {
+pub(crate) struct Backoff {
     config: BackoffConfig,
     failures: u32,
     rng: fastrand::Rng,
 }
 
 impl Backoff {
-    pub fn new(config: BackoffConfig, seed: u64) -> Self {
+    pub(crate) fn new(config: BackoffConfig, seed: u64) -> Self {
         Backoff {
             config,
             failures: 0,
@@ -42,14 +42,14 @@ impl Backoff {
     }
 
     /// Records a failure and returns how long to wait before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
         ceiling.mul_f64(self.rng.f64())
     }
 
     /// A success: the next failure starts from `initial` again.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
 }

@@ -11,23 +11,23 @@ use crate::toolkit::units::HumanDuration;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct BreakerConfig {
+pub(crate) struct BreakerConfig {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,
     /// How long an open breaker refuses attempts.
     pub open_for: HumanDuration,
     /// Successes in half-open state that close it.
-    pub successes_to_close: u32,
+    pub(crate) successes_to_close: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     Closed,
     Open { until: Instant },
     HalfOpen,
 }
 
-pub struct Breaker {
+pub(crate) struct Breaker {
     config: BreakerConfig,
     state: BreakerState,
     failures: u32,
@@ -35,7 +35,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(config: BreakerConfig) -> Self {
+    pub(crate) fn new(config: BreakerConfig) -> Self {
         Breaker {
             config,
             state: BreakerState::Closed,
@@ -44,13 +44,14 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self) -> BreakerState {
+    #[cfg(test)]
+    fn state(&self) -> BreakerState {
         self.state
     }
 
     /// How long to wait before an attempt is allowed; `None` means now. An open
     /// breaker whose time is up becomes half-open.
-    pub fn wait(&mut self, now: Instant) -> Option<Duration> {
+    pub(crate) fn wait(&mut self, now: Instant) -> Option<Duration> {
         match self.state {
             BreakerState::Open { until } if now < until => Some(until - now),
             BreakerState::Open { .. } => {
@@ -62,7 +63,7 @@ impl Breaker {
         }
     }
 
-    pub fn success(&mut self) {
+    pub(crate) fn success(&mut self) {
         self.failures = 0;
         if self.state == BreakerState::HalfOpen {
             self.successes += 1;
@@ -73,7 +74,7 @@ impl Breaker {
     }
 
     /// Records a failure; returns true when this failure opened the breaker.
-    pub fn failure(&mut self, now: Instant) -> bool {
+    pub(crate) fn failure(&mut self, now: Instant) -> bool {
         self.failures += 1;
         let open = match self.state {
             BreakerState::HalfOpen => true,

@@ -23,7 +23,7 @@ use api::cooling_service_client::CoolingServiceClient;
 use api::miner_service_client::MinerServiceClient;
 use api::pool_service_client::PoolServiceClient;
 
-pub struct Credentials {
+pub(crate) struct Credentials {
     pub username: String,
     pub password: Secret,
 }
@@ -31,7 +31,7 @@ pub struct Credentials {
 /// One miner's login token, shared by its concurrent calls. `generation` counts
 /// logins, so calls that all saw the same expired token cause one re-login, not many.
 #[derive(Default)]
-pub struct Auth {
+pub(crate) struct Auth {
     token: Mutex<(u64, Option<AsciiMetadataValue>)>,
     relogin: tokio::sync::Mutex<()>,
 }
@@ -49,7 +49,7 @@ impl Auth {
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
-pub enum CallError {
+pub(crate) enum CallError {
     #[error("{method}: {}: {}", .status.code(), .status.message())]
     Status { method: Method, status: Status },
     #[error("login as `{username}` was refused: {message}")]
@@ -58,7 +58,7 @@ pub enum CallError {
 
 impl CallError {
     /// Worth trying again soon: the miner is busy, restarting, or unreachable.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         match self {
             CallError::Status { status, .. } => matches!(
                 status.code(),
@@ -71,7 +71,7 @@ impl CallError {
         }
     }
 
-    pub fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         match self {
             CallError::Status { status, .. } => status.code(),
             CallError::BadCredentials { .. } => Code::Unauthenticated,
@@ -80,19 +80,19 @@ impl CallError {
 }
 
 /// What every call of a source shares.
-pub struct CallSettings {
+pub(crate) struct CallSettings {
     pub credentials: Credentials,
     pub gzip: bool,
     pub timeout: Duration,
-    pub fleet_rpcs: FairRateLimiter,
+    pub(crate) fleet_rpcs: FairRateLimiter,
     pub stats: Arc<PoolStats>,
 }
 
 /// Calls to one miner over one channel.
-pub struct MinerClient {
+pub(crate) struct MinerClient {
     pub channel: Channel,
-    pub auth: Arc<Auth>,
-    pub miner_rpcs: Arc<DefaultDirectRateLimiter>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) miner_rpcs: Arc<DefaultDirectRateLimiter>,
     pub settings: Arc<CallSettings>,
 }
 
@@ -182,7 +182,7 @@ impl MinerClient {
 
     /// Logs in; the token is read from the `authorization` header first (every API
     /// version sends it), then from the body (API 1.1 and later).
-    pub async fn login(&self) -> Result<(), CallError> {
+    pub(crate) async fn login(&self) -> Result<(), CallError> {
         let credentials = &self.settings.credentials;
         self.settings.stats.logins.fetch_add(1, Relaxed);
         let request = api::LoginRequest {
@@ -233,7 +233,7 @@ impl MinerClient {
         self.login().await
     }
 
-    pub async fn api_version(&self) -> Result<ApiVersion, CallError> {
+    pub(crate) async fn api_version(&self) -> Result<ApiVersion, CallError> {
         self.unary(Method::GetApiVersion, |s, _| async move {
             client!(s, ApiVersionServiceClient)
                 .get_api_version(ApiVersionRequest {})
@@ -242,7 +242,9 @@ impl MinerClient {
         .await
     }
 
-    pub async fn status_stream(&self) -> Result<Streaming<api::GetMinerStatusResponse>, CallError> {
+    pub(crate) async fn status_stream(
+        &self,
+    ) -> Result<Streaming<api::GetMinerStatusResponse>, CallError> {
         self.unary(Method::GetMinerStatus, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_miner_status(authed(api::GetMinerStatusRequest {}, t))
@@ -251,7 +253,7 @@ impl MinerClient {
         .await
     }
 
-    pub async fn details(&self) -> Result<api::GetMinerDetailsResponse, CallError> {
+    pub(crate) async fn details(&self) -> Result<api::GetMinerDetailsResponse, CallError> {
         self.unary(Method::GetMinerDetails, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_miner_details(authed(api::GetMinerDetailsRequest {}, t))
@@ -260,7 +262,7 @@ impl MinerClient {
         .await
     }
 
-    pub async fn stats(&self) -> Result<api::GetMinerStatsResponse, CallError> {
+    pub(crate) async fn stats(&self) -> Result<api::GetMinerStatsResponse, CallError> {
         self.unary(Method::GetMinerStats, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_miner_stats(authed(api::GetMinerStatsRequest {}, t))
@@ -269,7 +271,7 @@ impl MinerClient {
         .await
     }
 
-    pub async fn hashboards(&self) -> Result<api::GetHashboardsResponse, CallError> {
+    pub(crate) async fn hashboards(&self) -> Result<api::GetHashboardsResponse, CallError> {
         self.unary(Method::GetHashboards, |s, t| async move {
             client!(s, MinerServiceClient)
                 .get_hashboards(authed(api::GetHashboardsRequest {}, t))
@@ -278,7 +280,7 @@ impl MinerClient {
         .await
     }
 
-    pub async fn cooling(&self) -> Result<api::GetCoolingStateResponse, CallError> {
+    pub(crate) async fn cooling(&self) -> Result<api::GetCoolingStateResponse, CallError> {
         self.unary(Method::GetCoolingState, |s, t| async move {
             client!(s, CoolingServiceClient)
                 .get_cooling_state(authed(api::GetCoolingStateRequest {}, t))
@@ -287,7 +289,7 @@ impl MinerClient {
         .await
     }
 
-    pub async fn pools(&self) -> Result<api::GetPoolGroupsResponse, CallError> {
+    pub(crate) async fn pools(&self) -> Result<api::GetPoolGroupsResponse, CallError> {
         self.unary(Method::GetPoolGroups, |s, t| async move {
             client!(s, PoolServiceClient)
                 .get_pool_groups(authed(api::GetPoolGroupsRequest {}, t))

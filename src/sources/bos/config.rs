@@ -21,40 +21,40 @@ use crate::toolkit::yaml::node::{self, overlay, Node, Value};
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BosConfig {
-    pub targets: TargetsConfig,
+    pub(crate) targets: TargetsConfig,
     #[serde(default)]
-    pub shard: Option<Shard>,
-    pub username: String,
+    pub(crate) shard: Option<Shard>,
+    pub(crate) username: String,
     /// Usually `${BOS_PASSWORD}`; or `password_file` for a mounted secret.
     #[serde(default)]
-    pub password: Option<Secret>,
+    pub(crate) password: Option<Secret>,
     #[serde(default)]
-    pub password_file: Option<PathBuf>,
+    pub(crate) password_file: Option<PathBuf>,
     /// Present means TLS; without `ca_file` the system's roots are trusted.
     #[serde(default)]
-    pub tls: Option<TlsConfig>,
-    pub interval: HumanDuration,
-    pub jitter: f64,
-    pub polls: Vec<Poll>,
-    pub stream: bool,
-    pub timeout: HumanDuration,
-    pub connect_timeout: HumanDuration,
-    pub stream_idle_timeout: HumanDuration,
-    pub compression: Compression,
-    pub max_connections: usize,
-    pub connection_ttl: HumanDuration,
-    pub idle_timeout: HumanDuration,
-    pub keepalive: KeepaliveConfig,
-    pub rate: RateConfig,
-    pub backoff: BackoffConfig,
-    pub breaker: BreakerConfig,
-    pub auth_retry: HumanDuration,
-    pub batch_size: usize,
+    pub(crate) tls: Option<TlsConfig>,
+    pub(crate) interval: HumanDuration,
+    pub(crate) jitter: f64,
+    pub(crate) polls: Vec<Poll>,
+    pub(crate) stream: bool,
+    pub(crate) timeout: HumanDuration,
+    pub(crate) connect_timeout: HumanDuration,
+    pub(crate) stream_idle_timeout: HumanDuration,
+    pub(crate) compression: Compression,
+    pub(crate) max_connections: usize,
+    pub(crate) connection_ttl: HumanDuration,
+    pub(crate) idle_timeout: HumanDuration,
+    pub(crate) keepalive: KeepaliveConfig,
+    pub(crate) rate: RateConfig,
+    pub(crate) backoff: BackoffConfig,
+    pub(crate) breaker: BreakerConfig,
+    pub(crate) auth_retry: HumanDuration,
+    pub(crate) batch_size: usize,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct TlsConfig {
+pub(crate) struct TlsConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// The name the miners' certificates carry, when it is not the address dialled.
@@ -92,21 +92,21 @@ pub enum Compression {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct KeepaliveConfig {
+pub(crate) struct KeepaliveConfig {
     pub interval: HumanDuration,
     pub timeout: HumanDuration,
-    pub while_idle: bool,
+    pub(crate) while_idle: bool,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RateConfig {
+pub(crate) struct RateConfig {
     pub connects_per_second: u32,
     pub rpcs_per_second: u32,
     pub rpcs_per_second_per_miner: u32,
 }
 
-pub const PROFILES: &[&str] = &["default", "development", "high_throughput"];
+pub(crate) const PROFILES: &[&str] = &["default", "development", "high_throughput"];
 
 static PRESETS: LazyLock<Node> = LazyLock::new(|| {
     node::parse(include_str!("profiles.yaml")).expect("profiles.yaml is valid YAML (tested)")

@@ -30,7 +30,7 @@ const CONNECTION_WINDOW: u32 = 128 << 10;
 const CHANNEL_BUFFER: usize = 16;
 
 /// Makes channels to miners; shared by every miner task of a source.
-pub struct Dialer {
+pub(crate) struct Dialer {
     tls: Option<ClientTlsConfig>,
     connect_timeout: Duration,
     keepalive: super::config::KeepaliveConfig,
@@ -39,7 +39,7 @@ pub struct Dialer {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum DialError {
+pub(crate) enum DialError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("{0}")]
@@ -47,7 +47,7 @@ pub enum DialError {
 }
 
 impl Dialer {
-    pub fn new(
+    pub(crate) fn new(
         config: &BosConfig,
         tls: Option<ClientTlsConfig>,
         limiter: Arc<FairRateLimiter>,
@@ -64,7 +64,7 @@ impl Dialer {
 
     /// Waits for the connect governor, then connects (TCP, TLS, HTTP/2) within the
     /// connect timeout; the wait for the governor is not part of the timeout.
-    pub async fn dial(&self, target: &Target) -> Result<Channel, DialError> {
+    pub(crate) async fn dial(&self, target: &Target) -> Result<Channel, DialError> {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", target.address))
             .map_err(|e| DialError::Transport(chain(&e)))?
@@ -136,7 +136,7 @@ impl tower_service::Service<Uri> for GovernedConnector {
 
 /// An error and its causes on one line: tonic's transport errors keep the useful part
 /// ("connection refused", "invalid peer certificate: UnknownIssuer") in their sources.
-pub fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -27,13 +27,13 @@ const QUEUE_POLLS: usize = 512;
 const FLUSH_AFTER: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
-pub struct Emitter {
+pub(crate) struct Emitter {
     tx: mpsc::Sender<Vec<Sample>>,
     stats: Arc<PoolStats>,
 }
 
 impl Emitter {
-    pub fn new(stats: Arc<PoolStats>) -> (Self, mpsc::Receiver<Vec<Sample>>) {
+    pub(crate) fn new(stats: Arc<PoolStats>) -> (Self, mpsc::Receiver<Vec<Sample>>) {
         let (tx, rx) = mpsc::channel(QUEUE_POLLS);
         (Emitter { tx, stats }, rx)
     }
@@ -42,7 +42,7 @@ impl Emitter {
     /// not reserved, because a poll then waits for the governors: slots held through
     /// that wait would fill the queue while nothing flows (measured: 2,000 miners on
     /// 500 calls/s skipped 2,264 polls with the batcher idle).
-    pub fn room_for_a_poll(&self) -> bool {
+    pub(crate) fn room_for_a_poll(&self) -> bool {
         let room = self.has_room();
         if !room {
             self.stats.polls_skipped.fetch_add(1, Relaxed);
@@ -51,12 +51,12 @@ impl Emitter {
     }
 
     /// Whether a stream message could be acted on now.
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.tx.capacity() > 0
     }
 
     /// Waits for room, then queues `samples` (a status change).
-    pub async fn send(&self, samples: Vec<Sample>) {
+    pub(crate) async fn send(&self, samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
         }
@@ -66,7 +66,7 @@ impl Emitter {
 
     /// Waits for room, then queues a poll's answers; each `interval` spent waiting is
     /// a poll the miner does not get, counted as skipped as it passes.
-    pub async fn send_answers(&self, samples: Vec<Sample>, interval: Duration) {
+    pub(crate) async fn send_answers(&self, samples: Vec<Sample>, interval: Duration) {
         let send = self.send(samples);
         tokio::pin!(send);
         let mut missed = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -82,7 +82,7 @@ impl Emitter {
 }
 
 /// Batches what the miners queue and sends it on, until every miner task has gone.
-pub async fn forward(
+pub(crate) async fn forward(
     mut rx: mpsc::Receiver<Vec<Sample>>,
     out: &mut Fanout,
     budget: &MemoryBudget,

@@ -16,7 +16,7 @@
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Mutex;
 
-pub struct FairRateLimiter {
+pub(crate) struct FairRateLimiter {
     limiter: DefaultDirectRateLimiter,
     /// Every waiter's turn at the limiter, in order.
     turn: Mutex<()>,
@@ -25,7 +25,7 @@ pub struct FairRateLimiter {
 }
 
 impl FairRateLimiter {
-    pub fn new(quota: Quota) -> Self {
+    pub(crate) fn new(quota: Quota) -> Self {
         FairRateLimiter {
             limiter: RateLimiter::direct(quota),
             turn: Mutex::new(()),
@@ -35,14 +35,14 @@ impl FairRateLimiter {
 
     /// Waits for this caller's turn, then for a free cell. Dropping the future (a
     /// stop, a deadline) leaves the queue.
-    pub async fn until_ready(&self) {
+    pub(crate) async fn until_ready(&self) {
         let _queued = self.ordinary.lock().await;
         self.until_ready_first().await;
     }
 
     /// As [`Self::until_ready`], ahead of every ordinary waiter but the one already
     /// waiting for a turn.
-    pub async fn until_ready_first(&self) {
+    pub(crate) async fn until_ready_first(&self) {
         let _turn = self.turn.lock().await;
         self.limiter.until_ready().await;
     }

@@ -27,14 +27,14 @@ use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::sample::MinerState;
 
 /// What every miner task of one source shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub config: BosConfig,
     pub calls: Arc<CallSettings>,
-    pub dialer: Dialer,
+    pub(crate) dialer: Dialer,
     pub pool: ConnectionPool,
-    pub emitter: Emitter,
+    pub(crate) emitter: Emitter,
     pub stats: Arc<PoolStats>,
-    pub status_log: Arc<StatusLog>,
+    pub(crate) status_log: Arc<StatusLog>,
 }
 
 /// Why a session ended badly, with the message users see (what failed, what to check).
@@ -57,7 +57,7 @@ enum StreamEvent {
     Lost(String),
 }
 
-pub struct MinerTask {
+pub(crate) struct MinerTask {
     index: usize,
     target: Target,
     shared: Arc<Shared>,
@@ -74,7 +74,7 @@ pub struct MinerTask {
 }
 
 impl MinerTask {
-    pub fn new(index: usize, target: Target, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(index: usize, target: Target, shared: Arc<Shared>) -> Self {
         let config = &shared.config;
         let per_miner =
             NonZeroU32::new(config.rate.rpcs_per_second_per_miner).unwrap_or(NonZeroU32::MIN);
@@ -93,7 +93,7 @@ impl MinerTask {
         }
     }
 
-    pub async fn run(mut self, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let greeting = format!("connecting to {}", self.target.address);
         self.enter(MinerState::Connecting, &greeting).await;
         let shared = self.shared.clone();

@@ -8,23 +8,22 @@
 //! every change of a miner's state becomes a status sample ([`status`]). See
 //! DESIGN.md, "Source stage".
 
-pub mod backoff;
-pub mod breaker;
-pub mod client;
+pub(crate) mod backoff;
+pub(crate) mod breaker;
+pub(crate) mod client;
 pub mod config;
-pub mod connect;
-pub mod emit;
-pub mod fair_rate;
-pub mod miner;
-pub mod poll;
-pub mod pool;
+pub(crate) mod connect;
+pub(crate) mod emit;
+pub(crate) mod fair_rate;
+pub(crate) mod miner;
+pub(crate) mod poll;
+pub(crate) mod pool;
 mod source;
 pub mod stats;
-pub mod status;
-pub mod targets;
-pub mod tls;
+pub(crate) mod status;
+pub(crate) mod targets;
+pub(crate) mod tls;
 
-pub use config::BosConfig;
 pub use source::run;
 
 use crate::pipeline::component::{ComponentType, SourceConfig};

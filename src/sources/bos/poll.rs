@@ -14,7 +14,7 @@ use crate::toolkit::sample::{Sample, SampleKind};
 
 /// What one poll got back; a call that failed or was not asked for is `None`.
 #[derive(Default)]
-pub struct Answers {
+pub(crate) struct Answers {
     pub details: Option<api::GetMinerDetailsResponse>,
     pub stats: Option<api::GetMinerStatsResponse>,
     pub hashboards: Option<api::GetHashboardsResponse>,
@@ -33,7 +33,7 @@ impl Answers {
 }
 
 /// `MINER_STATUS_NORMAL` → `normal`: the sample carries the short lowercase form.
-pub fn status_name(status: i32) -> Option<String> {
+pub(crate) fn status_name(status: i32) -> Option<String> {
     let status = api::MinerStatus::try_from(status).ok()?;
     let name = status.as_str_name().strip_prefix("MINER_STATUS_")?;
     Some(name.to_ascii_lowercase())
@@ -56,7 +56,7 @@ fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// The samples of one poll, all stamped `at`; none when every call failed.
-pub fn samples(
+pub(crate) fn samples(
     target: &Target,
     miner_status: Option<i32>,
     answers: &Answers,

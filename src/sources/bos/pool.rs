@@ -18,7 +18,7 @@ use tonic::transport::Channel;
 use super::stats::PoolStats;
 
 /// An open channel to one miner and its place under the cap.
-pub struct Connection {
+pub(crate) struct Connection {
     pub channel: Channel,
     pub opened: Instant,
     _permit: OwnedSemaphorePermit,
@@ -31,7 +31,7 @@ impl Drop for Connection {
     }
 }
 
-pub struct ConnectionPool {
+pub(crate) struct ConnectionPool {
     slots: Arc<Semaphore>,
     /// Parked poll-only connections by miner index, with when they were parked.
     parked: Mutex<HashMap<usize, (Connection, Instant)>>,
@@ -41,10 +41,10 @@ pub struct ConnectionPool {
 }
 
 /// A place under the cap, before the channel exists.
-pub struct Slot(OwnedSemaphorePermit);
+pub(crate) struct Slot(OwnedSemaphorePermit);
 
 impl ConnectionPool {
-    pub fn new(max_connections: usize, stats: Arc<PoolStats>) -> Self {
+    pub(crate) fn new(max_connections: usize, stats: Arc<PoolStats>) -> Self {
         ConnectionPool {
             slots: Arc::new(Semaphore::new(max_connections)),
             parked: Mutex::default(),
@@ -55,7 +55,7 @@ impl ConnectionPool {
 
     /// A free place under the cap, evicting the least recently used parked
     /// connection if there is none; waits when every place is in active use.
-    pub async fn slot(&self) -> Slot {
+    pub(crate) async fn slot(&self) -> Slot {
         loop {
             if let Ok(permit) = self.slots.clone().try_acquire_owned() {
                 return Slot(permit);
@@ -75,7 +75,7 @@ impl ConnectionPool {
     }
 
     /// Turns a slot and a new channel into a counted connection.
-    pub fn open(&self, slot: Slot, channel: Channel) -> Connection {
+    pub(crate) fn open(&self, slot: Slot, channel: Channel) -> Connection {
         self.stats.connections_open.fetch_add(1, Relaxed);
         Connection {
             channel,
@@ -86,18 +86,18 @@ impl ConnectionPool {
     }
 
     /// Keeps a poll-only miner's connection for its next poll.
-    pub fn park(&self, miner: usize, connection: Connection) {
+    pub(crate) fn park(&self, miner: usize, connection: Connection) {
         self.lock().insert(miner, (connection, Instant::now()));
         self.was_parked.notify_one();
     }
 
     /// The miner's parked connection, if it was not evicted or closed meanwhile.
-    pub fn take(&self, miner: usize) -> Option<Connection> {
+    pub(crate) fn take(&self, miner: usize) -> Option<Connection> {
         self.lock().remove(&miner).map(|(connection, _)| connection)
     }
 
     /// Closes parked connections idle for longer than `idle_timeout`.
-    pub fn close_idle(&self, idle_timeout: Duration) {
+    pub(crate) fn close_idle(&self, idle_timeout: Duration) {
         self.lock()
             .retain(|_, (_, parked)| parked.elapsed() < idle_timeout);
     }

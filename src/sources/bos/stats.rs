@@ -19,7 +19,7 @@ const CODES: usize = 17;
 
 /// The miner API calls the source makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     GetApiVersion,
     Login,
     GetMinerStatus,
@@ -31,7 +31,7 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 8] = [
+    pub(crate) const ALL: [Method; 8] = [
         Method::GetApiVersion,
         Method::Login,
         Method::GetMinerStatus,
@@ -44,14 +44,14 @@ impl Method {
 
     /// The calls of a new connection (and a re-login), which the fleet-wide governor
     /// lets go before polls.
-    pub fn brings_online(self) -> bool {
+    pub(crate) fn brings_online(self) -> bool {
         matches!(
             self,
             Method::GetApiVersion | Method::Login | Method::GetMinerStatus
         )
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::GetApiVersion => "GetApiVersion",
             Method::Login => "Login",
@@ -77,7 +77,7 @@ pub struct PoolStats {
     /// Miners in each state, indexed by [`MinerState::index`].
     states: [AtomicI64; MinerState::COUNT],
     /// Miners waiting out a backoff delay, or an open breaker.
-    pub in_backoff: AtomicI64,
+    pub(crate) in_backoff: AtomicI64,
     pub breaker_open: AtomicI64,
     pub connections_open: AtomicI64,
     pub connect_attempts: AtomicU64,
@@ -94,7 +94,7 @@ pub struct PoolStats {
 
 impl PoolStats {
     /// Moves one miner from `from` (if it had a state) to `to`.
-    pub fn transition(&self, from: Option<MinerState>, to: MinerState) {
+    pub(crate) fn transition(&self, from: Option<MinerState>, to: MinerState) {
         if let Some(from) = from {
             self.states[from.index()].fetch_sub(1, Relaxed);
         }
@@ -105,26 +105,26 @@ impl PoolStats {
         self.states[state.index()].load(Relaxed)
     }
 
-    pub fn rpc(&self, method: Method, code: Code, latency: Duration) {
+    pub(crate) fn rpc(&self, method: Method, code: Code, latency: Duration) {
         let code = (code as usize).min(CODES - 1);
         self.calls[method as usize][code].fetch_add(1, Relaxed);
         self.latency[method as usize].record(latency);
     }
 
     /// Calls of `method` that ended with gRPC status `code` (0..=16).
-    pub fn calls(&self, method: Method, code: usize) -> u64 {
+    pub(crate) fn calls(&self, method: Method, code: usize) -> u64 {
         self.calls[method as usize][code].load(Relaxed)
     }
 
-    pub fn latency(&self, method: Method) -> &LatencyHistogram {
+    pub(crate) fn latency(&self, method: Method) -> &LatencyHistogram {
         &self.latency[method as usize]
     }
 
-    pub fn rpc_ok(&self) -> u64 {
+    pub(crate) fn rpc_ok(&self) -> u64 {
         Method::ALL.iter().map(|m| self.calls(*m, 0)).sum()
     }
 
-    pub fn rpc_failed(&self) -> u64 {
+    pub(crate) fn rpc_failed(&self) -> u64 {
         let all: u64 = Method::ALL
             .iter()
             .flat_map(|m| (0..CODES).map(|code| self.calls(*m, code)))
@@ -133,7 +133,7 @@ impl PoolStats {
     }
 
     /// The latency quantile `q` over every method, as a bucket bound in ms.
-    pub fn latency_quantile_ms(&self, q: f64) -> Option<u64> {
+    pub(crate) fn latency_quantile_ms(&self, q: f64) -> Option<u64> {
         let mut counts = vec![0; BOUNDS_MS.len() + 1];
         for histogram in &self.latency {
             for (total, count) in counts.iter_mut().zip(histogram.counts()) {
@@ -244,10 +244,10 @@ impl Published for PoolStats {
 }
 
 /// Holds a gauge up for as long as it lives, so every early return takes it down again.
-pub struct GaugeGuard<'a>(&'a AtomicI64);
+pub(crate) struct GaugeGuard<'a>(&'a AtomicI64);
 
 impl<'a> GaugeGuard<'a> {
-    pub fn up(gauge: &'a AtomicI64) -> Self {
+    pub(crate) fn up(gauge: &'a AtomicI64) -> Self {
         gauge.fetch_add(1, Relaxed);
         GaugeGuard(gauge)
     }

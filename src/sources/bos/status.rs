@@ -14,7 +14,7 @@ use crate::toolkit::sample::{MinerState, Sample, SampleKind};
 const REPEAT_AFTER: Duration = Duration::from_secs(300);
 
 /// Fleet-wide budget of state-change lines: 10 a second, bursts of 50.
-pub struct StatusLog(LogBudget);
+pub(crate) struct StatusLog(LogBudget);
 
 impl Default for StatusLog {
     fn default() -> Self {
@@ -27,26 +27,26 @@ impl Default for StatusLog {
 
 impl StatusLog {
     /// Lines not written since the start, because of the fleet-wide budget.
-    pub fn suppressed(&self) -> u64 {
+    pub(crate) fn suppressed(&self) -> u64 {
         self.0.suppressed()
     }
 }
 
 /// One miner's current state and when each state was last logged.
 #[derive(Default)]
-pub struct MinerStatus {
+pub(crate) struct MinerStatus {
     state: Option<MinerState>,
     logged: [Option<Instant>; MinerState::COUNT],
 }
 
 impl MinerStatus {
-    pub fn state(&self) -> Option<MinerState> {
+    pub(crate) fn state(&self) -> Option<MinerState> {
         self.state
     }
 
     /// Moves to `to`; returns the status sample to emit, or `None` if nothing changed.
     /// `message` says why, and what to check.
-    pub fn change(
+    pub(crate) fn change(
         &mut self,
         to: MinerState,
         message: &str,

@@ -16,7 +16,7 @@ use crate::toolkit::sample::Labels;
 /// What the user writes under `targets:`; any mix of the three is allowed.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct TargetsConfig {
+pub(crate) struct TargetsConfig {
     /// `host:port`, an IPv4 range `10.0.0.1-10.0.0.200:50051`, or a port range
     /// `127.0.0.1:50051-50150`.
     #[serde(default)]
@@ -35,16 +35,16 @@ pub struct TargetsConfig {
 /// `shard: {index, count}`: this agent keeps the miners whose rendezvous hash picks `index`.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct Shard {
+pub(crate) struct Shard {
     pub index: u32,
     pub count: u32,
 }
 
 /// One miner to collect from: a row of an inventory.
-pub type Target = InventoryRow;
+pub(crate) type Target = InventoryRow;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TargetError {
+pub(crate) enum TargetError {
     #[error("target `{0}` is not `host:port`, `A.B.C.D-A.B.C.E:port` or `host:PORT1-PORT2`")]
     Address(String),
     #[error("target range `{0}` runs backwards or holds more than 1,000,000 addresses")]
@@ -65,7 +65,7 @@ const MAX_RANGE: u64 = 1_000_000;
 
 impl TargetsConfig {
     /// Every target, in the order written.
-    pub fn resolve(&self) -> Result<Vec<Target>, TargetError> {
+    pub(crate) fn resolve(&self) -> Result<Vec<Target>, TargetError> {
         let mut targets = Vec::new();
         let no_labels: Labels = Arc::default();
         for entry in &self.addresses {
@@ -134,7 +134,7 @@ fn expand(entry: &str) -> Result<Vec<String>, TargetError> {
 
 /// A miner for unit tests; nothing listens at its address.
 #[cfg(test)]
-pub fn fixture(id: &str) -> Target {
+pub(crate) fn fixture(id: &str) -> Target {
     Target {
         id: id.into(),
         address: "127.0.0.1:50051".into(),
@@ -146,7 +146,7 @@ impl Shard {
     /// Whether this shard owns the miner `id`: the shard with the highest rendezvous
     /// score wins. Adding a shard moves only the miners the new shard now wins (about
     /// 1/(count+1) of them); no other miner changes owner.
-    pub fn owns(&self, id: &str) -> bool {
+    pub(crate) fn owns(&self, id: &str) -> bool {
         let best = (0..self.count)
             .max_by_key(|&shard| score(id, shard))
             .unwrap_or(0);

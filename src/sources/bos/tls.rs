@@ -10,7 +10,7 @@ use super::config::TlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 #[error("tls: cannot read {}: {source}; check the path in `tls`", path.display())]
-pub struct TlsFileError {
+pub(crate) struct TlsFileError {
     path: PathBuf,
     source: std::io::Error,
 }
@@ -22,7 +22,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsFileError> {
     })
 }
 
-pub fn client_config(tls: &TlsConfig) -> Result<ClientTlsConfig, TlsFileError> {
+pub(crate) fn client_config(tls: &TlsConfig) -> Result<ClientTlsConfig, TlsFileError> {
     let mut config = ClientTlsConfig::new();
     config = match &tls.ca_file {
         Some(path) => config.ca_certificate(Certificate::from_pem(read(path)?)),

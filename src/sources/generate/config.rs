@@ -8,7 +8,7 @@ use crate::toolkit::yaml::node::Node;
 /// What the user writes under `type: generate`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct GenerateConfig {
+pub(crate) struct GenerateConfig {
     /// Samples to emit before the source finishes; absent means until stopped.
     #[serde(default)]
     pub count: Option<u64>,
@@ -30,7 +30,7 @@ pub struct GenerateConfig {
 }
 
 /// Decodes a `generate` source.
-pub fn decode(body: &Node) -> Result<GenerateConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<GenerateConfig, DecodeError> {
     from_node(body)
 }
 

@@ -7,12 +7,10 @@
 mod config;
 mod source;
 
-pub use config::GenerateConfig;
-
 use crate::pipeline::component::{ComponentType, SourceConfig};
 
 /// The registry's entry for `type: generate`.
-pub const TYPE: ComponentType<dyn SourceConfig> = ComponentType {
+pub(crate) const TYPE: ComponentType<dyn SourceConfig> = ComponentType {
     name: "generate",
     decode: |body, _| Ok(Box::new(config::decode(body)?)),
 };

@@ -16,13 +16,13 @@ pub struct DecodeError {
     pub message: String,
     /// For an unknown field: its name and the valid ones, so a caller that knows more
     /// valid names (a component's common keys) can suggest better.
-    pub unknown_field: Option<(String, &'static [&'static str])>,
+    pub(crate) unknown_field: Option<(String, &'static [&'static str])>,
 }
 
 impl DecodeError {
     /// A component's own check failed: the error points at `key` of `body`, or at the
     /// component when the key is not written.
-    pub fn at_key(body: &Node, key: &str, message: String) -> Self {
+    pub(crate) fn at_key(body: &Node, key: &str, message: String) -> Self {
         DecodeError {
             mark: Some(body.get(key).map_or(body.mark, |n| n.mark)),
             message,
@@ -75,7 +75,7 @@ impl de::Error for DecodeError {
 }
 
 /// "unknown field `x`; did you mean `y`?" with the list of valid names as the fallback.
-pub fn unknown_name(what: &str, found: &str, expected: &[&str]) -> String {
+pub(crate) fn unknown_name(what: &str, found: &str, expected: &[&str]) -> String {
     match nearest(found, expected.iter().copied()) {
         Some(best) => format!("unknown {what} `{found}`; did you mean `{best}`?"),
         None if expected.is_empty() => {
@@ -89,7 +89,10 @@ pub fn unknown_name(what: &str, found: &str, expected: &[&str]) -> String {
 }
 
 /// The candidate closest to `found`, if any is close enough to be a plausible typo.
-pub fn nearest<'a>(found: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn nearest<'a>(
+    found: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .map(|c| (strsim::damerau_levenshtein(found, c), c))
         .filter(|(distance, c)| *distance <= (c.len().max(found.len()) / 3).max(2))
@@ -98,11 +101,11 @@ pub fn nearest<'a>(found: &str, candidates: impl Iterator<Item = &'a str>) -> Op
 }
 
 /// Decodes `node` into `T`.
-pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node) -> Result<T, DecodeError> {
+pub(crate) fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node) -> Result<T, DecodeError> {
     T::deserialize(NodeDeserializer(node))
 }
 
-pub struct NodeDeserializer<'a>(pub &'a Node);
+pub(crate) struct NodeDeserializer<'a>(pub &'a Node);
 
 impl NodeDeserializer<'_> {
     fn scalar(&self, expected: &str) -> Result<&str, DecodeError> {

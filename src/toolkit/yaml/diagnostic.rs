@@ -22,7 +22,7 @@ impl Diagnostic {
     }
 
     /// A decode error, at its own position or else at `fallback`.
-    pub fn from_decode(fallback: Mark) -> impl Fn(DecodeError) -> Diagnostic {
+    pub(crate) fn from_decode(fallback: Mark) -> impl Fn(DecodeError) -> Diagnostic {
         move |e| Diagnostic::new(e.mark.unwrap_or(fallback), e.message)
     }
 }

@@ -8,7 +8,7 @@ use super::decode::DecodeError;
 use super::node::{Node, Value};
 
 /// Replaces variables in every scalar value of the tree, collecting all errors.
-pub fn interpolate(
+pub(crate) fn interpolate(
     node: &mut Node,
     lookup: &dyn Fn(&str) -> Option<String>,
     errors: &mut Vec<DecodeError>,
@@ -32,7 +32,10 @@ pub fn interpolate(
 }
 
 /// Expands one string.
-pub fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+pub(crate) fn expand(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {

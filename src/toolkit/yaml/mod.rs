@@ -2,7 +2,7 @@
 //! `${VAR}` interpolation ([`interpolate`]), and serde decoding that keeps the
 //! position of every error ([`decode`]).
 
-pub mod decode;
+pub(crate) mod decode;
 pub mod diagnostic;
-pub mod interpolate;
+pub(crate) mod interpolate;
 pub mod node;

@@ -60,7 +60,7 @@ impl Node {
     }
 
     /// True for an empty plain scalar, `~` or `null`: YAML's ways to write nothing.
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(&self.value, Value::Scalar { text, plain: true } if matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL"))
     }
 
@@ -73,7 +73,7 @@ impl Node {
     }
 
     /// A mapping's entries, or nothing for other nodes.
-    pub fn entries(&self) -> &[(Node, Node)] {
+    pub(crate) fn entries(&self) -> &[(Node, Node)] {
         match &self.value {
             Value::Map(entries) => entries,
             _ => &[],
@@ -94,7 +94,7 @@ impl Node {
 /// `over` laid on `base`: mappings merge key by key (recursively), anything else in
 /// `over` replaces what `base` had. Used for presets, so a user's field keeps its own
 /// position in errors while the preset fills in the rest.
-pub fn overlay(base: &Node, over: &Node) -> Node {
+pub(crate) fn overlay(base: &Node, over: &Node) -> Node {
     match (&base.value, &over.value) {
         (Value::Map(base_entries), Value::Map(over_entries)) => {
             let mut entries: Vec<(Node, Node)> = base_entries

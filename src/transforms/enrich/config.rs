@@ -11,18 +11,18 @@ use crate::toolkit::yaml::node::Node;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EnrichConfig {
+pub(crate) struct EnrichConfig {
     #[serde(default)]
     pub labels: Vec<String>,
     #[serde(default)]
     pub inventory: Option<PathBuf>,
     #[serde(default, rename = "static")]
-    pub static_labels: BTreeMap<String, String>,
+    pub(crate) static_labels: BTreeMap<String, String>,
 }
 
 impl EnrichConfig {
     /// Every label an output sample may carry: `labels`, then the `static` names.
-    pub fn declared(&self) -> Vec<String> {
+    pub(crate) fn declared(&self) -> Vec<String> {
         let mut names = self.labels.clone();
         names.extend(
             self.static_labels
@@ -35,7 +35,7 @@ impl EnrichConfig {
 }
 
 /// Decodes an `enrich` transform and checks its label names.
-pub fn decode(body: &Node) -> Result<EnrichConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<EnrichConfig, DecodeError> {
     let config: EnrichConfig = from_node(body)?;
     let error = |message: String| DecodeError::at_key(body, "labels", message);
     let declared = config.declared();

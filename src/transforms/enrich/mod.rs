@@ -18,12 +18,10 @@
 mod config;
 mod stage;
 
-pub use config::EnrichConfig;
-
 use crate::pipeline::component::{ComponentType, TransformConfig};
 
 /// The registry's entry for `type: enrich`.
-pub const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
+pub(crate) const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
     name: "enrich",
     decode: |body, _| Ok(Box::new(config::decode(body)?)),
 };

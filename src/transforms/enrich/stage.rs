@@ -9,7 +9,7 @@ use crate::pipeline::transform::{self, Transform};
 use crate::toolkit::inventory::{self, InventoryError};
 use crate::toolkit::sample::{Labels, Sample};
 
-pub struct Enricher {
+pub(super) struct Enricher {
     declared: Vec<String>,
     static_labels: BTreeMap<String, String>,
     inventory: HashMap<Arc<str>, Labels>,
@@ -18,7 +18,7 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    pub fn new(config: &EnrichConfig) -> Result<Self, InventoryError> {
+    pub(super) fn new(config: &EnrichConfig) -> Result<Self, InventoryError> {
         let inventory = match &config.inventory {
             None => HashMap::new(),
             Some(path) => inventory::read(path)?

@@ -19,7 +19,7 @@ use crate::toolkit::sample::{
 };
 
 #[derive(Clone)]
-pub enum Condition {
+pub(crate) enum Condition {
     And(Box<Condition>, Box<Condition>),
     Or(Box<Condition>, Box<Condition>),
     Not(Box<Condition>),
@@ -41,7 +41,7 @@ pub enum Condition {
 
 /// A text operand: a fixed column or a label.
 #[derive(Clone)]
-pub enum Text {
+pub(crate) enum Text {
     Column(TextField),
     Label(String),
 }
@@ -56,7 +56,7 @@ impl Text {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Eq,
     Ne,
     Lt,
@@ -85,7 +85,7 @@ impl fmt::Debug for Condition {
 }
 
 impl Condition {
-    pub fn matches(&self, sample: &Sample) -> bool {
+    pub(crate) fn matches(&self, sample: &Sample) -> bool {
         match self {
             Condition::And(a, b) => a.matches(sample) && b.matches(sample),
             Condition::Or(a, b) => a.matches(sample) || b.matches(sample),
@@ -105,7 +105,7 @@ impl Condition {
 
 /// What is wrong with a condition, and where in it (1-based character).
 #[derive(Debug, PartialEq)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub at: usize,
     pub message: String,
 }

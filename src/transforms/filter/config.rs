@@ -9,7 +9,7 @@ use crate::toolkit::yaml::node::Node;
 /// What the user writes under `type: filter`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FilterConfig {
+pub(crate) struct FilterConfig {
     /// Samples for which this holds pass; the others are removed (not counted as drops:
     /// removing them is what the user asked for).
     #[serde(deserialize_with = "parse_condition")]
@@ -22,6 +22,6 @@ fn parse_condition<'de, D: Deserializer<'de>>(d: D) -> Result<Condition, D::Erro
 }
 
 /// Decodes a `filter` transform; its condition is parsed and checked here.
-pub fn decode(body: &Node) -> Result<FilterConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<FilterConfig, DecodeError> {
     from_node(body)
 }

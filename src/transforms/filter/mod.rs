@@ -15,12 +15,10 @@ mod condition;
 mod config;
 mod stage;
 
-pub use config::FilterConfig;
-
 use crate::pipeline::component::{ComponentType, TransformConfig};
 
 /// The registry's entry for `type: filter`.
-pub const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
+pub(crate) const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
     name: "filter",
     decode: |body, _| Ok(Box::new(config::decode(body)?)),
 };

@@ -9,17 +9,17 @@ use crate::toolkit::sample::{float_field_mut, FloatFieldMut};
 
 /// `[min, max]`, inclusive.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
-pub struct Bound(pub [f64; 2]);
+pub(crate) struct Bound(pub [f64; 2]);
 
 impl Bound {
-    pub fn admits(&self, value: f64) -> bool {
+    pub(crate) fn admits(&self, value: f64) -> bool {
         value.is_finite() && value >= self.0[0] && value <= self.0[1]
     }
 }
 
 /// The defaults: generous for any ASIC made so far, far from what a broken sensor or a
 /// unit mix-up produces (a GH/s value read as TH/s is 1,000 times too big).
-pub const DEFAULTS: [(&str, [f64; 2]); 9] = [
+pub(super) const DEFAULTS: [(&str, [f64; 2]); 9] = [
     ("hashrate_ths", [0.0, 2_000.0]),
     ("hashrate_nominal_ths", [0.0, 2_000.0]),
     ("power_w", [0.0, 20_000.0]),
@@ -33,14 +33,14 @@ pub const DEFAULTS: [(&str, [f64; 2]); 9] = [
 
 /// One measurement's check, with its accessor resolved once rather than per sample.
 #[derive(Clone, Copy, Debug)]
-pub struct Check {
+pub(super) struct Check {
     pub name: &'static str,
     pub field: FloatFieldMut,
     pub bound: Bound,
 }
 
 /// The defaults with the user's `bounds:` laid over them; an unknown field is an error.
-pub fn resolve(overrides: &BTreeMap<String, Bound>) -> Result<Vec<Check>, String> {
+pub(super) fn resolve(overrides: &BTreeMap<String, Bound>) -> Result<Vec<Check>, String> {
     if let Some(name) = overrides
         .keys()
         .find(|name| float_field_mut(name).is_none())

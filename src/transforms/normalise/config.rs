@@ -11,14 +11,14 @@ use crate::toolkit::yaml::node::Node;
 /// What the user writes under `type: normalise`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NormaliseConfig {
+pub(crate) struct NormaliseConfig {
     /// `field: [min, max]`, replacing the default bound of that field.
     #[serde(default)]
-    pub bounds: BTreeMap<String, Bound>,
+    pub(crate) bounds: BTreeMap<String, Bound>,
 }
 
 /// Decodes a `normalise` transform and checks its bounds.
-pub fn decode(body: &Node) -> Result<NormaliseConfig, DecodeError> {
+pub(super) fn decode(body: &Node) -> Result<NormaliseConfig, DecodeError> {
     let config: NormaliseConfig = from_node(body)?;
     bounds::resolve(&config.bounds).map_err(|e| DecodeError::at_key(body, "bounds", e))?;
     Ok(config)

@@ -6,7 +6,7 @@ use crate::toolkit::sample::Sample;
 
 /// What one miner's previous sample said.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Previous {
+pub(super) struct Previous {
     accepted: Option<u64>,
     rejected: Option<u64>,
     stale: Option<u64>,
@@ -14,7 +14,7 @@ pub struct Previous {
 }
 
 /// Sets the sample's deltas from `previous` and remembers it; returns true on a reset.
-pub fn apply(previous: &mut Option<Previous>, sample: &mut Sample) -> bool {
+pub(super) fn apply(previous: &mut Option<Previous>, sample: &mut Sample) -> bool {
     let now = Previous {
         accepted: sample.shares_accepted,
         rejected: sample.shares_rejected,

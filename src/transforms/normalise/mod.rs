@@ -20,12 +20,10 @@ mod config;
 mod counters;
 mod stage;
 
-pub use config::NormaliseConfig;
-
 use crate::pipeline::component::{ComponentType, TransformConfig};
 
 /// The registry's entry for `type: normalise`.
-pub const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
+pub(crate) const TYPE: ComponentType<dyn TransformConfig> = ComponentType {
     name: "normalise",
     decode: |body, _| Ok(Box::new(config::decode(body)?)),
 };

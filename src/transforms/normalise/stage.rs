@@ -13,19 +13,19 @@ use crate::pipeline::transform::{self, Transform};
 use crate::toolkit::sample::{Sample, SampleKind};
 
 /// The running stage: bounds, and each miner's previous counters.
-pub struct Normaliser {
+pub(super) struct Normaliser {
     checks: Vec<bounds::Check>,
     /// The bound a derived efficiency must meet, like a reported one.
     efficiency: Bound,
     previous: HashMap<Arc<str>, Option<counters::Previous>>,
     /// Values removed, by field.
     pub implausible: BTreeMap<&'static str, u64>,
-    pub counter_resets: u64,
-    pub efficiency_derived: u64,
+    pub(crate) counter_resets: u64,
+    pub(crate) efficiency_derived: u64,
 }
 
 impl Normaliser {
-    pub fn new(config: &NormaliseConfig) -> Result<Self, String> {
+    pub(super) fn new(config: &NormaliseConfig) -> Result<Self, String> {
         let checks = bounds::resolve(&config.bounds)?;
         let efficiency = checks
             .iter()
