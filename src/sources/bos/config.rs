@@ -139,11 +139,7 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<BosConfig, DecodeE
         ),
     };
     let mut config: BosConfig = from_node(&overlay(&base, &mine))?;
-    config.check().map_err(|message| DecodeError {
-        mark: Some(body.mark),
-        message,
-        unknown_field: None,
-    })?;
+    config.check(body)?;
     if config.targets.simulator {
         let Some(fleet) = &context.embedded_fleet else {
             let targets = body.get("targets").unwrap_or(body);
@@ -162,14 +158,17 @@ fn empty() -> Node {
 }
 
 impl BosConfig {
-    /// Rules that span fields; each message says what to change.
-    fn check(&self) -> Result<(), String> {
+    /// Rules that span fields; each error is at the key it is about and says what to
+    /// change.
+    fn check(&self, body: &Node) -> Result<(), DecodeError> {
+        let at = |path: &[&str], message: String| Err(DecodeError::at_path(body, path, message));
         if self.password.is_some() == self.password_file.is_some() {
-            return Err("set exactly one of `password` (e.g. `password: ${BOS_PASSWORD}`) or `password_file`".into());
+            return at(&["password"], "set exactly one of `password` (e.g. `password: ${BOS_PASSWORD}`) or `password_file`".into());
         }
         if let Some(tls) = &self.tls {
             if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return Err(
+                return at(
+                    &["tls"],
                     "`tls.cert_file` and `tls.key_file` go together (mTLS); set both or neither"
                         .into(),
                 );
@@ -177,44 +176,76 @@ impl BosConfig {
         }
         if let Some(shard) = self.shard {
             if shard.count == 0 || shard.index >= shard.count {
-                return Err(format!(
-                    "`shard.index` must be below `shard.count` (0-based), found index {} of {}",
-                    shard.index, shard.count
-                ));
+                return at(
+                    &["shard"],
+                    format!(
+                        "`shard.index` must be below `shard.count` (0-based), found index {} of {}",
+                        shard.index, shard.count
+                    ),
+                );
             }
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(format!(
-                "`jitter` is a fraction of `interval` from 0 to 1, found {}",
-                self.jitter
-            ));
+            return at(
+                &["jitter"],
+                format!(
+                    "`jitter` is a fraction of `interval` from 0 to 1, found {}",
+                    self.jitter
+                ),
+            );
         }
-        if self.interval.0.is_zero() || self.timeout.0.is_zero() || self.connect_timeout.0.is_zero()
-        {
-            return Err("`interval`, `timeout` and `connect_timeout` must be above zero".into());
+        for (key, value) in [
+            ("interval", &self.interval),
+            ("timeout", &self.timeout),
+            ("connect_timeout", &self.connect_timeout),
+        ] {
+            if value.0.is_zero() {
+                return at(
+                    &[key],
+                    "`interval`, `timeout` and `connect_timeout` must be above zero".into(),
+                );
+            }
         }
         let rate = &self.rate;
-        if rate.connects_per_second == 0
-            || rate.rpcs_per_second == 0
-            || rate.rpcs_per_second_per_miner == 0
-        {
-            return Err("every `rate` limit must be at least 1 per second".into());
+        for (key, value) in [
+            ("connects_per_second", rate.connects_per_second),
+            ("rpcs_per_second", rate.rpcs_per_second),
+            ("rpcs_per_second_per_miner", rate.rpcs_per_second_per_miner),
+        ] {
+            if value == 0 {
+                return at(
+                    &["rate", key],
+                    "every `rate` limit must be at least 1 per second".into(),
+                );
+            }
         }
         let needed = self.polls.len() as f64 / self.interval.0.as_secs_f64();
         if needed > f64::from(rate.rpcs_per_second_per_miner) {
-            return Err(format!(
+            return at(&["interval"], format!(
                 "{} polls every {:?} need {needed:.1} calls a second per miner, above `rate.rpcs_per_second_per_miner` ({}); raise it, lengthen `interval`, or poll fewer calls",
                 self.polls.len(), self.interval.0, rate.rpcs_per_second_per_miner
             ));
         }
-        if self.max_connections == 0 || self.batch_size == 0 {
-            return Err("`max_connections` and `batch_size` must be at least 1".into());
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            ("batch_size", self.batch_size),
+        ] {
+            if value == 0 {
+                return at(
+                    &[key],
+                    "`max_connections` and `batch_size` must be at least 1".into(),
+                );
+            }
         }
-        if self.backoff.multiplier < 1.0
-            || self.breaker.failure_threshold == 0
-            || self.breaker.successes_to_close == 0
-        {
-            return Err(
+        if self.backoff.multiplier < 1.0 {
+            return at(
+                &["backoff", "multiplier"],
+                "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
+            );
+        }
+        if self.breaker.failure_threshold == 0 || self.breaker.successes_to_close == 0 {
+            return at(
+                &["breaker"],
                 "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
             );
         }

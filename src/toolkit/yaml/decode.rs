@@ -23,8 +23,21 @@ impl DecodeError {
     /// A component's own check failed: the error points at `key` of `body`, or at the
     /// component when the key is not written.
     pub(crate) fn at_key(body: &Node, key: &str, message: String) -> Self {
+        Self::at_path(body, &[key], message)
+    }
+
+    /// Like [`DecodeError::at_key`] for a nested key (`["tls", "cert_file"]`): the
+    /// error points at the deepest part of the path that is written.
+    pub(crate) fn at_path(body: &Node, path: &[&str], message: String) -> Self {
+        let mut node = body;
+        for key in path {
+            match node.get(key) {
+                Some(inner) => node = inner,
+                None => break,
+            }
+        }
         DecodeError {
-            mark: Some(body.get(key).map_or(body.mark, |n| n.mark)),
+            mark: Some(node.mark),
             message,
             unknown_field: None,
         }
