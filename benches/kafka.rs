@@ -11,6 +11,7 @@ mod common;
 #[path = "../tests/support/kafka.rs"]
 mod broker;
 #[path = "../tests/support/net.rs"]
+#[allow(dead_code)] // the bench needs only a free port
 mod net;
 #[path = "../tests/support/python.rs"]
 mod python;

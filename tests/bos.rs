@@ -3,12 +3,9 @@
 //! governor under a reconnect storm, stalled streams, credentials, TLS, the connection
 //! cap, and backpressure from a blocked sink.
 //!
-//! Each test owns a block of loopback addresses (127.5.BLOCK.x), so they run in parallel.
+//! Each test's fleet gets a free block of loopback addresses, so they run in parallel.
 
-#[path = "support/collector.rs"]
-mod collector;
-#[path = "support/pki.rs"]
-mod pki;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,13 +15,14 @@ use rigtap::sim::faults::{FaultKind, FaultRule};
 use rigtap::sim::{Fleet, SimTls};
 use rigtap::toolkit::sample::{MinerState, SampleKind};
 
-use collector::{
-    collect, expect_samples_from_every_miner, ids, in_state, miners_with, sim, states_reported,
+use support::collector::{
+    collect, expect_samples_from_every_miner, ids, in_state, miners_with, states_reported,
 };
+use support::sim_config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_miner_streams_and_polls_over_one_connection() {
-    let fleet = Fleet::start(sim(1, 200)).await.unwrap();
+    let fleet = Fleet::start(sim_config(200)).await.unwrap();
     // 200 miners x 5 polls a second ask twice the 500 calls/s of the development
     // profile: polls run late, but every miner still gets its turn for its login and
     // stream (the governors queue their waiters; see `fair_rate`).
@@ -81,7 +79,7 @@ async fn every_miner_streams_and_polls_over_one_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_miners_go_offline_and_come_back_without_leaking_tasks() {
-    let mut fleet = Fleet::start(sim(2, 50)).await.unwrap();
+    let mut fleet = Fleet::start(sim_config(50)).await.unwrap();
     let mut collector = collect(
         &fleet,
         "interval: 500ms\nbackoff: {initial: 100ms, max: 500ms}\nbreaker: {failure_threshold: 3, open_for: 500ms}",
@@ -153,7 +151,7 @@ async fn killed_miners_go_offline_and_come_back_without_leaking_tasks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnect_storm_never_exceeds_the_connect_governor() {
     const LIMIT: u64 = 40;
-    let mut fleet = Fleet::start(sim(3, 200)).await.unwrap();
+    let mut fleet = Fleet::start(sim_config(200)).await.unwrap();
     let mut collector = collect(
         &fleet,
         &format!("interval: 2s\nrate: {{connects_per_second: {LIMIT}}}\nbackoff: {{initial: 50ms, max: 200ms}}\nbreaker: {{failure_threshold: 1000, open_for: 1s}}"),
@@ -196,7 +194,7 @@ async fn a_reconnect_storm_never_exceeds_the_connect_governor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_streams_are_detected_and_reopened() {
-    let mut config = sim(4, 4);
+    let mut config = sim_config(4);
     config.faults = vec![rule(FaultKind::Stall, &[0, 1])];
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(
@@ -243,7 +241,7 @@ fn rule(kind: FaultKind, miners: &[usize]) -> FaultRule {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_reported_once_and_not_hammered() {
-    let fleet = Fleet::start(sim(5, 10)).await.unwrap();
+    let fleet = Fleet::start(sim_config(10)).await.unwrap();
     let mut collector = collect(
         &fleet,
         "password: wrong\nbreaker: {failure_threshold: 1, open_for: 2s}",
@@ -280,7 +278,7 @@ async fn a_wrong_password_is_reported_once_and_not_hammered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_is_renewed_without_a_gap() {
-    let mut config = sim(6, 3);
+    let mut config = sim_config(3);
     config.session_timeout = Duration::from_millis(300);
     let fleet = Fleet::start(config).await.unwrap();
     // Poll-only, every 600ms: every poll finds its session expired. (Each expiry costs
@@ -311,7 +309,7 @@ async fn an_expired_token_is_renewed_without_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_mtls_and_a_wrong_ca() {
-    let certs = pki::pki();
+    let certs = support::pki::pki();
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, pem: &str| {
         let path = dir.path().join(name);
@@ -319,7 +317,7 @@ async fn tls_mtls_and_a_wrong_ca() {
         path.display().to_string()
     };
     let ca = write("ca.pem", &certs.ca);
-    let other_ca = write("other-ca.pem", &pki::pki().ca);
+    let other_ca = write("other-ca.pem", &support::pki::pki().ca);
     let client_cert = write("client.pem", &certs.client.0);
     let client_key = write("client.key", &certs.client.1);
     let tls = |client_ca: bool| {
@@ -330,7 +328,7 @@ async fn tls_mtls_and_a_wrong_ca() {
         })
     };
 
-    let mut config = sim(7, 3);
+    let mut config = sim_config(3);
     config.tls = tls(false);
     let fleet = Fleet::start(config).await.unwrap();
     let trusted = format!("tls: {{ca_file: {ca}, server_name: miner.sim}}");
@@ -359,7 +357,7 @@ async fn tls_mtls_and_a_wrong_ca() {
     collector.stop().await;
     drop(fleet);
 
-    let mut config = sim(8, 3);
+    let mut config = sim_config(3);
     config.tls = tls(true);
     let fleet = Fleet::start(config).await.unwrap();
     let mtls = format!("tls: {{ca_file: {ca}, server_name: miner.sim, cert_file: {client_cert}, key_file: {client_key}}}");
@@ -368,7 +366,7 @@ async fn tls_mtls_and_a_wrong_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_firmware_is_reported_as_unsupported_and_gzip_works() {
-    let mut config = sim(9, 2);
+    let mut config = sim_config(2);
     config.faults = vec![rule(FaultKind::OldApi, &[1])];
     let fleet = Fleet::start(config).await.unwrap();
     // Compressed both ways, which the simulator accepts.
@@ -401,7 +399,7 @@ async fn old_firmware_is_reported_as_unsupported_and_gzip_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_only_miners_share_a_capped_pool() {
-    let fleet = Fleet::start(sim(10, 12)).await.unwrap();
+    let fleet = Fleet::start(sim_config(12)).await.unwrap();
     let mut collector = collect(&fleet, "interval: 400ms\nstream: false\nmax_connections: 4\nrate: {connects_per_second: 100, rpcs_per_second_per_miner: 50}");
     let mut seen = Vec::new();
     let gauge = collector.stats.clone();
@@ -442,7 +440,7 @@ async fn poll_only_miners_share_a_capped_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_recycled_after_their_ttl_without_a_gap() {
-    let fleet = Fleet::start(sim(12, 5)).await.unwrap();
+    let fleet = Fleet::start(sim_config(5)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, "root\n").unwrap();
@@ -470,7 +468,7 @@ async fn connections_are_recycled_after_their_ttl_without_a_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_makes_no_connection_attempts() {
-    let mut config = sim(13, 1);
+    let mut config = sim_config(1);
     config.faults = vec![rule(FaultKind::Refuse, &[0])];
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(
@@ -493,7 +491,7 @@ async fn an_open_breaker_makes_no_connection_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_ends_the_wait_for_the_governors_and_keeps_every_state_change() {
-    let fleet = Fleet::start(sim(14, 100)).await.unwrap();
+    let fleet = Fleet::start(sim_config(100)).await.unwrap();
     // Bringing 100 miners online takes 300 calls, 15 s at 20 calls/s.
     let mut collector = collect(
         &fleet,

@@ -2,8 +2,7 @@
 //! skipped (and counted) instead of queued, and the stream resumes when the sink frees.
 //! A test binary of its own, so no other test's memory moves the RSS it measures.
 
-#[path = "support/collector.rs"]
-mod collector;
+mod support;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -11,7 +10,8 @@ use std::time::Duration;
 use rigtap::sim::Fleet;
 use rigtap::toolkit::sample::SampleKind;
 
-use collector::{collect, miners_with, sim};
+use support::collector::{collect, miners_with};
+use support::sim_config;
 
 /// Resident memory of this test process, in KiB.
 fn rss_kib() -> u64 {
@@ -20,7 +20,7 @@ fn rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_sink_keeps_memory_flat_and_streams_resume() {
-    let mut config = sim(20, 200);
+    let mut config = sim_config(200);
     config.status_interval = Duration::from_millis(50);
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(&fleet, "interval: 500ms\nrate: {connects_per_second: 200}");

@@ -7,13 +7,19 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use support::{finished, start};
+use support::net::{free_block, free_port, miner_address};
+use support::{finished, start, start_with_env};
 
 #[test]
 fn the_default_collector_runs_on_the_embedded_fleet() {
     let root = env!("CARGO_MANIFEST_DIR");
     let yaml = std::fs::read_to_string(format!("{root}/collector.yaml")).unwrap();
-    let mut rigtap = start(&yaml, &["--duration", "5s"]);
+    // Its fleet and API where no running rigtap (whose defaults they are) sits.
+    let env = [
+        ("RIGTAP_SIM_FIRST", free_block(20).to_string()),
+        ("RIGTAP_API_ADDRESS", format!("127.0.0.1:{}", free_port())),
+    ];
+    let mut rigtap = start_with_env(&yaml, &["--duration", "5s"], &env);
     let lines = rigtap.rest();
     let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
@@ -38,7 +44,7 @@ fn samples_carry_what_the_simulated_miners_report() {
     let yaml = "
 simulator:
   miners: 10
-  first: 127.6.0.1:50051
+  first: FIRST
   seed: 3
 sources:
   fleet:
@@ -53,7 +59,8 @@ sinks:
     type: stdout
     inputs: [fleet]
 ";
-    let mut rigtap = start(yaml, &["--duration", "4s"]);
+    let yaml = yaml.replace("FIRST", &free_block(10).to_string());
+    let mut rigtap = start(&yaml, &["--duration", "4s"]);
     let lines = rigtap.rest();
     let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
@@ -112,25 +119,26 @@ sinks:
 fn normalise_and_enrich_clean_and_label_what_the_miners_report() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("inventory.csv");
+    let first = free_block(6);
+    let miner = |i: usize| miner_address(first, i).to_string();
     let mut csv = String::from("id,address,site,rack,model\n");
     for i in 1..=6 {
-        csv.push_str(&format!(
-            "127.6.1.{i}:50051,127.6.1.{i}:50051,site-a,rack-{i},S21\n"
-        ));
+        let address = miner(i - 1);
+        csv.push_str(&format!("{address},{address},site-a,rack-{i},S21\n"));
     }
     std::fs::write(&inventory, csv).unwrap();
     let yaml = format!(
         "
 simulator:
   miners: 6
-  first: 127.6.1.1:50051
+  first: {first}
   faults: [{{kind: malformed, miners: [0]}}]
 sources:
   fleet:
     type: bos
     profile: development
     interval: 1s
-    targets: {{addresses: ['127.6.1.1-127.6.1.6:50051']}}
+    targets: {{addresses: ['{}-{}']}}
     username: root
     password: root
 transforms:
@@ -144,6 +152,8 @@ transforms:
 sinks:
   out: {{type: stdout, inputs: [labelled]}}
 ",
+        first.ip(),
+        miner(5),
         inventory.display()
     );
     let mut rigtap = start(&yaml, &["--duration", "4500ms"]);
@@ -162,7 +172,7 @@ sinks:
     };
 
     // The malformed miner: NaN hashrate, 9 GW and -300 °C chips are removed, not passed on.
-    let broken = of("127.6.1.1:50051", "miner");
+    let broken = of(&miner(0), "miner");
     assert!(!broken.is_empty());
     assert!(
         broken
@@ -170,7 +180,7 @@ sinks:
             .all(|s| s.get("hashrate_ths").is_none() && s.get("power_w").is_none()),
         "{broken:?}"
     );
-    assert!(of("127.6.1.1:50051", "board")
+    assert!(of(&miner(0), "board")
         .iter()
         .all(|b| b.get("temp_chip_c").is_none() && b.get("hashrate_ths").is_none()));
     let report = logs
@@ -187,7 +197,7 @@ sinks:
     );
 
     // A healthy miner: plausible values, efficiency consistent, deltas that match its counters.
-    let healthy = of("127.6.1.2:50051", "miner");
+    let healthy = of(&miner(1), "miner");
     assert!(healthy.len() >= 3, "polled every second: {}", healthy.len());
     for s in &healthy {
         let (ths, watts, jth) = (
@@ -215,7 +225,7 @@ sinks:
             - pair[0]["shares_accepted"].as_u64().unwrap();
         assert_eq!(pair[1]["shares_accepted_delta"].as_u64(), Some(delta));
     }
-    let status = of("127.6.1.3:50051", "status");
+    let status = of(&miner(2), "status");
     assert!(
         status
             .iter()

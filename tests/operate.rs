@@ -4,13 +4,13 @@
 
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rigtap::sim::{Fleet, SimConfig};
 use support::net::free_port;
 use support::scrape::{scrape_until, value};
+use support::sim_config;
 use support::start;
 
 const MINERS: usize = 10;
@@ -18,10 +18,9 @@ const MINERS: usize = 10;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_tap_tell_the_truth() {
     let mut fleet = Fleet::start(SimConfig {
-        miners: MINERS,
-        first: SocketAddrV4::new(Ipv4Addr::new(127, 8, 0, 1), 50051),
+        seed: 0,
         status_interval: Duration::from_millis(500),
-        ..SimConfig::default()
+        ..sim_config(MINERS)
     })
     .await
     .unwrap();

@@ -1,10 +1,9 @@
 //! The simulator seen from real tonic clients over loopback: login, every call, the
 //! status stream, token expiry, TLS and mTLS, and each injected fault.
 
-#[path = "support/pki.rs"]
-mod pki;
+mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rigtap::sim::faults::{FaultKind, FaultRule};
@@ -15,7 +14,7 @@ use rigtap::toolkit::proto::bos::ApiVersionRequest;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
 
-use pki::pki;
+use support::pki::pki;
 
 use api::authentication_service_client::AuthenticationServiceClient;
 use api::cooling_service_client::CoolingServiceClient;
@@ -23,14 +22,12 @@ use api::miner_service_client::MinerServiceClient;
 use api::performance_service_client::PerformanceServiceClient;
 use api::pool_service_client::PoolServiceClient;
 
-/// Each test gets its own block of loopback addresses, so tests run in parallel.
-fn config(block: u8, miners: usize) -> SimConfig {
+/// A fleet on a free block of loopback addresses, streaming status every 100 ms.
+fn config(miners: usize) -> SimConfig {
     SimConfig {
-        miners,
-        first: SocketAddrV4::new(Ipv4Addr::new(127, 3, block, 1), 50051),
         seed: 42,
         status_interval: Duration::from_millis(100),
-        ..SimConfig::default()
+        ..support::sim_config(miners)
     }
 }
 
@@ -74,7 +71,7 @@ fn authed<T>(token: &str, message: T) -> Request<T> {
 
 #[tokio::test]
 async fn login_every_call_and_the_stream() {
-    let fleet = Fleet::start(config(1, 2)).await.unwrap();
+    let fleet = Fleet::start(config(2)).await.unwrap();
     let ch = channel(fleet.address(1)).await.unwrap();
 
     let version = ApiVersionServiceClient::new(ch.clone())
@@ -195,7 +192,7 @@ async fn login_every_call_and_the_stream() {
 
 #[tokio::test]
 async fn tokens_expire_after_inactivity() {
-    let mut cfg = config(2, 1);
+    let mut cfg = config(1);
     cfg.session_timeout = Duration::from_millis(1200);
     let fleet = Fleet::start(cfg).await.unwrap();
     let ch = channel(fleet.address(0)).await.unwrap();
@@ -247,7 +244,7 @@ async fn tls_channel(
 #[tokio::test]
 async fn tls_and_mtls_handshakes() {
     let certs = pki();
-    let mut cfg = config(3, 1);
+    let mut cfg = config(1);
     cfg.tls = Some(SimTls {
         cert: certs.server.0.clone().into_bytes(),
         key: certs.server.1.clone().into_bytes(),
@@ -274,7 +271,7 @@ async fn tls_and_mtls_handshakes() {
     );
     drop(fleet);
 
-    let mut cfg = config(4, 1);
+    let mut cfg = config(1);
     cfg.tls = Some(SimTls {
         cert: certs.server.0.clone().into_bytes(),
         key: certs.server.1.clone().into_bytes(),
@@ -341,7 +338,7 @@ async fn each_fault_is_seen_by_the_client() {
         AuthFail,
         OldApi,
     ];
-    let mut cfg = config(5, kinds.len());
+    let mut cfg = config(kinds.len());
     cfg.faults = kinds.iter().enumerate().map(|(i, k)| rule(*k, i)).collect();
     cfg.faults[4].delay = Some("1s".parse().unwrap());
     cfg.faults[8].after = Some("300ms".parse().unwrap());
@@ -461,7 +458,7 @@ async fn each_fault_is_seen_by_the_client() {
 
 #[tokio::test]
 async fn killed_miners_refuse_then_come_back() {
-    let mut fleet = Fleet::start(config(6, 3)).await.unwrap();
+    let mut fleet = Fleet::start(config(3)).await.unwrap();
     let ch = channel(fleet.address(2)).await.unwrap();
     login(&ch, "root").await.unwrap();
     fleet.kill(2).await;

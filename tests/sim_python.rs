@@ -1,25 +1,21 @@
 //! The wire format proven by a client written by someone else: Python grpcio, with
 //! stubs generated at test time from proto/, against the simulator on loopback.
 
-#[path = "support/python.rs"]
-mod python;
+mod support;
 
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use rigtap::sim::telemetry::model_of;
 use rigtap::sim::{Fleet, SimConfig};
 
-use python::run_script;
+use support::python::run_script;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcio_client_decodes_every_call() {
     let config = SimConfig {
-        miners: 4,
-        first: SocketAddrV4::new(Ipv4Addr::new(127, 4, 0, 1), 50051),
         seed: 11,
         status_interval: Duration::from_millis(100),
-        ..SimConfig::default()
+        ..support::sim_config(4)
     };
     let fleet = Fleet::start(config).await.unwrap();
     let address = fleet.address(3).to_string();

@@ -3,7 +3,6 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use rigtap::pipeline::batch::{MemoryBudget, SharedBatch};
 use rigtap::pipeline::component::{ComponentResult, DecodeContext, SourceContext};
 use rigtap::pipeline::fanout::{Fanout, Output};
 use rigtap::pipeline::queue::WhenFull;
-use rigtap::sim::{Fleet, SimConfig};
+use rigtap::sim::Fleet;
 use rigtap::sources::bos;
 use rigtap::sources::bos::stats::PoolStats;
 use rigtap::toolkit::sample::{MinerState, Sample, SampleKind};
@@ -20,17 +19,6 @@ use rigtap::toolkit::yaml::node;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// A fleet on 127.5.BLOCK.1 onwards: each test owns a block, so tests run in parallel.
-pub fn sim(block: u8, miners: usize) -> SimConfig {
-    SimConfig {
-        miners,
-        first: SocketAddrV4::new(Ipv4Addr::new(127, 5, block, 1), 50051),
-        seed: 7,
-        status_interval: Duration::from_millis(200),
-        ..SimConfig::default()
-    }
-}
 
 /// A running `bos` source whose output the test reads directly.
 pub struct Collector {

@@ -1,9 +1,15 @@
-//! Helpers shared by the integration tests: run the built `rigtap` on a pipeline
-//! written to a temporary file, read its output, signal it, and read its JSON logs.
+//! Helpers shared by the integration tests, which all import them the same way
+//! (`mod support;`): run the built `rigtap` on a pipeline written to a temporary file,
+//! read its output, signal it, and read its JSON logs; a simulated fleet on a free
+//! block of loopback addresses ([`sim_config`]); a `bos` source in the test's runtime
+//! ([`collector`]); tansu ([`kafka`]); certificates ([`pki`]); the Python readers
+//! ([`python`], [`scrape`]).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod collector;
 pub mod kafka;
 pub mod net;
+pub mod pki;
 pub mod python;
 pub mod scrape;
 
@@ -14,6 +20,18 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A simulated fleet of `miners` on a block of loopback addresses no one else uses
+/// (seed 7, a status message every 200 ms); tests change what they need.
+pub fn sim_config(miners: usize) -> rigtap::sim::SimConfig {
+    rigtap::sim::SimConfig {
+        miners,
+        first: net::free_block(miners),
+        seed: 7,
+        status_interval: Duration::from_millis(200),
+        ..rigtap::sim::SimConfig::default()
+    }
+}
+
 pub struct Rigtap {
     pub child: Child,
     pub stdout: Option<BufReader<ChildStdout>>,
@@ -23,6 +41,11 @@ pub struct Rigtap {
 
 /// Writes `yaml` to a temporary pipeline file and starts `rigtap run` on it.
 pub fn start(yaml: &str, extra_args: &[&str]) -> Rigtap {
+    start_with_env(yaml, extra_args, &[])
+}
+
+/// [`start`], with environment variables set for the process.
+pub fn start_with_env(yaml: &str, extra_args: &[&str], env: &[(&str, String)]) -> Rigtap {
     let dir = tempfile::tempdir().expect("temp dir");
     let path: PathBuf = dir.path().join("pipeline.yaml");
     std::fs::write(&path, yaml).expect("write pipeline");
@@ -30,6 +53,7 @@ pub fn start(yaml: &str, extra_args: &[&str]) -> Rigtap {
         .args(["--log-format", "json", "run", "-c"])
         .arg(&path)
         .args(extra_args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
