@@ -5,8 +5,7 @@
 //! connections ([`pool`]), fleet-wide governors on new connections and on calls, a
 //! per-miner call governor, and one queue to the pipeline ([`emit`]). Failures back
 //! off with full jitter ([`backoff`]) behind a per-miner circuit breaker ([`breaker`]);
-//! every change of a miner's state becomes a status sample ([`status`]). See
-//! DESIGN.md, "Source stage".
+//! every change of a miner's state becomes a status sample ([`status`]).
 
 pub(crate) mod backoff;
 pub(crate) mod breaker;
