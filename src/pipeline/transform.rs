@@ -3,7 +3,7 @@
 //! queue is drained.
 
 use super::batch::Batch;
-use super::component::{ComponentResult, TransformContext};
+use super::component::{ComponentResult, Started, TransformContext};
 use crate::toolkit::sample::Sample;
 
 /// A transform's work on one batch, with whatever state it keeps between batches.
@@ -25,4 +25,20 @@ pub(crate) async fn run(mut stage: impl Transform, mut ctx: TransformContext) ->
     stage.finished(&ctx.id);
     tracing::debug!(transform = %ctx.id, "inputs closed and queue drained");
     Ok(())
+}
+
+/// Starts a transform whose stage is built when its task starts (reading a file, say);
+/// a stage that cannot be built fails the component.
+pub(crate) fn start<T, E>(
+    build: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ctx: TransformContext,
+) -> Started
+where
+    T: Transform + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Started::task(async move {
+        let stage = build().map_err(Into::into)?;
+        run(stage, ctx).await
+    })
 }

@@ -215,31 +215,27 @@ mod tests {
     }
 
     #[test]
-    fn inventory_rows_are_targets() {
+    fn inventory_and_embedded_rows_are_targets_after_the_addresses() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("fleet.csv");
-        std::fs::write(
-            &path,
-            "id,address,site,rack\nm1, 10.0.0.1:50051 ,north,r01\nm2,10.0.0.2:50051,south,r02\n",
-        )
-        .unwrap();
-        let config = TargetsConfig {
+        std::fs::write(&path, "id,address,site\nm1,10.0.0.1:50051,north\n").unwrap();
+        let mut config = TargetsConfig {
+            addresses: vec!["10.0.0.9:50051".into()],
             inventory: Some(path.clone()),
-            ..TargetsConfig::default()
+            simulator: true,
+            embedded: None,
         };
-        let targets = config.resolve().unwrap();
-        assert_eq!(targets.len(), 2);
-        assert_eq!(&*targets[0].id, "m1");
-        assert_eq!(targets[0].address, "10.0.0.1:50051");
-        assert_eq!(targets[1].labels["site"], "south");
-        assert_eq!(targets[1].labels["rack"], "r02");
-
-        std::fs::write(&path, "name,address\nm1,10.0.0.1:50051\n").unwrap();
         let e = config.resolve().unwrap_err().to_string();
-        assert!(e.contains("no `id` column"), "{e}");
+        assert!(e.contains("needs a top-level `simulator:`"), "{e}");
+        config.embedded = Some(Arc::from(vec![fixture("sim-00000")]));
+        let targets = config.resolve().unwrap();
+        let ids: Vec<&str> = targets.iter().map(|t| &*t.id).collect();
+        assert_eq!(ids, ["10.0.0.9:50051", "m1", "sim-00000"]);
+        assert_eq!(targets[1].labels["site"], "north");
+
         std::fs::write(&path, "id,address\nm1,10.0.0.1\n").unwrap();
         let e = config.resolve().unwrap_err().to_string();
-        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("inventory") && e.contains("line 2"), "{e}");
     }
 
     fn owner(id: &str, count: u32) -> u32 {

@@ -77,10 +77,7 @@ impl Transform for Enricher {
 
 impl TransformConfig for EnrichConfig {
     fn start(self: Box<Self>, ctx: TransformContext) -> Started {
-        Started::task(async move {
-            let stage = Enricher::new(&self)?;
-            transform::run(stage, ctx).await
-        })
+        transform::start(move || Enricher::new(&self), ctx)
     }
 }
 

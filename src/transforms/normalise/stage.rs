@@ -88,10 +88,7 @@ impl Transform for Normaliser {
 
 impl TransformConfig for NormaliseConfig {
     fn start(self: Box<Self>, ctx: TransformContext) -> Started {
-        Started::task(async move {
-            let stage = Normaliser::new(&self)?;
-            transform::run(stage, ctx).await
-        })
+        transform::start(move || Normaliser::new(&self), ctx)
     }
 }
 
