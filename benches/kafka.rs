@@ -23,6 +23,7 @@ use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rigtap::pipeline::batch::{Batch, MemoryBudget};
 use rigtap::pipeline::component::{DecodeContext, SinkContext};
+use rigtap::pipeline::queue::Input;
 use rigtap::pipeline::stats::ComponentStats;
 use rigtap::sinks::kafka;
 use rigtap::toolkit::yaml::node;
@@ -64,7 +65,7 @@ async fn deliver(body: &node::Node, samples: &[rigtap::toolkit::sample::Sample])
     let stats = Arc::new(ComponentStats::default());
     let ctx = SinkContext {
         id: "bench".into(),
-        input,
+        input: Input::new(input, stats.clone()).0,
         stats: stats.clone(),
         stop_pipeline: CancellationToken::new(),
         stopping: CancellationToken::new(),

@@ -334,27 +334,16 @@ async fn tls_mtls_and_a_wrong_ca() {
     let trusted = format!("tls: {{ca_file: {ca}, server_name: miner.sim}}");
     expect_samples_from_every_miner(&fleet, &trusted, 3).await;
 
-    let mut collector = collect(
+    let collector = collect(
         &fleet,
         &format!("tls: {{ca_file: {other_ca}, server_name: miner.sim}}"),
     );
-    let mut seen = Vec::new();
-    collector
-        .until(Duration::from_secs(15), &mut seen, |s| {
-            in_state(s, MinerState::Offline).len() == 3
-        })
-        .await;
-    let refused = seen
-        .iter()
-        .find(|s| s.state == Some(MinerState::Offline))
-        .unwrap();
-    let message = refused.message.as_deref().unwrap();
+    let message = offline_message(collector, Duration::from_secs(15), 3).await;
     assert!(message.to_lowercase().contains("certificate"), "{message}");
     assert!(
-        message.contains("check `tls.ca_file` and `tls.server_name`"),
+        message.contains("is not signed by the CA of `tls.ca_file`"),
         "{message}"
     );
-    collector.stop().await;
     drop(fleet);
 
     let mut config = sim_config(3);
@@ -362,6 +351,38 @@ async fn tls_mtls_and_a_wrong_ca() {
     let fleet = Fleet::start(config).await.unwrap();
     let mtls = format!("tls: {{ca_file: {ca}, server_name: miner.sim, cert_file: {client_cert}, key_file: {client_key}}}");
     expect_samples_from_every_miner(&fleet, &mtls, 3).await;
+    // Without a client certificate, a miner that requires one refuses the handshake.
+    let message = offline_message(collect(&fleet, &trusted), Duration::from_secs(15), 3).await;
+    assert!(
+        message.contains("wants a client certificate it trusts (mTLS)"),
+        "{message}"
+    );
+    drop(fleet);
+
+    // TLS to a miner that serves plaintext (as Braiins OS does) says so.
+    let fleet = Fleet::start(sim_config(3)).await.unwrap();
+    let message = offline_message(collect(&fleet, &trusted), Duration::from_secs(15), 3).await;
+    assert!(message.contains("answers in plaintext"), "{message}");
+}
+
+/// Waits until all `miners` of `collector` are offline, stops it, and returns the
+/// message of the first offline status.
+async fn offline_message(
+    mut collector: support::collector::Collector,
+    limit: Duration,
+    miners: usize,
+) -> String {
+    let mut seen = Vec::new();
+    collector
+        .until(limit, &mut seen, |s| {
+            in_state(s, MinerState::Offline).len() == miners
+        })
+        .await;
+    collector.stop().await;
+    let offline = seen.iter().find(|s| s.state == Some(MinerState::Offline));
+    offline
+        .and_then(|s| s.message.clone())
+        .expect("an offline status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

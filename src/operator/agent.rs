@@ -82,7 +82,12 @@ async fn stop_in_order(
     duration: Option<Duration>,
 ) -> Outcome {
     tokio::select! {
-        signal = signals.recv() => tracing::info!(%signal, "stopping: sources stop, queues drain, sinks flush (send it again to abandon)"),
+        signal = signals.recv() => {
+            if signal == "SIGHUP" {
+                tracing::warn!(%signal, "SIGHUP does not reload this version of rigtap; it stops in order, like SIGTERM, and nothing is lost");
+            }
+            tracing::info!(%signal, "stopping: sources stop, queues drain, sinks flush (send it again to abandon)");
+        }
         _ = signals::deadline(duration) => tracing::info!("stopping: --duration reached"),
         ended = running.ended() => if ended == Ended::StopRequested {
             tracing::info!("stopping: a component asked to stop");
@@ -93,9 +98,10 @@ async fn stop_in_order(
     tokio::select! {
         _ = running.drained() => {}
         signal = signals.recv() => {
+            let batches = view.queued_batches();
+            let samples = view.abandon();
             tracing::error!(
-                "stopped by a second {signal}: abandoned {} queued batch(es) ({} bytes charged) and {} unfinished component(s)",
-                view.queued_batches(),
+                "stopped by a second {signal}: abandoned {samples} sample(s) in {batches} queued batch(es) and component buffers ({} bytes charged), and {} unfinished component(s)",
                 view.budget.in_use(),
                 running.unfinished(),
             );

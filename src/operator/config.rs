@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::api_config::ApiConfig;
 use crate::pipeline::component::DecodeContext;
 use crate::sim::embedded::EmbeddedSim;
-use crate::toolkit::yaml::decode::from_node;
+use crate::toolkit::yaml::decode::{from_node, DecodeError};
 use crate::toolkit::yaml::diagnostic::{ConfigError, Diagnostic};
 use crate::toolkit::yaml::interpolate;
 use crate::toolkit::yaml::node::{self, Mark};
@@ -54,9 +54,13 @@ struct Globals {
     _sinks: serde::de::IgnoredAny,
 }
 
+/// The largest config file rigtap reads: pipelines are a few kilobytes; this refuses
+/// a wrong path (`-c /dev/zero`, a log file) before it is read whole.
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// Reads, interpolates from the process environment, decodes and checks `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -64,6 +68,22 @@ pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
         path: path.to_owned(),
         diagnostics,
     })
+}
+
+/// The file's text, if it is UTF-8 and at most [`MAX_CONFIG_BYTES`] long.
+fn read(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {} MiB, which no pipeline is; is this the right file?",
+            MAX_CONFIG_BYTES >> 20
+        )));
+    }
+    Ok(text)
 }
 
 /// Decodes and checks a config file's text; `env` resolves `${VAR}`.
@@ -105,10 +125,10 @@ pub fn from_str(
     if let Some(simulator) = globals.as_ref().and_then(|g| g.simulator.as_ref()) {
         match crate::sim::inventory(&simulator.sim_config()) {
             Ok(rows) => context.embedded_fleet = Some(Arc::from(rows)),
-            Err(e) => problems.push(Diagnostic::new(
-                root.get("simulator").map_or(root.mark, |n| n.mark),
-                e.to_string(),
-            )),
+            Err(e) => {
+                let at = DecodeError::at_path(&root, &["simulator", "miners"], e.to_string());
+                problems.push(Diagnostic::from_decode(root.mark)(at));
+            }
         }
     }
     let pipeline = pipeline::decode(&root, &context, &mut problems);

@@ -1,7 +1,9 @@
-//! The signals that end a run: SIGINT and SIGTERM.
+//! The signals that end a run: SIGINT, SIGTERM, and (until reload exists) SIGHUP.
 //!
 //! The first asks for an ordered stop (sources stop, queues drain, sinks flush); the
-//! second, for someone who cannot wait, abandons what is still in flight.
+//! second, for someone who cannot wait, abandons what is still in flight. SIGHUP's
+//! default action would kill the process at once, losing what it holds; rigtap takes
+//! it over and drains like SIGTERM.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 pub struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
 }
 
 impl Signals {
@@ -18,6 +21,7 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -26,6 +30,7 @@ impl Signals {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
         }
     }
 }

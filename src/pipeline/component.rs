@@ -8,12 +8,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::batch::{MemoryBudget, SharedBatch};
+use super::batch::MemoryBudget;
 use super::fanout::Fanout;
 use super::metrics::Exposition;
+use super::queue::Input;
 use super::stats::ComponentStats;
 use crate::toolkit::inventory::InventoryRow;
 use crate::toolkit::yaml::decode::DecodeError;
@@ -106,7 +106,7 @@ pub struct SourceContext {
 /// What a transform is given.
 pub struct TransformContext {
     pub id: String,
-    pub input: mpsc::Receiver<SharedBatch>,
+    pub input: Input,
     pub out: Fanout,
     pub stats: Arc<ComponentStats>,
 }
@@ -114,7 +114,7 @@ pub struct TransformContext {
 /// What a sink is given.
 pub struct SinkContext {
     pub id: String,
-    pub input: mpsc::Receiver<SharedBatch>,
+    pub input: Input,
     pub stats: Arc<ComponentStats>,
     /// Lets a sink ask for the whole pipeline to stop (its output went away).
     pub stop_pipeline: CancellationToken,

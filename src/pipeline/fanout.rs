@@ -60,6 +60,9 @@ impl Fanout {
         }
         let shared: SharedBatch = Arc::new(batch);
         for output in &self.outputs {
+            // Counted as queued before it is, so a consumer never sees fewer queued
+            // samples than its queue holds.
+            output.consumer_stats.enqueued(n);
             match output.when_full {
                 WhenFull::Block => {
                     if output.tx.send(shared.clone()).await.is_err() {
@@ -69,6 +72,7 @@ impl Fanout {
                 WhenFull::DropNewest => match output.tx.try_send(shared.clone()) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
+                        output.consumer_stats.not_enqueued(n);
                         output.consumer_stats.dropped(DropReason::QueueFull, n);
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => consumer_stopped(output, n),
@@ -81,6 +85,7 @@ impl Fanout {
 
 /// A consumer that failed cannot take batches; they are counted against it, not lost quietly.
 fn consumer_stopped(output: &Output, n: usize) {
+    output.consumer_stats.not_enqueued(n);
     output
         .consumer_stats
         .dropped(DropReason::ConsumerStopped, n);

@@ -1,7 +1,13 @@
-//! The queue in front of a transform or sink: how many batches it holds, and what a
-//! full queue does to the next one.
+//! The queue in front of a transform or sink: how many batches it holds, what a full
+//! queue does to the next one, and the consumer's end of it ([`Input`]).
+
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::batch::SharedBatch;
+use super::stats::ComponentStats;
 
 /// What the user writes under a component's `buffer:`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -38,4 +44,44 @@ pub enum WhenFull {
     Block,
     /// Drop the new batch and count it (`reason: queue_full`).
     DropNewest,
+}
+
+/// A consumer's end of its queue. Taking a batch counts it as received. When the
+/// consumer ends (done, failed or panicked), the receiver is left in a slot for the
+/// topology, which drains whatever producers still send and counts it, so a failed
+/// component's queue never loses samples silently.
+pub struct Input {
+    rx: Option<mpsc::Receiver<SharedBatch>>,
+    stats: Arc<ComponentStats>,
+    leftover: Arc<Mutex<Option<mpsc::Receiver<SharedBatch>>>>,
+}
+
+/// Where a consumer's receiver goes when its [`Input`] is dropped.
+pub(crate) type Leftover = Arc<Mutex<Option<mpsc::Receiver<SharedBatch>>>>;
+
+impl Input {
+    pub fn new(rx: mpsc::Receiver<SharedBatch>, stats: Arc<ComponentStats>) -> (Self, Leftover) {
+        let leftover = Leftover::default();
+        let input = Input {
+            rx: Some(rx),
+            stats,
+            leftover: leftover.clone(),
+        };
+        (input, leftover)
+    }
+
+    /// The next batch, counted as received; `None` once every producer has finished
+    /// and the queue is empty. Cancel-safe, like the channel's own `recv`.
+    pub async fn recv(&mut self) -> Option<SharedBatch> {
+        let batch = self.rx.as_mut()?.recv().await?;
+        self.stats.received(batch.len());
+        Some(batch)
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        let mut slot = self.leftover.lock().unwrap_or_else(|e| e.into_inner());
+        *slot = self.rx.take();
+    }
 }

@@ -42,17 +42,30 @@ pub enum DropReason {
     DeliveryFailed,
     /// Shutdown's deadline passed before the destination acknowledged the sample.
     ShutdownTimeout,
+    /// The component failed (returned an error or panicked) while it held the sample,
+    /// or the sample was queued for it.
+    ComponentFailed,
+    /// A second signal abandoned the pipeline while the sample was in it.
+    Abandoned,
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 6] = [
+    pub(crate) const ALL: [DropReason; 8] = [
         DropReason::QueueFull,
         DropReason::ConsumerStopped,
         DropReason::OutputClosed,
         DropReason::WriteFailed,
         DropReason::DeliveryFailed,
         DropReason::ShutdownTimeout,
+        DropReason::ComponentFailed,
+        DropReason::Abandoned,
     ];
+
+    /// Drops that happen before a sample reaches the consumer's queue, so were never
+    /// received by it.
+    fn before_the_queue(self) -> bool {
+        matches!(self, DropReason::QueueFull | DropReason::ConsumerStopped)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +75,8 @@ impl DropReason {
             DropReason::WriteFailed => "write_failed",
             DropReason::DeliveryFailed => "delivery_failed",
             DropReason::ShutdownTimeout => "shutdown_timeout",
+            DropReason::ComponentFailed => "component_failed",
+            DropReason::Abandoned => "abandoned",
         }
     }
 }
@@ -70,6 +85,11 @@ impl DropReason {
 pub struct ComponentStats {
     samples_in: AtomicU64,
     samples_out: AtomicU64,
+    /// Samples waiting in this component's input queue.
+    queued: AtomicI64,
+    /// Samples a transform removed because the user asked it to (a filter), neither
+    /// passed on nor dropped.
+    filtered: AtomicU64,
     /// Bytes a sink wrote or had acknowledged (encoded size).
     bytes_out: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
@@ -81,8 +101,49 @@ pub struct ComponentStats {
 }
 
 impl ComponentStats {
+    /// A producer is putting `n` samples in this component's queue.
+    pub(crate) fn enqueued(&self, n: usize) {
+        self.queued.fetch_add(n as i64, Relaxed);
+    }
+
+    /// Samples counted by [`ComponentStats::enqueued`] that did not get in after all.
+    pub(crate) fn not_enqueued(&self, n: usize) {
+        self.queued.fetch_sub(n as i64, Relaxed);
+    }
+
+    /// The component took `n` samples from its queue.
     pub fn received(&self, n: usize) {
         self.samples_in.fetch_add(n as u64, Relaxed);
+        self.queued.fetch_sub(n as i64, Relaxed);
+    }
+
+    pub(crate) fn filtered(&self, n: usize) {
+        self.filtered.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Samples waiting in the input queue now.
+    pub(crate) fn queued_samples(&self) -> u64 {
+        self.queued.load(Relaxed).max(0) as u64
+    }
+
+    /// Samples the component took in and has neither passed on, dropped, nor filtered:
+    /// what it holds now (buffers, batches in flight).
+    pub(crate) fn held(&self) -> u64 {
+        let after_queue: u64 = DropReason::ALL
+            .iter()
+            .filter(|r| !r.before_the_queue())
+            .map(|r| self.dropped_for(*r))
+            .sum();
+        let accounted = self.samples_out() + after_queue + self.filtered.load(Relaxed);
+        self.samples_in().saturating_sub(accounted)
+    }
+
+    /// Counts what the component holds as dropped for `reason` (it failed, or the
+    /// pipeline was abandoned), so its ledger balances; returns how many.
+    pub(crate) fn settle(&self, reason: DropReason) -> u64 {
+        let held = self.held();
+        self.dropped(reason, held as usize);
+        held
     }
 
     pub fn sent(&self, n: usize) {
@@ -146,6 +207,12 @@ impl ComponentStats {
             "Encoded bytes a sink delivered.",
             &labels,
             self.bytes_out(),
+        );
+        out.counter(
+            "rigtap_component_filtered_samples",
+            "Samples a transform removed because its condition asked for it (not drops).",
+            &labels,
+            self.filtered.load(Relaxed),
         );
         for reason in DropReason::ALL {
             out.counter(

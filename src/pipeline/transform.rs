@@ -17,8 +17,9 @@ pub(crate) trait Transform: Send {
 /// Runs `stage` until its inputs close and its queue is drained.
 pub(crate) async fn run(mut stage: impl Transform, mut ctx: TransformContext) -> ComponentResult {
     while let Some(batch) = ctx.input.recv().await {
-        ctx.stats.received(batch.len());
         let derived: Batch = batch.derive(stage.apply(batch.samples()));
+        ctx.stats
+            .filtered(batch.len().saturating_sub(derived.len()));
         drop(batch);
         ctx.out.send(derived).await;
     }

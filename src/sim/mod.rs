@@ -89,6 +89,8 @@ pub enum SimError {
     },
     #[error("{first} plus {miners} miners leaves loopback (127.0.0.0/8); the simulator only serves loopback addresses")]
     NotLoopback { first: SocketAddrV4, miners: usize },
+    #[error("a simulated fleet has from 1 to {MAX_MINERS} miners, not {0}")]
+    Miners(usize),
     #[error("TLS setup failed: {0}")]
     Tls(#[from] tonic::transport::Error),
 }
@@ -116,9 +118,16 @@ struct MinerHandle {
 /// The label columns of a simulated fleet's inventory.
 pub(crate) const INVENTORY_LABELS: [&str; 3] = ["site", "rack", "model"];
 
+/// The most miners one simulated fleet serves: each costs a listener and a connection
+/// (two open files), so one process needs a raised open-file limit long before this.
+pub const MAX_MINERS: usize = 100_000;
+
 /// The inventory of the fleet `config` describes, without starting it: ids
 /// `sim-00000`..., 2,500 miners a site and 40 a rack.
 pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
+    if !(1..=MAX_MINERS).contains(&config.miners) {
+        return Err(SimError::Miners(config.miners));
+    }
     (0..config.miners)
         .map(|i| {
             let address = address_of(config.first, i).ok_or(SimError::NotLoopback {

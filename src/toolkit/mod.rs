@@ -8,6 +8,7 @@ pub mod histogram;
 pub mod inventory;
 pub(crate) mod limits;
 pub(crate) mod log_budget;
+pub(crate) mod panic;
 pub mod proto;
 pub mod sample;
 pub(crate) mod secret;

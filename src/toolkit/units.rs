@@ -5,9 +5,18 @@ use std::time::Duration;
 
 use serde::de::{self, Deserialize, Deserializer};
 
-/// A duration written as one or more `<number><unit>` parts: ms, s, m, h, d.
+/// A duration written as one or more `<number><unit>` parts: ms, s, m, h, d; at
+/// most [`MAX_DURATION`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(pub Duration);
+
+/// The longest duration a config may hold: a year. Every duration is added to "now"
+/// somewhere (a deadline, a timer, a TTL), and a year is far beyond any sensible
+/// setting while far from overflowing a clock.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
+/// The largest size a config may hold: 1 PiB, beyond any disk or memory rigtap meets.
+pub(crate) const MAX_SIZE: u64 = 1 << 50;
 
 /// A size in bytes written as `<number>[unit]`: B, KB, MB, GB (powers of 1000) or
 /// KiB, MiB, GiB (powers of 1024).
@@ -42,7 +51,13 @@ impl std::str::FromStr for HumanDuration {
                 "d" => number * 86400.0,
                 _ => return Err(hint()),
             };
-            total += Duration::try_from_secs_f64(seconds).map_err(|_| hint())?;
+            total = Duration::try_from_secs_f64(seconds)
+                .ok()
+                .and_then(|part| total.checked_add(part))
+                .filter(|total| *total <= MAX_DURATION)
+                .ok_or_else(|| {
+                    format!("`{text}` is longer than the longest duration rigtap takes, 365d")
+                })?;
             rest = &rest[unit_len..];
         }
         Ok(HumanDuration(total))
@@ -71,11 +86,17 @@ impl std::str::FromStr for ByteSize {
             "KiB" => 1 << 10,
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
             _ => return Err(hint()),
         };
         let bytes = number * multiplier as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        if !bytes.is_finite() || bytes < 0.0 {
             return Err(hint());
+        }
+        if bytes > MAX_SIZE as f64 {
+            return Err(format!(
+                "`{text}` is larger than the largest size rigtap takes, 1024TiB"
+            ));
         }
         Ok(ByteSize(bytes as u64))
     }
@@ -83,9 +104,14 @@ impl std::str::FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (unit, size) in UNITS {
-            if self.0 >= size && self.0 % size == 0 {
+            if self.0 >= size && self.0.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }
@@ -106,6 +132,29 @@ where
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserialize_from_str(deserializer)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    /// The largest units that divide it: `90s` is `1m30s`, `1500ms` is `1s500ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+            ("ms", 1),
+        ] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -130,6 +179,21 @@ mod tests {
         assert!(d("30").unwrap_err().contains("not a duration"));
         assert!(d("5 minutes").is_err());
         assert!(d("").is_err());
+        assert_eq!(d("365d"), Ok(MAX_DURATION));
+        assert!(d("366d")
+            .unwrap_err()
+            .contains("longest duration rigtap takes, 365d"));
+        // Overflowing `Duration` itself is refused, not a panic.
+        let huge = d("10000000000000000000s10000000000000000000s").unwrap_err();
+        assert!(huge.contains("longest duration"), "{huge}");
+        assert_eq!(
+            HumanDuration(Duration::from_secs(5400)).to_string(),
+            "1h30m"
+        );
+        assert_eq!(
+            HumanDuration(Duration::from_millis(1500)).to_string(),
+            "1s500ms"
+        );
     }
 
     #[test]
@@ -140,6 +204,7 @@ mod tests {
         assert_eq!(s("1_024"), Ok(1024));
         assert_eq!(s("1.5KiB"), Ok(1536));
         assert!(s("64 bananas").unwrap_err().contains("not a size"));
+        assert!(s("2000TiB").unwrap_err().contains("largest size"));
         assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
     }
 
@@ -154,6 +219,17 @@ mod tests {
         fn duration_ms_round_trips(ms in 0u64..10_000_000) {
             let parsed: HumanDuration = format!("{ms}ms").parse().unwrap();
             prop_assert_eq!(parsed.0, Duration::from_millis(ms));
+            let shown = parsed.to_string();
+            prop_assert_eq!(shown.parse::<HumanDuration>().unwrap(), parsed);
+        }
+
+        /// Any text either parses to a duration within the maximum or is refused;
+        /// never a panic.
+        #[test]
+        fn any_duration_text_is_parsed_or_refused(text in "[0-9.]{0,25}(ms|s|m|h|d)?([0-9.]{0,25}(ms|s|m|h|d))?") {
+            if let Ok(d) = text.parse::<HumanDuration>() {
+                prop_assert!(d.0 <= MAX_DURATION);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::pipeline::component::{
 use crate::pipeline::queue::BufferConfig;
 use crate::pipeline::stats::Role;
 use crate::toolkit::units::ByteSize;
-use crate::toolkit::yaml::decode::{from_node, nearest, unknown_name, DecodeError};
+use crate::toolkit::yaml::decode::{from_node, nearest, unknown_name, within, DecodeError};
 use crate::toolkit::yaml::diagnostic::Diagnostic;
 use crate::toolkit::yaml::node::{Mark, Node, Value};
 
@@ -38,6 +38,13 @@ pub(crate) struct Component<C: ?Sized> {
 
 /// 256 MiB holds about a million queued samples: minutes of a 10,000-miner fleet.
 const DEFAULT_MEMORY_BUDGET: ByteSize = ByteSize(256 << 20);
+
+/// The smallest budget: a few batches of a few hundred samples.
+const MIN_MEMORY_BUDGET: ByteSize = ByteSize(64 << 10);
+
+/// The most batches a queue may hold: the memory budget bounds what they hold, this
+/// bounds the queue's own bookkeeping (tokio's channels refuse far larger ones).
+const MAX_QUEUE_BATCHES: usize = 1_000_000;
 
 impl fmt::Display for PipelineConfig {
     /// The one-line summary `rigtap validate` prints.
@@ -78,10 +85,16 @@ pub(crate) fn decode(
     let found = problems.len();
     let memory_budget = match root.get("memory_budget") {
         None => DEFAULT_MEMORY_BUDGET,
-        Some(node) => from_node::<ByteSize>(node).unwrap_or_else(|e| {
-            problems.push(Diagnostic::from_decode(node.mark)(e));
-            DEFAULT_MEMORY_BUDGET
-        }),
+        Some(node) => from_node::<ByteSize>(node)
+            .and_then(|budget| {
+                let max = ByteSize(crate::toolkit::units::MAX_SIZE);
+                within(root, &["memory_budget"], budget, MIN_MEMORY_BUDGET, max)?;
+                Ok(budget)
+            })
+            .unwrap_or_else(|e| {
+                problems.push(Diagnostic::from_decode(node.mark)(e));
+                DEFAULT_MEMORY_BUDGET
+            }),
     };
     let mut decoder = Decoder {
         root,
@@ -206,7 +219,16 @@ impl Decoder<'_> {
     fn buffer(&mut self, body: &Node) -> Option<BufferConfig> {
         match body.get("buffer").map(from_node::<BufferConfig>) {
             None => Some(BufferConfig::default()),
-            Some(Ok(buffer)) if buffer.max_batches > 0 => Some(buffer),
+            Some(Ok(buffer)) if buffer.max_batches > 0 => {
+                let max = MAX_QUEUE_BATCHES;
+                match within(body, &["buffer", "max_batches"], buffer.max_batches, 1, max) {
+                    Ok(()) => Some(buffer),
+                    Err(e) => {
+                        self.problems.push(Diagnostic::from_decode(body.mark)(e));
+                        None
+                    }
+                }
+            }
             Some(Ok(_)) => {
                 let mark = body.get("buffer").map_or(body.mark, |b| b.mark);
                 self.problems.push(Diagnostic::new(

@@ -21,8 +21,10 @@ use crate::pipeline::component::{
 };
 use crate::pipeline::fanout::{Fanout, Output};
 use crate::pipeline::metrics::Exposition;
-use crate::pipeline::stats::{ComponentStats, Role};
+use crate::pipeline::queue::{Input, Leftover};
+use crate::pipeline::stats::{ComponentStats, DropReason, Role};
 use crate::pipeline::tap::Taps;
+use crate::toolkit::panic;
 
 /// One running component, as the operator surface sees it.
 pub(crate) struct ComponentEntry {
@@ -68,6 +70,14 @@ impl PipelineView {
                 published.publish(&component.id, out);
             }
         }
+        for component in self.components.iter().filter(|c| c.role != Role::Source) {
+            out.gauge(
+                "rigtap_queue_samples",
+                "Samples waiting in the queue in front of a transform or sink.",
+                &[("component", component.id.as_str())],
+                component.stats.queued_samples() as f64,
+            );
+        }
         for queue in &self.queues {
             if let Some((depth, capacity)) = queue.depth() {
                 let labels = [("component", queue.consumer.as_str())];
@@ -111,6 +121,30 @@ impl PipelineView {
     pub(crate) fn failed(&self) -> bool {
         self.components.iter().any(|c| c.stats.failed())
     }
+
+    /// The pipeline is being abandoned: what each component holds or has queued is
+    /// counted as dropped (`abandoned`) and its ledger logged. Returns the total.
+    pub(crate) fn abandon(&self) -> u64 {
+        let mut total = 0;
+        for component in &self.components {
+            let stats = &component.stats;
+            // What it holds first: queued samples were never received.
+            let held = stats.settle(DropReason::Abandoned);
+            let queued = stats.queued_samples();
+            stats.dropped(DropReason::Abandoned, queued as usize);
+            let abandoned = held + queued;
+            total += abandoned;
+            tracing::error!(
+                component = %component.id,
+                samples_in = stats.samples_in(),
+                samples_out = stats.samples_out(),
+                dropped = stats.dropped_total(),
+                abandoned,
+                "component abandoned"
+            );
+        }
+        total
+    }
 }
 
 /// Why a pipeline stopped by itself.
@@ -139,8 +173,18 @@ struct Spawner {
 }
 
 impl Spawner {
-    /// Runs `started`; an error marks the component failed and stops the pipeline.
-    fn spawn(&mut self, id: String, role: Role, stats: Arc<ComponentStats>, started: Started) {
+    /// Runs `started` in a task of its own, so that a panic is caught where it is
+    /// joined. An error or a panic marks the component failed, counts what it held
+    /// and what is still queued for it as dropped (`component_failed`), and asks the
+    /// pipeline to stop; its queue is drained (and counted) until its producers end.
+    fn spawn(
+        &mut self,
+        id: String,
+        role: Role,
+        stats: Arc<ComponentStats>,
+        started: Started,
+        leftover: Option<Leftover>,
+    ) {
         self.components.push(ComponentEntry {
             id: id.clone(),
             role,
@@ -150,10 +194,23 @@ impl Spawner {
         let stop_requested = self.stop_requested.clone();
         let task: ComponentTask = started.task;
         self.tasks.spawn(async move {
-            if let Err(error) = task.await {
+            let failure = match tokio::spawn(task).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(join) => Some(panic_message(join)),
+            };
+            if let Some(error) = failure {
                 stats.mark_failed();
-                tracing::error!(component = %id, %error, "component failed; stopping the pipeline");
+                let held = stats.settle(DropReason::ComponentFailed);
+                tracing::error!(component = %id, %error, held, "component failed; what it held and what reaches its queue is counted as dropped (component_failed); stopping the pipeline");
                 stop_requested.cancel();
+                let rx = leftover.and_then(|l| l.lock().unwrap_or_else(|e| e.into_inner()).take());
+                if let Some(mut rx) = rx {
+                    while let Some(batch) = rx.recv().await {
+                        stats.received(batch.len());
+                        stats.dropped(DropReason::ComponentFailed, batch.len());
+                    }
+                }
             }
             tracing::info!(
                 component = %id,
@@ -163,6 +220,14 @@ impl Spawner {
                 "component finished"
             );
         });
+    }
+}
+
+/// What a panicking task said, as an error message.
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => format!("panicked: {}", panic::message(payload.as_ref())),
+        Err(join) => format!("its task ended abnormally: {join}"),
     }
 }
 
@@ -224,12 +289,13 @@ impl Running {
             };
             let started = source.config.start(context);
             let source_stats = stats[&source.id].clone();
-            spawner.spawn(source.id, Role::Source, source_stats, started);
+            spawner.spawn(source.id, Role::Source, source_stats, started, None);
         }
         for transform in config.transforms {
-            let Some(input) = receivers.remove(&transform.id) else {
+            let Some(rx) = receivers.remove(&transform.id) else {
                 continue;
             };
+            let (input, leftover) = Input::new(rx, stats[&transform.id].clone());
             let context = TransformContext {
                 id: transform.id.clone(),
                 input,
@@ -238,12 +304,19 @@ impl Running {
             };
             let started = transform.config.start(context);
             let transform_stats = stats[&transform.id].clone();
-            spawner.spawn(transform.id, Role::Transform, transform_stats, started);
+            spawner.spawn(
+                transform.id,
+                Role::Transform,
+                transform_stats,
+                started,
+                Some(leftover),
+            );
         }
         for sink in config.sinks {
-            let Some(input) = receivers.remove(&sink.id) else {
+            let Some(rx) = receivers.remove(&sink.id) else {
                 continue;
             };
+            let (input, leftover) = Input::new(rx, stats[&sink.id].clone());
             let context = SinkContext {
                 id: sink.id.clone(),
                 input,
@@ -253,7 +326,7 @@ impl Running {
             };
             let started = sink.config.start(context);
             let sink_stats = stats[&sink.id].clone();
-            spawner.spawn(sink.id, Role::Sink, sink_stats, started);
+            spawner.spawn(sink.id, Role::Sink, sink_stats, started, Some(leftover));
         }
         spawner.tasks.close();
         Running {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::encoder::{Encoder, KafkaEncoding};
 use crate::toolkit::units::{ByteSize, HumanDuration};
-use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::node::Node;
 
 /// What the user writes under `type: kafka`.
@@ -121,6 +121,22 @@ pub(super) fn decode(body: &Node) -> Result<KafkaConfig, DecodeError> {
             "`max_in_flight` bounds must be at least 1".into(),
         ));
     }
+    // librdkafka's own queue is sized at twice these, and holds at most 2^31 messages.
+    let in_flight = &config.max_in_flight;
+    within(
+        body,
+        &["max_in_flight", "messages"],
+        in_flight.messages,
+        1,
+        100_000_000,
+    )?;
+    within(
+        body,
+        &["max_in_flight", "bytes"],
+        in_flight.bytes,
+        ByteSize(1),
+        ByteSize(1 << 40),
+    )?;
     if config.idempotence && config.acks != Acks::All {
         return Err(at("acks", "`idempotence: true` needs `acks: all`; set `acks: all`, or `idempotence: false` to accept duplicates and losses on broker failover".into()));
     }

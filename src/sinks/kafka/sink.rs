@@ -164,7 +164,6 @@ async fn run(
             _ = sleep_until(deadline.at) => break false,
             batch = ctx.input.recv(), if flight.has_room() => {
                 let Some(batch) = batch else { break true };
-                ctx.stats.received(batch.len());
                 if sender.send_batch(batch.samples(), &mut flight, &ctx, &mut deadline).await.is_err() {
                     break false;
                 }
@@ -190,7 +189,6 @@ async fn run(
     ctx.stats.in_flight.store(0, Relaxed);
     // Whatever upstream still sends can no longer be delivered in time.
     while let Some(batch) = ctx.input.recv().await {
-        ctx.stats.received(batch.len());
         ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len());
     }
     // Dropping the producer purges what it still holds and waits up to 500 ms for

@@ -19,6 +19,7 @@ use super::config::decode;
 use super::config::KafkaConfig;
 use crate::pipeline::batch::{Batch, MemoryBudget};
 use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext};
+use crate::pipeline::queue::Input;
 use crate::pipeline::stats::ComponentStats;
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::sample::{Sample, SampleKind};
@@ -60,7 +61,7 @@ fn start(config: KafkaConfig, queue: usize) -> Harness {
     let stopping = CancellationToken::new();
     let ctx = SinkContext {
         id: "kafka".into(),
-        input: rx,
+        input: Input::new(rx, stats.clone()).0,
         stats: stats.clone(),
         stop_pipeline: CancellationToken::new(),
         stopping: stopping.clone(),

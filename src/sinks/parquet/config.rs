@@ -7,8 +7,8 @@ use serde::{de, Deserialize, Deserializer};
 
 use super::partition::PartitionTemplate;
 use crate::toolkit::sample::FIXED_COLUMNS;
-use crate::toolkit::units::{ByteSize, HumanDuration};
-use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::toolkit::units::{ByteSize, HumanDuration, MAX_DURATION, MAX_SIZE};
+use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::node::Node;
 
 /// What the user writes under `type: parquet`.
@@ -118,5 +118,55 @@ pub(super) fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
     config
         .template()
         .map_err(|message| at("partition", message))?;
+    let (rows, size) = (MAX_ROWS, ByteSize(MAX_BYTES));
+    within(body, &["row_group_rows"], config.row_group_rows, 1, rows)?;
+    within(body, &["batch", "max_rows"], config.batch.max_rows, 1, rows)?;
+    within(
+        body,
+        &["batch", "max_bytes"],
+        config.batch.max_bytes,
+        ByteSize(1 << 10),
+        size,
+    )?;
+    within(
+        body,
+        &["rotate", "max_rows"],
+        config.rotate.max_rows,
+        1,
+        u64::MAX as usize,
+    )?;
+    within(
+        body,
+        &["rotate", "max_bytes"],
+        config.rotate.max_bytes,
+        ByteSize(1 << 10),
+        ByteSize(MAX_SIZE),
+    )?;
+    // A timer period: zero would spin (tokio refuses it), and rotation by age is how
+    // late a sample may become visible.
+    let (shortest, longest) = (
+        HumanDuration(Duration::from_millis(1)),
+        HumanDuration(MAX_DURATION),
+    );
+    within(
+        body,
+        &["batch", "timeout"],
+        config.batch.timeout,
+        shortest,
+        longest,
+    )?;
+    within(
+        body,
+        &["rotate", "max_age"],
+        config.rotate.max_age,
+        shortest,
+        longest,
+    )?;
     Ok(config)
 }
+
+/// The most rows buffered or in a row group before they are encoded: the sink holds
+/// them in memory per open partition.
+const MAX_ROWS: usize = 10_000_000;
+/// The most bytes buffered per partition before they are encoded.
+const MAX_BYTES: u64 = 1 << 30;

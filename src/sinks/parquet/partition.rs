@@ -42,23 +42,45 @@ impl PartitionTemplate {
     }
 }
 
-/// A value may not add directories or hide a file: `/`, `\`, and a leading `.` go.
+/// A value as Hive writes it in a path, so every Hive reader (Spark, DuckDB, pyarrow,
+/// Trino) reads it back: control characters and `"#%'*/:=?\\[]^{}` become `%XX`, as
+/// Hive's own `escapePathName` does; so does a leading `.`, which would hide the
+/// directory from readers. A value can neither add a directory nor leave its own.
 fn escape(value: &str) -> String {
-    let cleaned: String = value
-        .chars()
-        .map(|c| {
-            if matches!(c, '/' | '\\' | '\0') {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    match cleaned.strip_prefix('.') {
-        Some(rest) => format!("_{rest}"),
-        None if cleaned.is_empty() => MISSING.to_string(),
-        None => cleaned,
+    if value.is_empty() {
+        return MISSING.to_string();
     }
+    let mut out = String::with_capacity(value.len());
+    for (i, c) in value.chars().enumerate() {
+        let special = c.is_control()
+            || matches!(
+                c,
+                '"' | '#'
+                    | '%'
+                    | '\''
+                    | '*'
+                    | '/'
+                    | ':'
+                    | '='
+                    | '?'
+                    | '\\'
+                    | '['
+                    | ']'
+                    | '^'
+                    | '{'
+                    | '}'
+            )
+            || (i == 0 && c == '.');
+        if special {
+            let mut bytes = [0; 4];
+            for byte in c.encode_utf8(&mut bytes).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl fmt::Display for PartitionTemplate {
@@ -101,7 +123,9 @@ mod tests {
     fn values_cannot_escape_their_directory() {
         let labels = vec!["site".to_string()];
         let t = PartitionTemplate::parse("site={site}/", &labels).unwrap();
-        assert_eq!(t.render(&sample("../etc")), "site=_._etc/");
+        assert_eq!(t.render(&sample("../etc")), "site=%2E.%2Fetc/");
+        assert_eq!(t.render(&sample("a\nb=c/d%")), "site=a%0Ab%3Dc%2Fd%25/");
+        assert_eq!(t.render(&sample("Zürich 1")), "site=Zürich 1/");
         assert_eq!(t.render(&sample("")), "site=__HIVE_DEFAULT_PARTITION__/");
         let state = PartitionTemplate::parse("state={state}/", &[]).unwrap();
         assert_eq!(

@@ -9,7 +9,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::config::{ParquetCompression, ParquetConfig, RotateConfig};
 use super::encoder::{file_schema, record_batch};
-use super::writer::{self, OpenFile, ParquetError};
+use super::writer::{self, DirectoryLock, OpenFile, ParquetError};
 use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext, Started};
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::sample::Sample;
@@ -42,11 +42,13 @@ impl SinkConfig for ParquetConfig {
 async fn run(config: ParquetConfig, mut ctx: SinkContext) -> ComponentResult {
     let template = config.template()?;
     let root = config.path.clone();
-    let leftovers = tokio::task::spawn_blocking({
+    // Held until the sink returns: no other rigtap writes (or cleans) this tree meanwhile.
+    let (_lock, leftovers) = tokio::task::spawn_blocking({
         let root = root.clone();
         move || {
             std::fs::create_dir_all(&root).map_err(|e| ParquetError::io(&root, e))?;
-            writer::remove_leftovers(&root)
+            let lock = DirectoryLock::acquire(&root)?;
+            Ok::<_, ParquetError>((lock, writer::remove_leftovers(&root)?))
         }
     })
     .await??;
@@ -83,7 +85,6 @@ async fn run(config: ParquetConfig, mut ctx: SinkContext) -> ComponentResult {
             tokio::select! {
                 batch = ctx.input.recv() => {
                     let Some(batch) = batch else { break };
-                    ctx.stats.received(batch.len());
                     for sample in batch.samples() {
                         let partition = partitions.entry(template.render(sample)).or_default();
                         partition.pending_bytes += sample.estimated_bytes();

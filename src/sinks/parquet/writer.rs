@@ -13,6 +13,8 @@ use parquet::file::properties::WriterProperties;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ParquetError {
+    #[error("{} is in use by another rigtap (process {holder}); give each parquet sink a path of its own", path.display())]
+    Locked { path: PathBuf, holder: String },
     #[error("{}: {source}; check that the directory exists, is writable, and has free space", path.display())]
     Io {
         path: PathBuf,
@@ -112,8 +114,52 @@ impl OpenFile {
     }
 }
 
+/// The lock a sink holds on its directory while it writes there: `.rigtap.lock`, with
+/// the holder's process id in it. Two rigtaps writing one tree would remove each
+/// other's temporaries at start; the second is refused instead, and names the first.
+/// The kernel releases the lock when the holder dies, however it dies.
+pub(super) struct DirectoryLock {
+    _file: File,
+}
+
+/// The lock's file name, hidden from readers like the temporaries.
+const LOCK_FILE: &str = ".rigtap.lock";
+
+impl DirectoryLock {
+    pub(super) fn acquire(root: &Path) -> Result<Self, ParquetError> {
+        use std::io::{Read, Seek, Write};
+        let path = root.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| ParquetError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(ParquetError::Locked {
+                    path: root.to_owned(),
+                    holder: holder.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(ParquetError::io(&path, e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(|e| ParquetError::io(&path, e))?;
+        Ok(DirectoryLock { _file: file })
+    }
+}
+
 /// Removes temporaries a previous run left behind (killed, or the machine lost power):
 /// they never had a footer, so no reader could use them. Returns how many there were.
+/// Called only under the [`DirectoryLock`], so no live writer's file is removed.
 pub(super) fn remove_leftovers(root: &Path) -> Result<usize, ParquetError> {
     let mut removed = 0;
     let mut dirs = vec![root.to_path_buf()];

@@ -24,7 +24,6 @@ async fn run(config: StdoutConfig, mut ctx: SinkContext) -> ComponentResult {
     let mut buffer = Vec::with_capacity(64 * 1024);
     let mut closed = false;
     while let Some(batch) = ctx.input.recv().await {
-        ctx.stats.received(batch.len());
         if closed {
             ctx.stats.dropped(DropReason::OutputClosed, batch.len());
             continue;
@@ -46,7 +45,10 @@ async fn run(config: StdoutConfig, mut ctx: SinkContext) -> ComponentResult {
                 ctx.stop_pipeline.cancel();
                 closed = true;
             }
-            Err(e) => return Err(StdoutError::Write(e).into()),
+            Err(e) => {
+                ctx.stats.dropped(DropReason::WriteFailed, batch.len());
+                return Err(StdoutError::Write(e).into());
+            }
         }
     }
     Ok(())

@@ -12,6 +12,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::connect::TlsProblem;
 use super::fair_rate::FairRateLimiter;
 use super::stats::{Method, PoolStats};
 use crate::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
@@ -68,6 +69,17 @@ impl CallError {
                     | Code::Aborted
             ),
             CallError::BadCredentials { .. } => false,
+        }
+    }
+
+    /// The TLS problem behind a call that failed in transport, when the transport
+    /// kept it.
+    pub(crate) fn tls_problem(&self) -> Option<TlsProblem> {
+        match self {
+            CallError::Status { status, .. } => {
+                std::error::Error::source(status).and_then(TlsProblem::of)
+            }
+            CallError::BadCredentials { .. } => None,
         }
     }
 

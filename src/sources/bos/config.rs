@@ -6,16 +6,18 @@
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::backoff::BackoffConfig;
 use super::breaker::BreakerConfig;
-use super::targets::{Shard, TargetsConfig};
+use super::targets::{Shard, Target, TargetError, TargetsConfig};
+use super::tls::TlsConfig;
 use crate::pipeline::component::DecodeContext;
 use crate::toolkit::secret::Secret;
-use crate::toolkit::units::HumanDuration;
-use crate::toolkit::yaml::decode::{from_node, unknown_name, DecodeError};
+use crate::toolkit::units::{HumanDuration, MAX_DURATION};
+use crate::toolkit::yaml::decode::{from_node, unknown_name, within, DecodeError};
 use crate::toolkit::yaml::node::{self, overlay, Node, Value};
 
 #[derive(Clone, Debug, Deserialize)]
@@ -50,21 +52,6 @@ pub struct BosConfig {
     pub(crate) breaker: BreakerConfig,
     pub(crate) auth_retry: HumanDuration,
     pub(crate) batch_size: usize,
-}
-
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TlsConfig {
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// The name the miners' certificates carry, when it is not the address dialled.
-    #[serde(default)]
-    pub server_name: Option<String>,
-    /// Client certificate and key (PEM) for mTLS; both or neither.
-    #[serde(default)]
-    pub cert_file: Option<PathBuf>,
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
 }
 
 /// The unary calls polled every `interval`.
@@ -139,7 +126,6 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<BosConfig, DecodeE
         ),
     };
     let mut config: BosConfig = from_node(&overlay(&base, &mine))?;
-    config.check(body)?;
     if config.targets.simulator {
         let Some(fleet) = &context.embedded_fleet else {
             let targets = body.get("targets").unwrap_or(body);
@@ -147,6 +133,7 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<BosConfig, DecodeE
         };
         config.targets.embedded = Some(fleet.clone());
     }
+    config.check(body)?;
     Ok(config)
 }
 
@@ -158,20 +145,22 @@ fn empty() -> Node {
 }
 
 impl BosConfig {
-    /// Rules that span fields; each error is at the key it is about and says what to
-    /// change.
+    /// Rules that span fields, bounds, and the files the source will read; each
+    /// error is at the key it is about and says what to change.
     fn check(&self, body: &Node) -> Result<(), DecodeError> {
         let at = |path: &[&str], message: String| Err(DecodeError::at_path(body, path, message));
-        if self.password.is_some() == self.password_file.is_some() {
-            return at(&["password"], "set exactly one of `password` (e.g. `password: ${BOS_PASSWORD}`) or `password_file`".into());
+        match (&self.password, &self.password_file) {
+            (Some(_), None) => {}
+            (None, Some(path)) => {
+                if let Err(e) = Secret::from_file(path) {
+                    return at(&["password_file"], e.to_string());
+                }
+            }
+            _ => return at(&["password"], "set exactly one of `password` (e.g. `password: ${BOS_PASSWORD}`) or `password_file`".into()),
         }
         if let Some(tls) = &self.tls {
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                return at(
-                    &["tls"],
-                    "`tls.cert_file` and `tls.key_file` go together (mTLS); set both or neither"
-                        .into(),
-                );
+            if let Err((key, message)) = tls.check() {
+                return at(&["tls", key], message);
             }
         }
         if let Some(shard) = self.shard {
@@ -194,17 +183,25 @@ impl BosConfig {
                 ),
             );
         }
-        for (key, value) in [
-            ("interval", &self.interval),
-            ("timeout", &self.timeout),
-            ("connect_timeout", &self.connect_timeout),
-        ] {
-            if value.0.is_zero() {
-                return at(
-                    &[key],
-                    "`interval`, `timeout` and `connect_timeout` must be above zero".into(),
-                );
-            }
+        // Every duration is a wait or a deadline: zero would spin, and the upper bound
+        // is the longest rigtap takes.
+        let durations: [(&[&str], HumanDuration); 12] = [
+            (&["interval"], self.interval),
+            (&["timeout"], self.timeout),
+            (&["connect_timeout"], self.connect_timeout),
+            (&["stream_idle_timeout"], self.stream_idle_timeout),
+            (&["connection_ttl"], self.connection_ttl),
+            (&["idle_timeout"], self.idle_timeout),
+            (&["keepalive", "interval"], self.keepalive.interval),
+            (&["keepalive", "timeout"], self.keepalive.timeout),
+            (&["backoff", "initial"], self.backoff.initial),
+            (&["backoff", "max"], self.backoff.max),
+            (&["breaker", "open_for"], self.breaker.open_for),
+            (&["auth_retry"], self.auth_retry),
+        ];
+        let shortest = HumanDuration(Duration::from_millis(1));
+        for (path, value) in durations {
+            within(body, path, value, shortest, HumanDuration(MAX_DURATION))?;
         }
         let rate = &self.rate;
         for (key, value) in [
@@ -237,21 +234,59 @@ impl BosConfig {
                 );
             }
         }
+        within(
+            body,
+            &["max_connections"],
+            self.max_connections,
+            1,
+            MAX_MINERS,
+        )?;
+        within(body, &["batch_size"], self.batch_size, 1, MAX_BATCH)?;
         if self.backoff.multiplier < 1.0 {
             return at(
                 &["backoff", "multiplier"],
                 "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
             );
         }
+        within(
+            body,
+            &["backoff", "multiplier"],
+            self.backoff.multiplier,
+            1.0,
+            100.0,
+        )?;
         if self.breaker.failure_threshold == 0 || self.breaker.successes_to_close == 0 {
             return at(
                 &["breaker"],
                 "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
             );
         }
+        // The targets are resolved now, so a missing inventory, a duplicate miner or a
+        // range typo is a validate error, not a failed run.
+        let miners = self
+            .miners()
+            .map_err(|e| DecodeError::at_key(body, "targets", e.to_string()))?;
+        within(body, &["targets"], miners.len(), 1, MAX_MINERS)?;
         Ok(())
     }
+
+    /// This agent's miners: the targets, then its shard of them.
+    pub(crate) fn miners(&self) -> Result<Vec<Target>, TargetError> {
+        let mut targets = self.targets.resolve()?;
+        if let Some(shard) = self.shard {
+            targets.retain(|t| shard.owns(&t.id));
+        }
+        Ok(targets)
+    }
 }
+
+/// The most miners one source (one agent's shard) may hold: far beyond what one
+/// agent serves well (see the performance section of the README), short of what
+/// exhausts memory and file descriptors at once. Split larger fleets with `shard`.
+pub(crate) const MAX_MINERS: usize = 100_000;
+
+/// The largest batch handed downstream.
+const MAX_BATCH: usize = 100_000;
 
 #[cfg(test)]
 mod tests {

@@ -44,6 +44,78 @@ pub(crate) enum DialError {
     Timeout(Duration),
     #[error("{0}")]
     Transport(String),
+    /// The TLS handshake failed, and why, in words that say what to change.
+    #[error("{text}")]
+    Tls { problem: TlsProblem, text: String },
+}
+
+/// Why a TLS handshake with a miner failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TlsProblem {
+    /// The miner answered, but not in TLS: it serves its API in plaintext.
+    Plaintext,
+    UnknownIssuer,
+    Expired,
+    WrongName,
+    /// The miner asked for a client certificate, or refused the one sent.
+    ClientCertificate,
+    Other,
+}
+
+impl TlsProblem {
+    /// What to check, for the status message and the log.
+    pub(crate) fn hint(self) -> &'static str {
+        match self {
+            TlsProblem::Plaintext => "the miner answers in plaintext, not TLS: remove `tls` from this source (Braiins OS serves its gRPC API without TLS), or check that the port is the TLS one",
+            TlsProblem::UnknownIssuer => "the miner's certificate is not signed by the CA of `tls.ca_file` (or, without it, by a CA this host trusts): point `tls.ca_file` at the CA that signed it",
+            TlsProblem::Expired => "the miner's certificate has expired, or is not valid yet: renew it, or check this host's clock",
+            TlsProblem::WrongName => "the miner's certificate does not carry the name dialled: set `tls.server_name` to the name it carries",
+            TlsProblem::ClientCertificate => "the miner closed the TLS connection: it likely wants a client certificate it trusts (mTLS); set `tls.cert_file` and `tls.key_file` to one signed by the CA the miner trusts",
+            TlsProblem::Other => "check `tls.ca_file` and `tls.server_name`: the miner's certificate must be signed by that CA and carry that name",
+        }
+    }
+
+    /// The TLS problem among `error`'s causes, if the handshake is what failed.
+    pub(crate) fn of(error: &(dyn std::error::Error + 'static)) -> Option<TlsProblem> {
+        use rustls::{AlertDescription, CertificateError, Error};
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            let tls = e.downcast_ref::<Error>().or_else(|| {
+                e.downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<Error>())
+            });
+            if let Some(tls) = tls {
+                return Some(match tls {
+                    Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+                        TlsProblem::Plaintext
+                    }
+                    Error::InvalidCertificate(c) => match c {
+                        // A CA of the same name that did not sign it: a signature that fails.
+                        CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                            TlsProblem::UnknownIssuer
+                        }
+                        CertificateError::Expired
+                        | CertificateError::ExpiredContext { .. }
+                        | CertificateError::NotValidYet
+                        | CertificateError::NotValidYetContext { .. } => TlsProblem::Expired,
+                        CertificateError::NotValidForName
+                        | CertificateError::NotValidForNameContext { .. } => TlsProblem::WrongName,
+                        _ => TlsProblem::Other,
+                    },
+                    Error::AlertReceived(
+                        AlertDescription::CertificateRequired
+                        | AlertDescription::BadCertificate
+                        | AlertDescription::UnknownCA
+                        | AlertDescription::HandshakeFailure,
+                    ) => TlsProblem::ClientCertificate,
+                    _ => TlsProblem::Other,
+                });
+            }
+            cause = e.source();
+        }
+        None
+    }
 }
 
 impl Dialer {
@@ -94,7 +166,13 @@ impl Dialer {
         .await
         {
             Err(_) => Err(DialError::Timeout(self.connect_timeout)),
-            Ok(Err(e)) => Err(DialError::Transport(chain(&e))),
+            Ok(Err(e)) => Err(match TlsProblem::of(&e) {
+                Some(problem) => DialError::Tls {
+                    problem,
+                    text: chain(&e),
+                },
+                None => DialError::Transport(chain(&e)),
+            }),
             Ok(Ok(channel)) => Ok(channel),
         }
     }

@@ -16,7 +16,7 @@ use super::backoff::Backoff;
 use super::breaker::Breaker;
 use super::client::{Auth, CallError, CallSettings, MinerClient};
 use super::config::{BosConfig, Poll};
-use super::connect::{DialError, Dialer};
+use super::connect::{DialError, Dialer, TlsProblem};
 use super::emit::Emitter;
 use super::poll::{samples, Answers};
 use super::pool::{Connection, ConnectionPool};
@@ -386,25 +386,31 @@ impl MinerTask {
                 "{error}; check `username` and `password` for this miner (a firmware upgrade can reset them); next try in {:?}",
                 self.shared.config.auth_retry.0
             )),
-            error => Failure::Offline(format!(
-                "{error}; check that the miner at {} is up and its gRPC API answers",
-                self.target.address
-            )),
+            error => {
+                // TLS 1.3 clients finish their handshake before the miner checks their
+                // certificate; a miner that wants one then closes the connection at the
+                // first call, and the transport keeps no more than that.
+                let tls = self.shared.config.tls.as_ref();
+                let wants_certificate = tls.is_some_and(|t| t.cert_file.is_none())
+                    && matches!(error.code(), Code::Cancelled | Code::Unknown);
+                let problem = error.tls_problem().or(wants_certificate.then_some(TlsProblem::ClientCertificate));
+                match problem {
+                    Some(problem) => Failure::Offline(format!("{error}; {}", problem.hint())),
+                    None => Failure::Offline(format!(
+                        "{error}; check that the miner at {} is up and its gRPC API answers",
+                        self.target.address
+                    )),
+                }
+            }
         }
     }
 
     fn connect_message(&self, error: &DialError) -> String {
-        let text = error.to_string();
-        let lower = text.to_ascii_lowercase();
-        let hint = if ["certificate", "tls", "handshake"]
-            .iter()
-            .any(|w| lower.contains(w))
-        {
-            "check `tls.ca_file` and `tls.server_name`: the miner's certificate must be signed by that CA and carry that name"
-        } else {
-            "check that the miner is powered, reachable from this host, and serves its gRPC API on that port"
+        let hint = match error {
+            DialError::Tls { problem, .. } => problem.hint(),
+            DialError::Timeout(_) | DialError::Transport(_) => "check that the miner is powered, reachable from this host, and serves its gRPC API on that port",
         };
-        format!("cannot connect to {}: {text}; {hint}", self.target.address)
+        format!("cannot connect to {}: {error}; {hint}", self.target.address)
     }
 }
 

@@ -3,7 +3,9 @@
 
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use futures_util::FutureExt;
 use std::time::Duration;
 
 use governor::Quota;
@@ -20,8 +22,17 @@ use super::stats::PoolStats;
 use super::status::StatusLog;
 use super::tls;
 use crate::pipeline::component::{ComponentResult, SourceConfig, SourceContext, Started};
+use crate::toolkit::panic;
 use crate::toolkit::sample::MinerState;
 use crate::toolkit::secret::Secret;
+
+/// A miner's task panicked: a bug, which fails the source.
+#[derive(Debug, thiserror::Error)]
+#[error("the task of miner `{miner}` panicked: {message}")]
+struct MinerPanicked {
+    miner: Arc<str>,
+    message: String,
+}
 
 impl SourceConfig for BosConfig {
     fn start(self: Box<Self>, ctx: SourceContext) -> Started {
@@ -37,10 +48,7 @@ pub async fn run(
     mut ctx: SourceContext,
     stats: Arc<PoolStats>,
 ) -> ComponentResult {
-    let mut targets = config.targets.resolve()?;
-    if let Some(shard) = config.shard {
-        targets.retain(|t| shard.owns(&t.id));
-    }
+    let targets = config.miners()?;
     let password = match (&config.password, &config.password_file) {
         (Some(password), _) => password.clone(),
         (None, Some(path)) => Secret::from_file(path)?,
@@ -91,13 +99,27 @@ pub async fn run(
     });
 
     let tasks = TaskTracker::new();
+    // A miner task that panics stops the whole source (a panic is a bug, and the
+    // source is failed), which drains what the other miners queued, in order.
+    let stop = ctx.stop.child_token();
+    let panicked = Arc::new(Mutex::new(None));
     for (index, target) in targets.into_iter().enumerate() {
+        let miner = target.id.clone();
         let task = MinerTask::new(index, target, shared.clone());
-        tasks.spawn(task.run(ctx.stop.clone()));
+        let (stop, panicked) = (stop.clone(), panicked.clone());
+        tasks.spawn(async move {
+            let run = std::panic::AssertUnwindSafe(task.run(stop.clone()));
+            if let Err(payload) = run.catch_unwind().await {
+                let message = panic::message(payload.as_ref());
+                let mut first = panicked.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(MinerPanicked { miner, message });
+                stop.cancel();
+            }
+        });
     }
     // Only poll-only miners park channels; streaming miners hold theirs.
     if !shared.config.stream {
-        tasks.spawn(close_idle(shared.clone(), ctx.stop.clone()));
+        tasks.spawn(close_idle(shared.clone(), stop.clone()));
     }
     tasks.close();
     let batch_size = shared.config.batch_size;
@@ -124,7 +146,11 @@ pub async fn run(
         logs_suppressed = status_log.suppressed(),
         "bos source finished"
     );
-    Ok(())
+    let panicked = panicked.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match panicked {
+        Some(panicked) => Err(panicked.into()),
+        None => Ok(()),
+    }
 }
 
 /// Closes parked poll-only connections that sat idle past `idle_timeout`.

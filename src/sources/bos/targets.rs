@@ -47,7 +47,7 @@ pub(crate) type Target = InventoryRow;
 pub(crate) enum TargetError {
     #[error("target `{0}` is not `host:port`, `A.B.C.D-A.B.C.E:port` or `host:PORT1-PORT2`")]
     Address(String),
-    #[error("target range `{0}` runs backwards or holds more than 1,000,000 addresses")]
+    #[error("target range `{0}` runs backwards or holds more than 65,536 addresses (a /16); write several ranges, or check it for a typo")]
     Range(String),
     #[error(transparent)]
     Inventory(#[from] InventoryError),
@@ -61,7 +61,9 @@ pub(crate) enum TargetError {
     Empty,
 }
 
-const MAX_RANGE: u64 = 1_000_000;
+/// The most addresses one range may expand to: a /16, or every port of a host. A
+/// longer range is more likely a typo (`10.0.0.1-10.1.0.1`) than a site.
+const MAX_RANGE: u64 = 65_536;
 
 impl TargetsConfig {
     /// Every target, in the order written.

@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{de, Deserialize, Deserializer};
 
-use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::node::Node;
 
 /// What the user writes under `type: generate`.
@@ -29,9 +29,23 @@ pub(crate) struct GenerateConfig {
     pub labels: BTreeMap<String, String>,
 }
 
-/// Decodes a `generate` source.
+/// The bounds of a `generate` source's settings: the slowest rate still ticks within
+/// the longest duration rigtap takes; the largest miner count and batch keep its own
+/// memory to tens of megabytes.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 10_000_000.0;
+const MAX_MINERS: u32 = 1_000_000;
+const MAX_BATCH: usize = 100_000;
+
+/// Decodes a `generate` source and checks its bounds.
 pub(super) fn decode(body: &Node) -> Result<GenerateConfig, DecodeError> {
-    from_node(body)
+    let config: GenerateConfig = from_node(body)?;
+    if let Some(rate) = config.rate {
+        within(body, &["rate"], rate, MIN_RATE, MAX_RATE)?;
+    }
+    within(body, &["miners"], config.miners, 1, MAX_MINERS)?;
+    within(body, &["batch_size"], config.batch_size, 1, MAX_BATCH)?;
+    Ok(config)
 }
 
 fn default_miners() -> u32 {

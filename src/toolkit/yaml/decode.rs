@@ -49,6 +49,27 @@ impl DecodeError {
     }
 }
 
+/// Refuses `value` outside `min..=max` (and a NaN), at `path` of `body`; the message
+/// names the setting and its bounds. Components state their limits with it, so what
+/// `validate` accepts, `run` can do.
+pub(crate) fn within<T: PartialOrd + fmt::Display>(
+    body: &Node,
+    path: &[&str],
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), DecodeError> {
+    if value >= min && value <= max {
+        return Ok(());
+    }
+    let name = path.join(".");
+    Err(DecodeError::at_path(
+        body,
+        path,
+        format!("`{name}` must be from {min} to {max}, found {value}"),
+    ))
+}
+
 /// Gives an error without a position the position of the node being decoded.
 fn at(mark: Mark) -> impl Fn(DecodeError) -> DecodeError {
     move |e| e.at(mark)

@@ -46,17 +46,16 @@ pub(crate) fn expand(
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${") {
             let end = after.find('}').ok_or_else(|| {
-                format!("unclosed `${{` in `{text}`; close it with `}}` or write `$$` for a literal `$`")
+                // The value is not repeated: it may be a secret with a stray `$`.
+                "this value has an unclosed `${`; close it with `}` or write `$$` for a literal `$`"
+                    .to_string()
             })?;
             let (name, default) = match after[..end].split_once(":-") {
                 Some((name, default)) => (name, Some(default)),
                 None => (&after[..end], None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`${{{}}}` is not a variable reference; names use letters, digits and `_`",
-                    &after[..end]
-                ));
+                return Err("this value has a `${...}` that is not a variable reference; names use letters, digits and `_` (write `$$` for a literal `$`)".to_string());
             }
             match (lookup(name).filter(|v| !v.is_empty()), default) {
                 (Some(value), _) => out.push_str(&value),
@@ -105,6 +104,11 @@ mod tests {
         assert!(expand("${a b}", &env)
             .unwrap_err()
             .contains("not a variable"));
+        // A secret with a stray `$` is never repeated in the error.
+        for secret in ["hunter2${SECRET", "hunter2${not a name}x"] {
+            let err = expand(secret, &env).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

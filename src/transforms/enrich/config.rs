@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::toolkit::inventory;
 use crate::toolkit::sample::FIXED_COLUMNS;
 use crate::toolkit::yaml::decode::{from_node, DecodeError};
 use crate::toolkit::yaml::node::Node;
@@ -51,6 +52,10 @@ pub(super) fn decode(body: &Node) -> Result<EnrichConfig, DecodeError> {
         return Err(error(format!(
             "label `{name}` has the name of a sample column; choose another name"
         )));
+    }
+    // The inventory is read at start; a missing or malformed one is refused now.
+    if let Some(path) = &config.inventory {
+        inventory::read(path).map_err(|e| DecodeError::at_key(body, "inventory", e.to_string()))?;
     }
     Ok(config)
 }

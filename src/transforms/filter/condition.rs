@@ -11,12 +11,24 @@
 //!
 //! Fields are the sample's columns; any other name is a label. A comparison with a
 //! value the sample does not have is false.
+//!
+//! A condition is parsed and evaluated by recursion, so its size is bounded: at most
+//! [`MAX_LENGTH`] characters, [`MAX_TERMS`] comparisons, and [`MAX_DEPTH`] levels of
+//! parentheses and `not`. Longer conditions are refused at validate time (20,000
+//! `or`s once overflowed the stack).
 
 use std::fmt;
 
 use crate::toolkit::sample::{
     number_field, text_field, NumberField, Sample, TextField, FIXED_COLUMNS,
 };
+
+/// The longest condition, in characters.
+pub(crate) const MAX_LENGTH: usize = 16_384;
+/// The most comparisons one condition may join.
+pub(crate) const MAX_TERMS: usize = 256;
+/// The deepest nesting of parentheses and `not`.
+pub(crate) const MAX_DEPTH: usize = 32;
 
 #[derive(Clone)]
 pub(crate) enum Condition {
@@ -124,11 +136,20 @@ impl std::str::FromStr for Condition {
     type Err = ParseError;
 
     fn from_str(text: &str) -> Result<Self, ParseError> {
+        let length = text.chars().count();
+        if length > MAX_LENGTH {
+            return Err(ParseError {
+                at: MAX_LENGTH + 1,
+                message: format!("the condition is {length} characters long; at most {MAX_LENGTH} are allowed. Split it into several filters"),
+            });
+        }
         let tokens = tokenize(text)?;
         let mut parser = Parser {
             tokens,
             pos: 0,
-            end: text.chars().count() + 1,
+            end: length + 1,
+            depth: 0,
+            terms: 0,
         };
         let condition = parser.or()?;
         match parser.peek() {
@@ -250,6 +271,10 @@ struct Parser {
     tokens: Vec<(usize, Token)>,
     pos: usize,
     end: usize,
+    /// Parentheses and `not`s open around the current position.
+    depth: usize,
+    /// Comparisons read so far.
+    terms: usize,
 }
 
 impl Parser {
@@ -295,12 +320,18 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Condition, ParseError> {
+        let at = self.peek().map_or(self.end, |(at, _)| at);
         if self.keyword("not") {
-            return Ok(Condition::Not(Box::new(self.unary()?)));
+            self.deeper(at)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Condition::Not(Box::new(inner)));
         }
         if matches!(self.peek(), Some((_, Token::Open))) {
             self.pos += 1;
+            self.deeper(at)?;
             let inner = self.or()?;
+            self.depth -= 1;
             match self.next("`)`")? {
                 (_, Token::Close) => return Ok(inner),
                 (at, other) => {
@@ -314,7 +345,27 @@ impl Parser {
         self.comparison()
     }
 
+    /// One more level of parentheses or `not`, within [`MAX_DEPTH`].
+    fn deeper(&mut self, at: usize) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ParseError {
+                at,
+                message: format!("parentheses and `not` nest deeper than {MAX_DEPTH} levels here; simplify the condition"),
+            });
+        }
+        Ok(())
+    }
+
     fn comparison(&mut self) -> Result<Condition, ParseError> {
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            let at = self.peek().map_or(self.end, |(at, _)| at);
+            return Err(ParseError {
+                at,
+                message: format!("the condition joins more than {MAX_TERMS} comparisons; use `in [...]` for a list of values, or split it into several filters"),
+            });
+        }
         let (at, name) = match self.next("a field name")? {
             (at, Token::Word(name)) => (at, name),
             (at, other) => {
@@ -513,5 +564,29 @@ mod tests {
             .message
             .contains("join conditions"));
         assert!(err("power_w in [1]").message.contains("is a number"));
+    }
+
+    #[test]
+    fn conditions_too_long_or_too_deep_are_refused_not_a_stack_overflow() {
+        let terms = |n: usize| vec!["hashrate_ths > 1"; n].join(" or ");
+        let s = sample(SampleKind::Miner, Some(2.0), "a");
+        assert!(holds(&terms(MAX_TERMS), &s), "the limit itself is allowed");
+        let e = terms(20_000).parse::<Condition>().unwrap_err();
+        assert!(e.message.contains("characters long"), "{e}");
+        let e = terms(MAX_TERMS + 1).parse::<Condition>().unwrap_err();
+        assert!(e.message.contains("more than 256 comparisons"), "{e}");
+
+        let nested = |n: usize| format!("{}kind == \"miner\"{}", "(".repeat(n), ")".repeat(n));
+        assert!(holds(&nested(MAX_DEPTH), &s));
+        let e = nested(20_000).parse::<Condition>().unwrap_err();
+        assert!(e.message.contains("characters long"), "{e}");
+        let e = nested(MAX_DEPTH + 1).parse::<Condition>().unwrap_err();
+        assert!(e.message.contains("deeper than 32 levels"), "{e}");
+        assert_eq!(e.at, MAX_DEPTH + 1);
+        let nots = format!("{}kind == \"miner\"", "not ".repeat(MAX_DEPTH + 1));
+        let e = nots.parse::<Condition>().unwrap_err();
+        assert!(e.message.contains("deeper than 32 levels"), "{e}");
+        let e = "not ".repeat(50_000).parse::<Condition>().unwrap_err();
+        assert!(e.message.contains("characters long"), "{e}");
     }
 }
