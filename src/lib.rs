@@ -28,6 +28,6 @@ pub mod sinks;
 pub mod sources;
 pub(crate) mod transforms;
 
-pub(crate) mod topology;
+pub mod topology;
 
 pub mod operator;

@@ -236,6 +236,9 @@ fn simulate(args: SimArgs) -> ExitCode {
 }
 
 fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
+    if !(1..=rigtap::sim::MAX_MINERS).contains(&args.miners) {
+        return Err(rigtap::sim::SimError::Miners(args.miners).to_string());
+    }
     let read = |path: &PathBuf| {
         std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
     };

@@ -28,7 +28,7 @@ impl Default for ApiConfig {
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub(crate) struct HealthConfig {
+pub struct HealthConfig {
     /// Degraded when a `bos` source has fewer of its miners online than this fraction.
     pub min_online: f64,
     /// Degraded when a queue has stayed full this long: its consumer (a sink and its

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use super::api_config::ApiConfig;
 use crate::pipeline::component::DecodeContext;
 use crate::sim::embedded::EmbeddedSim;
-use crate::toolkit::yaml::decode::{from_node, DecodeError};
+use crate::sim::{self, SimConfig};
+use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::diagnostic::{ConfigError, Diagnostic};
 use crate::toolkit::yaml::interpolate;
 use crate::toolkit::yaml::node::{self, Mark};
@@ -21,7 +22,7 @@ use crate::topology::config::{self as pipeline, PipelineConfig};
 /// A whole config file, decoded and checked.
 #[derive(Debug)]
 pub struct AgentConfig {
-    pub(crate) pipeline: PipelineConfig,
+    pub pipeline: PipelineConfig,
     /// A simulated fleet to serve inside the process before the sources start.
     pub(crate) simulator: Option<EmbeddedSim>,
     /// The operator's endpoints: metrics, health, tap.
@@ -123,10 +124,18 @@ pub fn from_str(
     // plain targets.
     let mut context = DecodeContext::default();
     if let Some(simulator) = globals.as_ref().and_then(|g| g.simulator.as_ref()) {
-        match crate::sim::inventory(&simulator.sim_config()) {
+        let miners = simulator.miners;
+        if let Err(e) = within(&root, &["simulator", "miners"], miners, 1, sim::MAX_MINERS) {
+            problems.push(Diagnostic::from_decode(root.mark)(e));
+        }
+        let config = SimConfig {
+            miners: miners.min(sim::MAX_MINERS),
+            ..simulator.sim_config()
+        };
+        match sim::inventory(&config) {
             Ok(rows) => context.embedded_fleet = Some(Arc::from(rows)),
             Err(e) => {
-                let at = DecodeError::at_path(&root, &["simulator", "miners"], e.to_string());
+                let at = DecodeError::at_path(&root, &["simulator", "first"], e.to_string());
                 problems.push(Diagnostic::from_decode(root.mark)(at));
             }
         }

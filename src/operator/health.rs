@@ -14,7 +14,7 @@ use crate::pipeline::stats::{ComponentStats, DropReason, Role};
 use crate::topology::running::PipelineView;
 
 #[derive(Debug, serde::Serialize)]
-pub(crate) struct Health {
+pub struct Health {
     pub status: &'static str,
     pub reasons: Vec<String>,
 }
@@ -114,7 +114,7 @@ impl SinkProgress {
 }
 
 /// The pipeline as `/health` judges it, with what it saw at its last looks.
-pub(crate) struct HealthWatch {
+pub struct HealthWatch {
     view: Arc<PipelineView>,
     bounds: HealthConfig,
     /// Per queue, by consumer id: since when it has been full.
@@ -124,7 +124,7 @@ pub(crate) struct HealthWatch {
 }
 
 impl HealthWatch {
-    pub(crate) fn new(view: Arc<PipelineView>, bounds: HealthConfig) -> Self {
+    pub fn new(view: Arc<PipelineView>, bounds: HealthConfig) -> Self {
         let full = view
             .queues
             .iter()
@@ -168,7 +168,7 @@ impl HealthWatch {
         }
     }
 
-    pub(crate) fn health(&self) -> Health {
+    pub fn health(&self) -> Health {
         self.health_at(Instant::now())
     }
 

@@ -16,7 +16,7 @@ use crate::topology::running::PipelineView;
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The registry `/metrics` renders, for a running pipeline.
-pub(crate) fn registry(view: Arc<PipelineView>) -> Registry {
+pub fn registry(view: Arc<PipelineView>) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Pipeline(view)));
     registry.register_collector(Box::new(ProcessCollector));
@@ -24,7 +24,7 @@ pub(crate) fn registry(view: Arc<PipelineView>) -> Registry {
 }
 
 /// The registry as OpenMetrics text.
-pub(crate) fn render(registry: &Registry) -> String {
+pub fn render(registry: &Registry) -> String {
     let mut text = String::with_capacity(16 * 1024);
     // Writing to a String cannot fail; a collector's error would only cut the text short.
     if let Err(error) = prometheus_client::encoding::text::encode(&mut text, registry) {

@@ -60,23 +60,22 @@ impl Fanout {
         }
         let shared: SharedBatch = Arc::new(batch);
         for output in &self.outputs {
-            // Counted as queued before it is, so a consumer never sees fewer queued
-            // samples than its queue holds.
-            output.consumer_stats.enqueued(n);
-            match output.when_full {
-                WhenFull::Block => {
-                    if output.tx.send(shared.clone()).await.is_err() {
-                        consumer_stopped(output, n);
-                    }
-                }
+            // Counted as queued once it is in: a batch still waiting for room belongs
+            // to its producer (which has not counted it as sent either).
+            let sent = match output.when_full {
+                WhenFull::Block => output.tx.send(shared.clone()).await.is_ok(),
                 WhenFull::DropNewest => match output.tx.try_send(shared.clone()) {
-                    Ok(()) => {}
+                    Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {
-                        output.consumer_stats.not_enqueued(n);
                         output.consumer_stats.dropped(DropReason::QueueFull, n);
+                        continue;
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => consumer_stopped(output, n),
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
                 },
+            };
+            match sent {
+                true => output.consumer_stats.enqueued(n),
+                false => consumer_stopped(output, n),
             }
         }
         self.stats.sent(n);
@@ -85,7 +84,6 @@ impl Fanout {
 
 /// A consumer that failed cannot take batches; they are counted against it, not lost quietly.
 fn consumer_stopped(output: &Output, n: usize) {
-    output.consumer_stats.not_enqueued(n);
     output
         .consumer_stats
         .dropped(DropReason::ConsumerStopped, n);

@@ -12,7 +12,7 @@ use super::stats::ComponentStats;
 /// What the user writes under a component's `buffer:`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct BufferConfig {
+pub struct BufferConfig {
     /// Batches the queue holds; a full queue holds back its inputs (or drops, if asked).
     #[serde(default = "default_max_batches")]
     pub max_batches: usize,

@@ -10,7 +10,7 @@ use crate::toolkit::histogram::LatencyHistogram;
 
 /// Which section a component is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Role {
+pub enum Role {
     Source,
     Transform,
     Sink,
@@ -101,14 +101,10 @@ pub struct ComponentStats {
 }
 
 impl ComponentStats {
-    /// A producer is putting `n` samples in this component's queue.
+    /// A producer put `n` samples in this component's queue. (The consumer may take
+    /// them before this is counted: the count is briefly low, never lost.)
     pub(crate) fn enqueued(&self, n: usize) {
         self.queued.fetch_add(n as i64, Relaxed);
-    }
-
-    /// Samples counted by [`ComponentStats::enqueued`] that did not get in after all.
-    pub(crate) fn not_enqueued(&self, n: usize) {
-        self.queued.fetch_sub(n as i64, Relaxed);
     }
 
     /// The component took `n` samples from its queue.
@@ -179,12 +175,24 @@ impl ComponentStats {
         self.samples_out.load(Relaxed)
     }
 
-    pub(crate) fn dropped_for(&self, reason: DropReason) -> u64 {
+    pub fn dropped_for(&self, reason: DropReason) -> u64 {
         self.dropped[reason as usize].load(Relaxed)
     }
 
     pub(crate) fn dropped_total(&self) -> u64 {
         DropReason::ALL.iter().map(|r| self.dropped_for(*r)).sum()
+    }
+
+    /// The drops by reason, for a log line: `write_failed=100 component_failed=7`
+    /// (reasons with none left out; empty when nothing was dropped).
+    pub(crate) fn drops_by_reason(&self) -> String {
+        let drops: Vec<String> = DropReason::ALL
+            .iter()
+            .map(|r| (r, self.dropped_for(*r)))
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{}={n}", r.as_str()))
+            .collect();
+        drops.join(" ")
     }
 
     /// The series every component has, under its `id` and `role`.

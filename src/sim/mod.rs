@@ -125,9 +125,6 @@ pub const MAX_MINERS: usize = 100_000;
 /// The inventory of the fleet `config` describes, without starting it: ids
 /// `sim-00000`..., 2,500 miners a site and 40 a rack.
 pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
-    if !(1..=MAX_MINERS).contains(&config.miners) {
-        return Err(SimError::Miners(config.miners));
-    }
     (0..config.miners)
         .map(|i| {
             let address = address_of(config.first, i).ok_or(SimError::NotLoopback {
@@ -192,7 +189,12 @@ impl Fleet {
         let started = Instant::now();
         let mut fleet = Fleet {
             miners: Vec::with_capacity(config.miners),
-            inventory: inventory(&config)?,
+            inventory: {
+                if !(1..=MAX_MINERS).contains(&config.miners) {
+                    return Err(SimError::Miners(config.miners));
+                }
+                inventory(&config)?
+            },
             tls,
             connect_rate: Arc::default(),
         };

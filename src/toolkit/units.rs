@@ -21,7 +21,7 @@ pub(crate) const MAX_SIZE: u64 = 1 << 50;
 /// A size in bytes written as `<number>[unit]`: B, KB, MB, GB (powers of 1000) or
 /// KiB, MiB, GiB (powers of 1024).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct ByteSize(pub u64);
+pub struct ByteSize(pub u64);
 
 impl std::str::FromStr for HumanDuration {
     type Err = String;

@@ -19,9 +19,9 @@ use super::registry::{self, SINKS, SOURCES, TRANSFORMS};
 
 /// A whole pipeline, decoded and checked.
 #[derive(Debug)]
-pub(crate) struct PipelineConfig {
+pub struct PipelineConfig {
     /// Bytes that all queued batches together may hold before sources are held back.
-    pub(crate) memory_budget: ByteSize,
+    pub memory_budget: ByteSize,
     pub sources: Vec<Component<dyn SourceConfig>>,
     pub transforms: Vec<Component<dyn TransformConfig>>,
     pub sinks: Vec<Component<dyn SinkConfig>>,
@@ -29,7 +29,7 @@ pub(crate) struct PipelineConfig {
 
 /// One component: its id, where it reads from, its input queue, and its own settings.
 #[derive(Debug)]
-pub(crate) struct Component<C: ?Sized> {
+pub struct Component<C: ?Sized> {
     pub id: String,
     pub inputs: Vec<String>,
     pub buffer: BufferConfig,

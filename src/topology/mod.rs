@@ -2,7 +2,7 @@
 //! pipeline part of a config file ([`config`]) and its graph check ([`graph`]), and
 //! the running pipeline built from it ([`running`]), which stops in order.
 
-pub(crate) mod config;
+pub mod config;
 pub(crate) mod graph;
 pub(crate) mod registry;
-pub(crate) mod running;
+pub mod running;

@@ -27,12 +27,12 @@ use crate::pipeline::tap::Taps;
 use crate::toolkit::panic;
 
 /// One running component, as the operator surface sees it.
-pub(crate) struct ComponentEntry {
+pub struct ComponentEntry {
     pub id: String,
-    pub(crate) role: Role,
+    pub role: Role,
     pub stats: Arc<ComponentStats>,
     /// What it publishes beyond its counters (a `bos` source's pool, say).
-    pub(crate) published: Option<Arc<dyn Published>>,
+    pub published: Option<Arc<dyn Published>>,
 }
 
 /// The queue in front of a transform or sink.
@@ -55,9 +55,9 @@ impl QueueEntry {
 }
 
 /// What the running pipeline shows: `/metrics`, `/health` and the progress line read it.
-pub(crate) struct PipelineView {
+pub struct PipelineView {
     pub components: Vec<ComponentEntry>,
-    pub queues: Vec<QueueEntry>,
+    pub(crate) queues: Vec<QueueEntry>,
     pub budget: MemoryBudget,
 }
 
@@ -139,6 +139,7 @@ impl PipelineView {
                 samples_in = stats.samples_in(),
                 samples_out = stats.samples_out(),
                 dropped = stats.dropped_total(),
+                drops = %stats.drops_by_reason(),
                 abandoned,
                 "component abandoned"
             );
@@ -149,7 +150,7 @@ impl PipelineView {
 
 /// Why a pipeline stopped by itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Ended {
+pub enum Ended {
     /// A component asked the pipeline to stop (it failed, or its output went away).
     StopRequested,
     /// Every component finished (finite sources).
@@ -157,7 +158,7 @@ pub(crate) enum Ended {
 }
 
 /// The pipeline while it runs.
-pub(crate) struct Running {
+pub struct Running {
     tasks: TaskTracker,
     stop_sources: CancellationToken,
     stop_requested: CancellationToken,
@@ -217,6 +218,7 @@ impl Spawner {
                 samples_in = stats.samples_in(),
                 samples_out = stats.samples_out(),
                 dropped = stats.dropped_total(),
+                drops = %stats.drops_by_reason(),
                 "component finished"
             );
         });
@@ -233,7 +235,7 @@ fn panic_message(join: tokio::task::JoinError) -> String {
 
 impl Running {
     /// Wires queues and spawns one task per component.
-    pub(crate) fn start(config: PipelineConfig) -> Self {
+    pub fn start(config: PipelineConfig) -> Self {
         let budget = MemoryBudget::new(config.memory_budget.0);
         let stop_sources = CancellationToken::new();
         let mut spawner = Spawner {
@@ -343,7 +345,7 @@ impl Running {
     }
 
     /// What `/metrics`, `/health` and the progress line read while the pipeline runs.
-    pub(crate) fn view(&self) -> Arc<PipelineView> {
+    pub fn view(&self) -> Arc<PipelineView> {
         self.view.clone()
     }
 
@@ -354,7 +356,7 @@ impl Running {
 
     /// Resolves when the pipeline ends without being told to: a component asked it to
     /// stop, or every component finished.
-    pub(crate) async fn ended(&self) -> Ended {
+    pub async fn ended(&self) -> Ended {
         tokio::select! {
             _ = self.stop_requested.cancelled() => Ended::StopRequested,
             _ = self.tasks.wait() => Ended::Finished,
@@ -362,12 +364,12 @@ impl Running {
     }
 
     /// Stops the sources; everything downstream drains and finishes by itself.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         self.stop_sources.cancel();
     }
 
     /// Resolves once every component has finished.
-    pub(crate) async fn drained(&self) {
+    pub async fn drained(&self) {
         self.tasks.wait().await;
     }
 

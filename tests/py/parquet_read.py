@@ -1,7 +1,10 @@
-"""Reads a rigtap Parquet tree with DuckDB, an independent reader, and prints JSON.
+"""Reads a rigtap Parquet tree with independent readers (DuckDB, and pyarrow for
+partition values) and prints JSON.
 
-usage: parquet_read.py ROOT table    -> rows, column types, mean hashrate per miner
-       parquet_read.py ROOT files    -> every visible file opened on its own: rows or error
+usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate per miner
+       parquet_read.py ROOT files         -> every visible file opened on its own: rows or error
+       parquet_read.py ROOT values LABEL  -> the distinct values of a partition column,
+                                             as DuckDB and as pyarrow read them
 """
 import glob
 import json
@@ -31,5 +34,14 @@ elif mode == "files":
         except duckdb.Error as error:
             result[path] = f"error: {error}"
     print(json.dumps(result))
+elif mode == "values":
+    import pyarrow.dataset
+
+    label = sys.argv[3]
+    table = f"read_parquet('{pattern}', hive_partitioning=true)"
+    by_duckdb = sorted(v for (v,) in duckdb.sql(f"select distinct {label} from {table}").fetchall())
+    dataset = pyarrow.dataset.dataset(root, format="parquet", partitioning="hive", exclude_invalid_files=True)
+    by_pyarrow = sorted(set(dataset.to_table(columns=[label]).column(label).to_pylist()))
+    print(json.dumps({"duckdb": by_duckdb, "pyarrow": by_pyarrow, "rows": dataset.count_rows()}))
 else:
     sys.exit(f"unknown mode {mode}")

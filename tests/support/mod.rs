@@ -46,6 +46,15 @@ pub fn start(yaml: &str, extra_args: &[&str]) -> Rigtap {
 
 /// [`start`], with environment variables set for the process.
 pub fn start_with_env(yaml: &str, extra_args: &[&str], env: &[(&str, String)]) -> Rigtap {
+    launch(yaml, extra_args, env, Stdio::piped())
+}
+
+/// [`start`], with stdout going to `stdout` (a file, `/dev/full`) instead of a pipe.
+pub fn start_writing_to(yaml: &str, extra_args: &[&str], stdout: Stdio) -> Rigtap {
+    launch(yaml, extra_args, &[], stdout)
+}
+
+fn launch(yaml: &str, extra_args: &[&str], env: &[(&str, String)], stdout: Stdio) -> Rigtap {
     let dir = tempfile::tempdir().expect("temp dir");
     let path: PathBuf = dir.path().join("pipeline.yaml");
     std::fs::write(&path, yaml).expect("write pipeline");
@@ -54,7 +63,7 @@ pub fn start_with_env(yaml: &str, extra_args: &[&str], env: &[(&str, String)]) -
         .arg(&path)
         .args(extra_args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("start rigtap");
@@ -141,6 +150,54 @@ pub fn emitted(logs: &[serde_json::Value], source: &str) -> u64 {
         .find(|l| l["message"] == "generate source finished" && l["source"] == source)
         .and_then(|l| l["emitted"].as_u64())
         .unwrap_or_else(|| panic!("no `generate source finished` log for {source}"))
+}
+
+/// What one sink's log says of one run: the source emitted, the sink delivered and
+/// dropped (with the reasons), and what is unaccounted for (must be 0).
+#[derive(Debug)]
+pub struct Ledger {
+    pub emitted: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub drops: String,
+    pub unaccounted: i64,
+}
+
+impl std::fmt::Display for Ledger {
+    /// A row of the fault table: in, delivered, dropped by reason, unaccounted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} | {} | {} ({}) | {}",
+            self.emitted, self.delivered, self.dropped, self.drops, self.unaccounted
+        )
+    }
+}
+
+/// The ledger of `sink` fed by `source` alone, from the final logs: each component's
+/// `component finished` line, or its `component abandoned` line after a second signal.
+pub fn ledger(logs: &[serde_json::Value], source: &str, sink: &str) -> Ledger {
+    let last = |component: &str| {
+        logs.iter()
+            .rfind(|l| {
+                l["component"] == component
+                    && (l["message"] == "component finished"
+                        || l["message"] == "component abandoned")
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("no final counters logged for {component}"))
+    };
+    let (source, sink) = (last(source), last(sink));
+    let count = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap_or(0);
+    let emitted = count(&source, "samples_out");
+    let (delivered, dropped) = (count(&sink, "samples_out"), count(&sink, "dropped"));
+    Ledger {
+        emitted,
+        delivered,
+        dropped,
+        drops: sink["drops"].as_str().unwrap_or_default().to_string(),
+        unaccounted: emitted as i64 - delivered as i64 - dropped as i64,
+    }
 }
 
 /// The final counters a component logged.

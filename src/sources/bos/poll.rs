@@ -110,9 +110,13 @@ pub(crate) fn samples(
                 .filter_map(|p| p.stats.as_ref())
                 .collect();
             if !stats.is_empty() {
-                miner.shares_accepted = Some(stats.iter().map(|s| s.accepted_shares).sum());
-                miner.shares_rejected = Some(stats.iter().map(|s| s.rejected_shares).sum());
-                miner.shares_stale = Some(stats.iter().map(|s| s.stale_shares).sum());
+                // Saturating: a miner's counters are not trusted not to overflow.
+                let total = |get: fn(&api::PoolStats) -> u64| {
+                    stats.iter().fold(0u64, |sum, s| sum.saturating_add(get(s)))
+                };
+                miner.shares_accepted = Some(total(|s| s.accepted_shares));
+                miner.shares_rejected = Some(total(|s| s.rejected_shares));
+                miner.shares_stale = Some(total(|s| s.stale_shares));
             }
         }
     }
@@ -133,7 +137,8 @@ pub(crate) fn samples(
             .iter()
             .filter_map(|b| b.board_temp.as_ref().map(|t| t.degree_c)));
         let chips: Vec<u32> = boards.iter().filter_map(|b| b.chips_count).collect();
-        miner.chips = (!chips.is_empty()).then(|| chips.iter().sum());
+        miner.chips =
+            (!chips.is_empty()).then(|| chips.iter().fold(0u32, |sum, n| sum.saturating_add(*n)));
     }
 
     let mut out = Vec::with_capacity(1 + boards.len());
@@ -228,5 +233,160 @@ mod tests {
     #[test]
     fn nothing_answered_means_no_samples() {
         assert!(samples(&target(), None, &Answers::default(), Utc::now()).is_empty());
+    }
+
+    mod answers {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Any double a miner could send, the hostile ones often.
+        fn double() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(f64::MAX),
+                Just(f64::MIN),
+                Just(-0.0),
+                Just(f64::MIN_POSITIVE),
+                any::<f64>(),
+                -1e6f64..1e6,
+            ]
+        }
+
+        fn ghs() -> impl Strategy<Value = Option<api::GigaHashrate>> {
+            proptest::option::of(double().prop_map(|v| api::GigaHashrate {
+                gigahash_per_second: v,
+            }))
+        }
+
+        fn temperature() -> impl Strategy<Value = Option<api::Temperature>> {
+            proptest::option::of(double().prop_map(|v| api::Temperature { degree_c: v }))
+        }
+
+        fn stats() -> impl Strategy<Value = Option<api::GetMinerStatsResponse>> {
+            let work = (ghs(), ghs()).prop_map(|(last_1m, nominal)| api::WorkSolverStats {
+                real_hashrate: Some(api::RealHashrate {
+                    last_1m,
+                    ..Default::default()
+                }),
+                nominal_hashrate: nominal,
+                ..Default::default()
+            });
+            let power = (
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(double()),
+            )
+                .prop_map(|(watt, jth)| api::MinerPowerStats {
+                    approximated_consumption: watt.map(|watt| api::Power { watt }),
+                    efficiency: jth
+                        .map(|joule_per_terahash| api::PowerEfficiency { joule_per_terahash }),
+                });
+            let pool =
+                (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(a, r, s)| api::PoolStats {
+                    accepted_shares: a,
+                    rejected_shares: r,
+                    stale_shares: s,
+                    ..Default::default()
+                });
+            proptest::option::of(
+                (
+                    proptest::option::of(work),
+                    proptest::option::of(power),
+                    proptest::option::of(pool),
+                )
+                    .prop_map(|(miner_stats, power_stats, pool_stats)| {
+                        api::GetMinerStatsResponse {
+                            pool_stats,
+                            miner_stats,
+                            power_stats,
+                        }
+                    }),
+            )
+        }
+
+        fn hashboards() -> impl Strategy<Value = Option<api::GetHashboardsResponse>> {
+            let board = (
+                ".{0,4}",
+                proptest::option::of(any::<u32>()),
+                proptest::option::of(double()),
+                proptest::option::of(double()),
+                temperature(),
+                temperature(),
+                ghs(),
+            )
+                .prop_map(|(id, chips, hz, volt, chip, board, rate)| api::Hashboard {
+                    id,
+                    chips_count: chips,
+                    current_frequency: hz.map(|hertz| api::Frequency { hertz }),
+                    current_voltage: volt.map(|volt| api::Voltage { volt }),
+                    highest_chip_temp: chip.map(|temperature| api::TemperatureSensor {
+                        temperature: Some(temperature),
+                        ..Default::default()
+                    }),
+                    board_temp: board,
+                    stats: Some(api::WorkSolverStats {
+                        real_hashrate: Some(api::RealHashrate {
+                            last_1m: rate,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            proptest::option::of(
+                proptest::collection::vec(board, 0..6)
+                    .prop_map(|hashboards| api::GetHashboardsResponse { hashboards }),
+            )
+        }
+
+        fn cooling() -> impl Strategy<Value = Option<api::GetCoolingStateResponse>> {
+            let fan = any::<u32>().prop_map(|rpm| api::FanState {
+                rpm,
+                ..Default::default()
+            });
+            proptest::option::of(
+                (proptest::collection::vec(fan, 0..6), temperature()).prop_map(
+                    |(fans, hottest)| api::GetCoolingStateResponse {
+                        fans,
+                        highest_temperature: hottest.map(|temperature| api::TemperatureSensor {
+                            temperature: Some(temperature),
+                            ..Default::default()
+                        }),
+                    },
+                ),
+            )
+        }
+
+        proptest! {
+            /// Whatever a miner answers (NaN, infinities, extremes, missing fields), the
+            /// conversion makes samples without a panic: one for the miner and one per
+            /// board, with the miner's values carried over as sent (`normalise`, which
+            /// has its own property test, removes the implausible ones).
+            #[test]
+            fn any_answer_becomes_samples(
+                stats in stats(),
+                hashboards in hashboards(),
+                cooling in cooling(),
+                status in proptest::option::of(any::<i32>()),
+            ) {
+                let boards = hashboards.as_ref().map_or(0, |h| h.hashboards.len());
+                let last_1m = stats.as_ref()
+                    .and_then(|s| s.miner_stats.as_ref())
+                    .and_then(|w| w.real_hashrate.as_ref())
+                    .and_then(|r| r.last_1m.as_ref())
+                    .map(|r| r.gigahash_per_second / 1000.0);
+                let answers = Answers { stats, hashboards, cooling, ..Answers::default() };
+                let produced = samples(&target(), status, &answers, Utc::now());
+                if answers.is_empty() {
+                    prop_assert!(produced.is_empty());
+                } else {
+                    prop_assert_eq!(produced.len(), 1 + boards);
+                    let hashrate = produced[0].hashrate_ths;
+                    prop_assert!(hashrate == last_1m || hashrate.zip(last_1m).is_some_and(|(a, b)| a.is_nan() && b.is_nan()));
+                }
+            }
+        }
     }
 }

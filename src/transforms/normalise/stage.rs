@@ -152,4 +152,45 @@ mod tests {
             }
         }
     }
+
+    /// Any double a miner could send, the hostile ones often.
+    fn double() -> impl Strategy<Value = Option<f64>> {
+        proptest::option::of(prop_oneof![
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(f64::MAX),
+            Just(f64::MIN),
+            Just(-0.0),
+            any::<f64>(),
+            -1e6f64..1e6,
+        ])
+    }
+
+    proptest! {
+        /// Whatever values samples carry (NaN, infinities, extremes, absent), every
+        /// measurement `normalise` leaves is finite and within its bound, and share
+        /// deltas never underflow.
+        #[test]
+        fn any_values_leave_normalise_finite_and_bounded(
+            values in proptest::collection::vec(double(), 9),
+            shares in proptest::collection::vec(proptest::option::of(any::<u64>()), 3),
+        ) {
+            let mut n = Normaliser::new(&NormaliseConfig::default()).unwrap();
+            let mut s = miner(0.0, 0.0);
+            (s.hashrate_ths, s.hashrate_nominal_ths, s.power_w) = (values[0], values[1], values[2]);
+            (s.efficiency_jth, s.temp_chip_c, s.temp_board_c) = (values[3], values[4], values[5]);
+            (s.fan_rpm, s.frequency_mhz, s.voltage_v) = (values[6], values[7], values[8]);
+            (s.shares_accepted, s.shares_rejected, s.shares_stale) = (shares[0], shares[1], shares[2]);
+            let out = n.apply(&[s.clone(), s]);
+            for sample in &out {
+                for check in &n.checks {
+                    let mut copy = sample.clone();
+                    if let Some(v) = *(check.field)(&mut copy) {
+                        prop_assert!(check.bound.admits(v), "{} = {v}", check.name);
+                    }
+                }
+            }
+        }
+    }
 }
