@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use rigtap::operator::agent::{self, Outcome};
+use rigtap::operator::agent::{self, Outcome, RunOptions};
 use rigtap::operator::config;
 use rigtap::operator::logging::{self, LogFormat};
 use rigtap::operator::progress::ProgressMode;
 use rigtap::operator::signals::Signals;
-use rigtap::operator::{simulate, tap};
+use rigtap::operator::{simulate, tap, top};
 use rigtap::sim::faults::{self, FaultRule};
 use rigtap::sim::{SimConfig, SimTls};
 use rigtap::toolkit::units::HumanDuration;
@@ -49,6 +49,16 @@ enum Command {
         /// A progress line on stderr every 5 s: `auto` (only at a terminal), `json`, `off`.
         #[arg(long, value_enum, default_value = "auto")]
         progress: ProgressMode,
+        /// Reload the config when the file changes (SIGHUP and `POST /reload` always do).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// A live view of a running pipeline, through its API (`api.address` of the config
+    /// file): per component samples/s, queues and drops; per source miners by state,
+    /// failed calls and latency; per sink what waits for acknowledgement. `q` quits.
+    Top {
+        #[arg(short, long, default_value = "collector.yaml")]
+        config: PathBuf,
     },
     /// Print the samples a running pipeline's source or transform emits (JSON lines),
     /// through the pipeline's API (`api.address` of the config file).
@@ -146,19 +156,25 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Run {
-            config,
+            config: path,
             duration,
             progress,
+            watch,
         } => {
-            let loaded = match config::load(&config) {
+            let loaded = match config::load(&path) {
                 Ok(loaded) => loaded,
                 Err(e) => return config_failed(&e),
+            };
+            let options = RunOptions {
+                duration,
+                progress,
+                watch,
             };
             block_on(async move {
                 let Some(mut signals) = install_signals() else {
                     return ExitCode::FAILURE;
                 };
-                match agent::run(loaded, &mut signals, duration, progress).await {
+                match agent::run(&path, loaded, &mut signals, options).await {
                     Outcome::Done => ExitCode::SUCCESS,
                     Outcome::Failed => ExitCode::FAILURE,
                     // Exit now: tasks blocked on a full pipe would otherwise hold the
@@ -167,6 +183,16 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Top { config } => match config::load(&config) {
+            Ok(loaded) => match top::run(loaded.api.address) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("rigtap top: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => config_failed(&e),
+        },
         Command::Tap {
             config,
             component,

@@ -161,7 +161,7 @@ proptest! {
                 eprintln!("accepted and ran: rate {rate}, count {count}, miners {miners}, durations {durations:?}, size {size}, batches {batches}");
                 let runtime = tokio::runtime::Runtime::new().unwrap();
                 runtime.block_on(async {
-                    let running = Running::start(config.pipeline);
+                    let mut running = Running::start(config.pipeline);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     running.stop();
                     tokio::time::timeout(Duration::from_secs(30), running.drained())

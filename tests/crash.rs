@@ -15,7 +15,7 @@ use rigtap::pipeline::component::{
 };
 use rigtap::pipeline::stats::{ComponentStats, DropReason};
 use rigtap::topology::config::PipelineConfig;
-use rigtap::topology::running::{Ended, PipelineView, Running};
+use rigtap::topology::running::{Ended, PipelineView, Running, Views};
 
 /// A sink that delivers two batches, then panics.
 #[derive(Debug)]
@@ -87,8 +87,8 @@ sinks:
 }
 
 /// Runs until the pipeline stops by itself, then drains it.
-async fn run_to_the_end(config: PipelineConfig) -> Arc<PipelineView> {
-    let running = Running::start(config);
+async fn run_to_the_end(config: PipelineConfig) -> (Arc<PipelineView>, Views) {
+    let mut running = Running::start(config);
     let ended = tokio::time::timeout(Duration::from_secs(20), running.ended())
         .await
         .expect("the pipeline stops by itself");
@@ -97,7 +97,7 @@ async fn run_to_the_end(config: PipelineConfig) -> Arc<PipelineView> {
     tokio::time::timeout(Duration::from_secs(20), running.drained())
         .await
         .expect("everything drains after the failure");
-    running.view()
+    (running.view(), running.views())
 }
 
 fn stats<'a>(view: &'a PipelineView, id: &str) -> &'a ComponentStats {
@@ -108,7 +108,7 @@ fn stats<'a>(view: &'a PipelineView, id: &str) -> &'a ComponentStats {
 async fn a_panicking_sink_fails_the_run_and_its_samples_are_counted() {
     let mut config = pipeline();
     config.sinks[0].config = Box::new(PanickingSink);
-    let view = run_to_the_end(config).await;
+    let (view, views) = run_to_the_end(config).await;
 
     let (gen, mid, out) = (
         stats(&view, "gen"),
@@ -126,10 +126,10 @@ async fn a_panicking_sink_fails_the_run_and_its_samples_are_counted() {
     );
     assert_eq!(gen.samples_out(), mid.samples_in());
 
-    let health = HealthWatch::new(view.clone(), HealthConfig::default()).health();
+    let health = HealthWatch::new(views.clone(), HealthConfig::default()).health();
     assert_eq!(health.status, "degraded");
     assert_eq!(health.reasons, ["sink `out` failed; see the log"]);
-    let text = metrics::render(&metrics::registry(view));
+    let text = metrics::render(&metrics::registry(views));
     assert!(
         text.contains("rigtap_component_failed{component=\"out\",kind=\"sink\"} 1\n"),
         "{text}"
@@ -145,7 +145,7 @@ async fn a_panicking_transform_fails_the_run_and_its_samples_are_counted() {
     let mut config = pipeline();
     config.transforms[0].config = Box::new(PanickingTransform);
     config.sinks[0].config = Box::new(CountingSink);
-    let view = run_to_the_end(config).await;
+    let (view, views) = run_to_the_end(config).await;
 
     let (gen, mid, out) = (
         stats(&view, "gen"),
@@ -161,6 +161,6 @@ async fn a_panicking_transform_fails_the_run_and_its_samples_are_counted() {
         "the batch it held when it panicked and its queue are counted"
     );
     assert!(lost >= 100, "at least the batch it panicked on: {lost}");
-    let health = HealthWatch::new(view, HealthConfig::default()).health();
+    let health = HealthWatch::new(views, HealthConfig::default()).health();
     assert_eq!(health.reasons, ["transform `mid` failed; see the log"]);
 }

@@ -1,25 +1,33 @@
 //! `rigtap run`: the embedded fleet (if any), the pipeline, and what the operator
-//! watches it with (the API, the health watch, the progress line), started together
-//! and stopped in order.
+//! watches and drives it with (the API, the health watch, the progress line, the
+//! service manager), started together, reloaded on request, and stopped in order.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::api::{self, ApiState};
 use super::api_config::ApiConfig;
-use super::config::AgentConfig;
+use super::config::{self, AgentConfig};
 use super::health::HealthWatch;
 use super::metrics;
 use super::progress::{self, ProgressMode};
+use super::service::ServiceManager;
 use super::signals::{self, Signals};
+use crate::sim::embedded::EmbeddedSim;
 use crate::sim::Fleet;
-use crate::topology::running::{Ended, Running};
+use crate::topology::running::{Changes, Ended, Running};
 
 /// How long the API's open connections get to finish once the pipeline has stopped.
 const OPERATOR_GRACE: Duration = Duration::from_secs(5);
+
+/// How often `--watch` looks at the config file.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +40,36 @@ pub enum Outcome {
     Abandoned,
 }
 
-/// Runs `config` until a signal, the end of `duration`, a component's request to stop,
-/// or the end of every source; then stops in order. A second signal abandons the rest.
+/// What `rigtap run` was asked for beside the config.
+pub struct RunOptions {
+    pub duration: Option<Duration>,
+    pub progress: ProgressMode,
+    /// Reload when the config file changes.
+    pub watch: bool,
+}
+
+/// A request to reload the config file; the reply (for `POST /reload`) says what
+/// changed, or why the new file was refused.
+pub(crate) struct Reload {
+    pub(crate) reply: Option<oneshot::Sender<Result<Changes, String>>>,
+}
+
+/// Reloads so far, by outcome, for `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct ReloadCounts {
+    pub(crate) applied: AtomicU64,
+    pub(crate) refused: AtomicU64,
+}
+
+/// Runs `config` (read from `path`) until a signal, the end of the duration, a
+/// component's request to stop, or the end of every source; reloads `path` on SIGHUP,
+/// `POST /reload` or (with `watch`) a change of the file; then stops in order. A
+/// second signal abandons the rest.
 pub async fn run(
+    path: &Path,
     config: AgentConfig,
     signals: &mut Signals,
-    duration: Option<Duration>,
-    progress: ProgressMode,
+    options: RunOptions,
 ) -> Outcome {
     tracing::info!(summary = %config, "pipeline starting");
     let fleet = match &config.simulator {
@@ -54,11 +85,70 @@ pub async fn run(
             }
         },
     };
-    let running = Running::start(config.pipeline);
+    let service = Arc::new(ServiceManager::from_env());
+    let mut running = Running::start(config.pipeline);
+    let (reloads, mut requests) = mpsc::channel(8);
+    let counts = Arc::new(ReloadCounts::default());
     let operator = CancellationToken::new();
-    let operator_tasks = serve_operator(&config.api, &running, progress, &operator).await;
+    let operator_tasks = serve_operator(
+        &config.api,
+        &running,
+        &options,
+        Operator {
+            stop: operator.clone(),
+            reloads: reloads.clone(),
+            counts: counts.clone(),
+            service: service.clone(),
+        },
+    )
+    .await;
+    if options.watch {
+        let path = path.to_owned();
+        operator_tasks.spawn(
+            operator
+                .clone()
+                .run_until_cancelled_owned(watch(path, reloads)),
+        );
+    }
+    operator_tasks.close();
+    service.ready("sources started");
+    let unchanging = Unchanging {
+        api: config.api,
+        simulator: config.simulator,
+    };
 
-    let outcome = stop_in_order(&running, signals, duration).await;
+    loop {
+        tokio::select! {
+            signal = signals.recv() => {
+                if signal == "SIGHUP" {
+                    tracing::info!(%signal, "reloading the config file");
+                    let outcome = reload(path, &mut running, &unchanging, &service, &counts).await;
+                    tracing::debug!(?outcome, "reload done");
+                    continue;
+                }
+                tracing::info!(%signal, "stopping: sources stop, queues drain, sinks flush (send it again to abandon)");
+                break;
+            }
+            _ = signals::deadline(options.duration) => {
+                tracing::info!("stopping: --duration reached");
+                break;
+            }
+            ended = running.ended() => {
+                if ended == Ended::StopRequested {
+                    tracing::info!("stopping: a component asked to stop");
+                }
+                break;
+            }
+            Some(request) = requests.recv() => {
+                let outcome = reload(path, &mut running, &unchanging, &service, &counts).await;
+                if let Some(reply) = request.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+    service.stopping();
+    let outcome = stop_in_order(&mut running, signals).await;
     operator.cancel();
     // Open API connections get to finish their response; a client that will not read
     // it does not hold the exit back.
@@ -76,23 +166,87 @@ pub async fn run(
     outcome
 }
 
-async fn stop_in_order(
-    running: &Running,
-    signals: &mut Signals,
-    duration: Option<Duration>,
-) -> Outcome {
-    tokio::select! {
-        signal = signals.recv() => {
-            if signal == "SIGHUP" {
-                tracing::warn!(%signal, "SIGHUP does not reload this version of rigtap; it stops in order, like SIGTERM, and nothing is lost");
+/// The sections of the config file a reload does not apply.
+struct Unchanging {
+    api: ApiConfig,
+    simulator: Option<EmbeddedSim>,
+}
+
+/// Reads `path` again and applies it: an invalid file leaves the pipeline as it is
+/// (its errors are logged, with their positions, and returned).
+async fn reload(
+    path: &Path,
+    running: &mut Running,
+    unchanging: &Unchanging,
+    service: &ServiceManager,
+    counts: &ReloadCounts,
+) -> Result<Changes, String> {
+    service.reloading();
+    let outcome = match config::load(path) {
+        Err(error) => {
+            counts.refused.fetch_add(1, Relaxed);
+            for line in error.to_string().lines() {
+                tracing::error!("reload refused, the pipeline runs on unchanged: {line}");
             }
-            tracing::info!(%signal, "stopping: sources stop, queues drain, sinks flush (send it again to abandon)");
+            Err(error.to_string())
         }
-        _ = signals::deadline(duration) => tracing::info!("stopping: --duration reached"),
-        ended = running.ended() => if ended == Ended::StopRequested {
-            tracing::info!("stopping: a component asked to stop");
-        },
+        Ok(new) => {
+            if new.api != unchanging.api {
+                tracing::warn!("`api` changed: it takes effect when rigtap restarts");
+            }
+            if new.simulator != unchanging.simulator {
+                tracing::warn!("`simulator` changed: it takes effect when rigtap restarts");
+            }
+            let changes = running.reload(new.pipeline).await;
+            counts.applied.fetch_add(1, Relaxed);
+            log(&changes);
+            Ok(changes)
+        }
+    };
+    service.ready("reloaded");
+    outcome
+}
+
+fn log(changes: &Changes) {
+    if changes.is_empty() {
+        tracing::info!("reloaded: nothing changed");
+        return;
     }
+    let reconfigured: Vec<String> = changes
+        .reconfigured
+        .iter()
+        .map(|(id, what)| format!("{id}: {what}"))
+        .collect();
+    tracing::info!(
+        added = ?changes.added,
+        removed = ?changes.removed,
+        replaced = ?changes.replaced,
+        rewired = ?changes.rewired,
+        reconfigured = ?reconfigured,
+        memory_budget = ?changes.memory_budget,
+        "reloaded"
+    );
+}
+
+/// Asks for a reload whenever the file's content changes.
+async fn watch(path: PathBuf, reloads: mpsc::Sender<Reload>) {
+    let read = || std::fs::read(&path).ok();
+    let mut seen = read();
+    let mut ticker = tokio::time::interval(WATCH_EVERY);
+    loop {
+        ticker.tick().await;
+        let now = read();
+        if now.is_some() && now != seen {
+            seen = now;
+            tracing::info!(path = %path.display(), "the config file changed; reloading");
+            if reloads.send(Reload { reply: None }).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn stop_in_order(running: &mut Running, signals: &mut Signals) -> Outcome {
     running.stop();
     let view = running.view();
     tokio::select! {
@@ -125,26 +279,37 @@ async fn stop_in_order(
     }
 }
 
-/// Starts what an operator watches the pipeline with, until `stop`: the API (if
-/// enabled; a port in use is logged, not fatal: the pipeline matters more), the health
-/// watch behind `/health`, and the progress line. Returns their tasks, closed.
+/// What the operator's tasks share with the run.
+struct Operator {
+    stop: CancellationToken,
+    reloads: mpsc::Sender<Reload>,
+    counts: Arc<ReloadCounts>,
+    service: Arc<ServiceManager>,
+}
+
+/// Starts what an operator watches the pipeline with, until `operator.stop`: the API
+/// (if enabled; a port in use is logged, not fatal: the pipeline matters more), the
+/// health watch behind `/health`, the progress line and the service manager's
+/// watchdog. Returns their tasks.
 async fn serve_operator(
     api: &ApiConfig,
     running: &Running,
-    progress: ProgressMode,
-    stop: &CancellationToken,
+    options: &RunOptions,
+    operator: Operator,
 ) -> TaskTracker {
     let tasks = TaskTracker::new();
-    let view = running.view();
-    let health = Arc::new(HealthWatch::new(view.clone(), api.health.clone()));
+    let stop = operator.stop;
+    let health = Arc::new(HealthWatch::new(running.views(), api.health.clone()));
     if api.enabled {
         match tokio::net::TcpListener::bind(api.address).await {
             Ok(listener) => {
-                tracing::info!(address = %api.address, "serving /metrics, /health and /tap/COMPONENT");
+                tracing::info!(address = %api.address, "serving /metrics, /health, /status, /tap/COMPONENT and POST /reload");
                 let state = Arc::new(ApiState {
-                    metrics: metrics::registry(view.clone()),
+                    metrics: metrics::registry_counting(running.views(), operator.counts),
                     health: health.clone(),
                     taps: running.taps(),
+                    views: running.views(),
+                    reloads: operator.reloads,
                 });
                 tasks.spawn(api::serve(listener, state, stop.clone()));
             }
@@ -159,8 +324,12 @@ async fn serve_operator(
     );
     tasks.spawn(
         stop.clone()
-            .run_until_cancelled_owned(progress::report(progress, view)),
+            .run_until_cancelled_owned(progress::report(options.progress, running.views())),
     );
-    tasks.close();
+    let service = operator.service;
+    tasks.spawn(
+        stop.clone()
+            .run_until_cancelled_owned(async move { service.watchdog().await }),
+    );
     tasks
 }

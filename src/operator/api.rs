@@ -1,8 +1,11 @@
 //! The operator's HTTP endpoints (HTTP/1.1, loopback by default):
 //! - `GET /metrics`: OpenMetrics text ([`metrics::render`]);
 //! - `GET /health`: 200 `{"status":"ok","reasons":[]}`, or 503 with the reasons;
+//! - `GET /status`: the pipeline's counters as JSON, for `rigtap top`;
 //! - `GET /tap/COMPONENT`: the samples a source or transform emits, as JSON lines,
-//!   until the client goes away.
+//!   until the client goes away;
+//! - `POST /reload`: reloads the config file; 200 with what changed, or 400 with the
+//!   new file's errors (the pipeline runs on unchanged).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -21,15 +24,23 @@ use tokio_util::task::TaskTracker;
 
 use prometheus_client::registry::Registry;
 
+use tokio::sync::{mpsc, oneshot};
+
+use super::agent::Reload;
 use super::health::HealthWatch;
 use super::metrics;
+use super::status::Status;
 use crate::pipeline::tap::Taps;
+use crate::topology::running::Views;
 
 /// What the API answers from.
 pub(crate) struct ApiState {
     pub metrics: Registry,
     pub health: Arc<HealthWatch>,
     pub(crate) taps: Arc<Taps>,
+    pub(crate) views: Views,
+    /// Where `POST /reload` asks the agent for a reload.
+    pub(crate) reloads: mpsc::Sender<Reload>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -54,8 +65,8 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: Can
             let service = {
                 let stop = stop.clone();
                 hyper::service::service_fn(move |request| {
-                    let response = respond(&request, &state, &stop);
-                    async move { Ok::<_, Infallible>(response) }
+                    let (state, stop) = (state.clone(), stop.clone());
+                    async move { Ok::<_, Infallible>(respond(&request, &state, &stop).await) }
                 })
             };
             let connection = hyper::server::conn::http1::Builder::new()
@@ -77,15 +88,21 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: Can
     connections.wait().await;
 }
 
-fn respond(
+async fn respond(
     request: &Request<Incoming>,
     state: &ApiState,
     stop: &CancellationToken,
 ) -> Response<Body> {
-    if request.method() != hyper::Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
-    }
     let path = request.uri().path();
+    if request.method() == hyper::Method::POST && path == "/reload" {
+        return reload(state).await;
+    }
+    if request.method() != hyper::Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET, or POST /reload\n".into(),
+        );
+    }
     match path {
         "/metrics" => {
             let mut response = text(StatusCode::OK, metrics::render(&state.metrics));
@@ -102,14 +119,9 @@ fn respond(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            let body = serde_json::to_string(&health).unwrap_or_default() + "\n";
-            let mut response = text(status, body);
-            response.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("application/json"),
-            );
-            response
+            json(status, &health)
         }
+        "/status" => json(StatusCode::OK, &Status::of(&state.views.borrow())),
         _ => match path.strip_prefix("/tap/") {
             Some(component) => match state.taps.watch(component) {
                 Some(receiver) => tap(receiver, stop.clone()),
@@ -123,10 +135,45 @@ fn respond(
             },
             None => text(
                 StatusCode::NOT_FOUND,
-                "try /metrics, /health or /tap/COMPONENT\n".into(),
+                "try /metrics, /health, /status, /tap/COMPONENT, or POST /reload\n".into(),
             ),
         },
     }
+}
+
+/// Asks the agent for a reload and answers with what changed, or with the new
+/// file's errors.
+async fn reload(state: &ApiState) -> Response<Body> {
+    let (reply, answer) = oneshot::channel();
+    if state
+        .reloads
+        .send(Reload { reply: Some(reply) })
+        .await
+        .is_err()
+    {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is stopping\n".into(),
+        );
+    }
+    match answer.await {
+        Ok(Ok(changes)) => json(StatusCode::OK, &changes),
+        Ok(Err(errors)) => text(StatusCode::BAD_REQUEST, errors + "\n"),
+        Err(_) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the pipeline is stopping\n".into(),
+        ),
+    }
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_string(value).unwrap_or_default() + "\n";
+    let mut response = text(status, body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::api_config::HealthConfig;
 use crate::pipeline::stats::{ComponentStats, DropReason, Role};
-use crate::topology::running::PipelineView;
+use crate::topology::running::Views;
 
 #[derive(Debug, serde::Serialize)]
 pub struct Health {
@@ -113,34 +113,24 @@ impl SinkProgress {
     }
 }
 
-/// The pipeline as `/health` judges it, with what it saw at its last looks.
+/// The pipeline as `/health` judges it, with what it saw at its last looks (kept by
+/// component id, so a reload that keeps a component keeps what was seen of it).
 pub struct HealthWatch {
-    view: Arc<PipelineView>,
+    views: Views,
     bounds: HealthConfig,
     /// Per queue, by consumer id: since when it has been full.
-    full: HashMap<String, Since>,
+    full: Mutex<HashMap<String, Arc<Since>>>,
     /// Per sink, by id: whether it delivers.
-    sinks: HashMap<String, SinkProgress>,
+    sinks: Mutex<HashMap<String, Arc<SinkProgress>>>,
 }
 
 impl HealthWatch {
-    pub fn new(view: Arc<PipelineView>, bounds: HealthConfig) -> Self {
-        let full = view
-            .queues
-            .iter()
-            .map(|q| (q.consumer.clone(), Since::default()))
-            .collect();
-        let sinks = view
-            .components
-            .iter()
-            .filter(|c| c.role == Role::Sink)
-            .map(|c| (c.id.clone(), SinkProgress::default()))
-            .collect();
+    pub fn new(views: Views, bounds: HealthConfig) -> Self {
         HealthWatch {
-            view,
+            views,
             bounds,
-            full,
-            sinks,
+            full: Mutex::default(),
+            sinks: Mutex::default(),
         }
     }
 
@@ -153,19 +143,31 @@ impl HealthWatch {
         }
     }
 
+    /// What was seen of `id`, made on first sight; forgets components that left.
+    fn seen<T: Default>(map: &Mutex<HashMap<String, Arc<T>>>, id: &str) -> Arc<T> {
+        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id.to_string()).or_default().clone()
+    }
+
     /// Notes which queues are full and which sinks are stalled now.
     fn observe(&self, now: Instant) {
-        for queue in &self.view.queues {
+        let view = self.views.borrow().clone();
+        for queue in &view.queues {
             let full = queue.depth().is_some_and(|(depth, cap)| depth >= cap);
-            if let Some(since) = self.full.get(&queue.consumer) {
-                since.note(full, now);
-            }
+            Self::seen(&self.full, &queue.consumer).note(full, now);
         }
-        for sink in &self.view.components {
-            if let Some(progress) = self.sinks.get(&sink.id) {
-                progress.observe(&sink.stats, now);
-            }
+        for sink in view.components.iter().filter(|c| c.role == Role::Sink) {
+            Self::seen(&self.sinks, &sink.id).observe(&sink.stats, now);
         }
+        let current = |id: &String| view.components.iter().any(|c| &c.id == id);
+        self.full
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| current(id));
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| current(id));
     }
 
     pub fn health(&self) -> Health {
@@ -173,8 +175,9 @@ impl HealthWatch {
     }
 
     fn health_at(&self, now: Instant) -> Health {
+        let view = self.views.borrow().clone();
         let mut reasons = Vec::new();
-        for component in &self.view.components {
+        for component in &view.components {
             if component.stats.failed() {
                 reasons.push(format!(
                     "{} `{}` failed; see the log",
@@ -184,7 +187,7 @@ impl HealthWatch {
             }
         }
         let min_online = self.bounds.min_online;
-        for component in &self.view.components {
+        for component in &view.components {
             let Some(fleet) = component.published.as_ref().and_then(|p| p.fleet()) else {
                 continue;
             };
@@ -198,9 +201,9 @@ impl HealthWatch {
                 ));
             }
         }
-        for queue in &self.view.queues {
-            let full = self.full.get(&queue.consumer);
-            if let Some(full) = full.and_then(|f| f.lasted(self.bounds.queue_full_for.0, now)) {
+        for queue in &view.queues {
+            let full = Self::seen(&self.full, &queue.consumer);
+            if let Some(full) = full.lasted(self.bounds.queue_full_for.0, now) {
                 reasons.push(format!(
                     "the queue of `{}` has been full for {}s (it is not keeping up, or its destination is down); the sources are held back",
                     queue.consumer,
@@ -208,11 +211,10 @@ impl HealthWatch {
                 ));
             }
         }
-        for sink in &self.view.components {
-            if let Some(progress) = self.sinks.get(&sink.id) {
-                let bound = self.bounds.sink_failing_for.0;
-                reasons.extend(progress.reason(&sink.id, &sink.stats, bound, now));
-            }
+        for sink in view.components.iter().filter(|c| c.role == Role::Sink) {
+            let progress = Self::seen(&self.sinks, &sink.id);
+            let bound = self.bounds.sink_failing_for.0;
+            reasons.extend(progress.reason(&sink.id, &sink.stats, bound, now));
         }
         Health {
             status: if reasons.is_empty() { "ok" } else { "degraded" },
@@ -228,7 +230,7 @@ mod tests {
     use super::*;
     use crate::pipeline::batch::{Batch, MemoryBudget, SharedBatch};
     use crate::toolkit::units::HumanDuration;
-    use crate::topology::running::{ComponentEntry, QueueEntry};
+    use crate::topology::running::{ComponentEntry, PipelineView, QueueEntry};
 
     /// A pipeline of one sink, `kafka`, behind `queue`.
     fn one_sink(
@@ -246,7 +248,9 @@ mod tests {
             queues: vec![QueueEntry::new("kafka".into(), queue.downgrade())],
             budget: MemoryBudget::new(1 << 20),
         };
-        HealthWatch::new(Arc::new(view), bounds)
+        // The view stays readable after its sender is gone.
+        let (_, views) = tokio::sync::watch::channel(Arc::new(view));
+        HealthWatch::new(views, bounds)
     }
 
     fn bounds(queue_full_for: u64, sink_failing_for: u64) -> HealthConfig {
@@ -266,7 +270,7 @@ mod tests {
         t.observe(start);
         assert!(t.health_at(start).is_healthy());
 
-        let batch = Batch::new(Vec::new(), &t.view.budget).await;
+        let batch = Batch::new(Vec::new(), &t.views.borrow().budget.clone()).await;
         tx.try_send(Arc::new(batch)).unwrap();
         t.observe(start + secs(1));
         assert!(

@@ -8,17 +8,26 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::agent::ReloadCounts;
 use super::process::Process;
 use crate::pipeline::metrics::Exposition;
-use crate::topology::running::PipelineView;
+use crate::topology::running::Views;
 
 /// What `/metrics` answers with.
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The registry `/metrics` renders, for a running pipeline.
-pub fn registry(view: Arc<PipelineView>) -> Registry {
+/// The registry `/metrics` renders, for a running pipeline (followed across reloads).
+pub fn registry(views: Views) -> Registry {
+    registry_counting(views, Arc::default())
+}
+
+/// [`registry`], with the agent's reload counts.
+pub(crate) fn registry_counting(views: Views, reloads: Arc<ReloadCounts>) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(Pipeline(view)));
+    registry.register_collector(Box::new(Pipeline(views)));
+    registry.register_collector(Box::new(Agent(reloads)));
     registry.register_collector(Box::new(ProcessCollector));
     registry
 }
@@ -33,7 +42,7 @@ pub fn render(registry: &Registry) -> String {
     text
 }
 
-struct Pipeline(Arc<PipelineView>);
+struct Pipeline(Views);
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,7 +53,33 @@ impl std::fmt::Debug for Pipeline {
 impl Collector for Pipeline {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
         let mut out = Exposition::default();
-        self.0.publish(&mut out);
+        self.0.borrow().publish(&mut out);
+        out.encode(&mut encoder)
+    }
+}
+
+/// The agent itself: its build, and its reloads.
+#[derive(Debug)]
+struct Agent(Arc<ReloadCounts>);
+
+impl Collector for Agent {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let mut out = Exposition::default();
+        out.gauge(
+            "rigtap_build_info",
+            "Always 1; the labels say which rigtap this is.",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+            1.0,
+        );
+        let reloads = [("applied", &self.0.applied), ("refused", &self.0.refused)];
+        for (outcome, count) in reloads {
+            out.counter(
+                "rigtap_reloads",
+                "Reloads of the config file, by outcome (an invalid file is refused).",
+                &[("outcome", outcome)],
+                count.load(Relaxed),
+            );
+        }
         out.encode(&mut encoder)
     }
 }
@@ -79,7 +114,7 @@ mod tests {
     use super::*;
     use crate::pipeline::batch::{Batch, MemoryBudget};
     use crate::pipeline::stats::{ComponentStats, Role};
-    use crate::topology::running::{ComponentEntry, QueueEntry};
+    use crate::topology::running::{ComponentEntry, PipelineView, QueueEntry};
 
     #[tokio::test]
     async fn queue_depth_and_a_failed_component_are_rendered() {
@@ -99,7 +134,8 @@ mod tests {
         tx.try_send(Arc::new(Batch::new(Vec::new(), &budget).await))
             .unwrap();
         stats.mark_failed();
-        let text = render(&registry(Arc::new(view)));
+        let (_, views) = tokio::sync::watch::channel(Arc::new(view));
+        let text = render(&registry(views));
         assert!(
             text.contains("rigtap_queue_batches{component=\"kafka\"} 1\n"),
             "{text}"

@@ -3,11 +3,11 @@
 //! default; a service manager's log does not, unless it asks for JSON lines.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use crate::pipeline::stats::Role;
-use crate::topology::running::PipelineView;
+use crate::topology::running::{PipelineView, Views};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
@@ -59,7 +59,7 @@ impl Totals {
 }
 
 /// Writes progress until the task is dropped.
-pub(crate) async fn report(mode: ProgressMode, view: Arc<PipelineView>) {
+pub(crate) async fn report(mode: ProgressMode, views: Views) {
     let human = match mode {
         ProgressMode::Off => return,
         ProgressMode::Auto if !std::io::stderr().is_terminal() => return,
@@ -67,10 +67,10 @@ pub(crate) async fn report(mode: ProgressMode, view: Arc<PipelineView>) {
         ProgressMode::Json => false,
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
-    let (mut last, mut at) = (Totals::of(&view), Instant::now());
+    let (mut last, mut at) = (Totals::of(&views.borrow()), Instant::now());
     loop {
         ticker.tick().await;
-        let now = Totals::of(&view);
+        let now = Totals::of(&views.borrow());
         let line = if human {
             human_line(&last, &now, at.elapsed())
         } else {

@@ -1,9 +1,9 @@
-//! The signals that end a run: SIGINT, SIGTERM, and (until reload exists) SIGHUP.
+//! The signals a run answers: SIGINT and SIGTERM end it, SIGHUP reloads its config.
 //!
-//! The first asks for an ordered stop (sources stop, queues drain, sinks flush); the
-//! second, for someone who cannot wait, abandons what is still in flight. SIGHUP's
-//! default action would kill the process at once, losing what it holds; rigtap takes
-//! it over and drains like SIGTERM.
+//! The first SIGINT or SIGTERM asks for an ordered stop (sources stop, queues drain,
+//! sinks flush); the second, for someone who cannot wait, abandons what is still in
+//! flight. SIGHUP's default action would kill the process at once, losing what it
+//! holds; rigtap takes it over (`rigtap sim` stops on it, like SIGTERM).
 
 use std::time::Duration;
 

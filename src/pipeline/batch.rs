@@ -5,6 +5,7 @@
 //! charge on one budget of bytes for as long as it lives; a full budget makes the next
 //! batch wait, which holds back the source that is creating it.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -15,7 +16,8 @@ use crate::toolkit::sample::Sample;
 #[derive(Clone, Debug)]
 pub struct MemoryBudget {
     bytes: Arc<Semaphore>,
-    total: usize,
+    /// The budget's size; a reload may change it.
+    total: Arc<AtomicUsize>,
 }
 
 impl MemoryBudget {
@@ -25,23 +27,52 @@ impl MemoryBudget {
             .clamp(1, Semaphore::MAX_PERMITS);
         MemoryBudget {
             bytes: Arc::new(Semaphore::new(total)),
-            total,
+            total: Arc::new(AtomicUsize::new(total)),
         }
     }
 
     /// Bytes currently charged by live batches.
     pub(crate) fn in_use(&self) -> usize {
-        self.total - self.bytes.available_permits()
+        self.total().saturating_sub(self.bytes.available_permits())
     }
 
     pub fn total(&self) -> usize {
-        self.total
+        self.total.load(Relaxed)
+    }
+
+    /// Grows or shrinks the budget (a reload). Shrinking takes back bytes as batches
+    /// release them: until then, more than the new total may be in use, never more
+    /// than the old one.
+    pub(crate) fn resize(&self, total: u64) {
+        let total = usize::try_from(total)
+            .unwrap_or(usize::MAX)
+            .clamp(1, Semaphore::MAX_PERMITS);
+        let old = self.total.swap(total, Relaxed);
+        if total > old {
+            self.bytes.add_permits(total - old);
+            return;
+        }
+        let mut owed = old - total;
+        owed -= self.bytes.forget_permits(owed);
+        if owed > 0 {
+            let bytes = self.bytes.clone();
+            tokio::spawn(async move {
+                while owed > 0 {
+                    let take = owed.min(u32::MAX as usize) as u32;
+                    match bytes.acquire_many(take).await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => return,
+                    }
+                    owed -= take as usize;
+                }
+            });
+        }
     }
 
     /// Waits until `bytes` fit in the budget. A batch larger than the whole budget is
     /// charged the whole budget, so it waits for everything else but never forever.
     async fn charge(&self, bytes: usize) -> OwnedSemaphorePermit {
-        let bytes = bytes.clamp(1, self.total).min(u32::MAX as usize) as u32;
+        let bytes = bytes.clamp(1, self.total()).min(u32::MAX as usize) as u32;
         match self.bytes.clone().acquire_many_owned(bytes).await {
             Ok(permit) => permit,
             Err(_) => unreachable!("the budget's semaphore is never closed"),
@@ -141,6 +172,27 @@ mod tests {
         drop(parent);
         assert_eq!(budget.in_use(), charged, "the child still holds the bytes");
         drop(child);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_resized_budget_grows_at_once_and_shrinks_as_batches_go() {
+        let budget = MemoryBudget::new(1000);
+        let held = Batch::new(samples(1), &budget).await;
+        let used = budget.in_use();
+        budget.resize(2000);
+        assert_eq!(budget.total(), 2000);
+        assert_eq!(budget.in_use(), used);
+        budget.resize(10);
+        assert_eq!(budget.total(), 10);
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while budget.bytes.available_permits() != 10 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the budget settles at its new size once the batch is gone");
         assert_eq!(budget.in_use(), 0);
     }
 

@@ -3,10 +3,11 @@
 //! to the operator beyond its counters. Components implement these; the topology
 //! (layer 4) lists, wires and runs them.
 
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +40,9 @@ pub struct DecodeContext {
     pub(crate) embedded_fleet: Option<Arc<[InventoryRow]>>,
 }
 
-/// A decoded source, ready to start.
-pub trait SourceConfig: fmt::Debug + Send + Sync {
+/// A decoded source, ready to start. (`Any`, so that a running source offered a new
+/// config on a reload can look at it as its own type.)
+pub trait SourceConfig: Any + fmt::Debug + Send + Sync {
     fn start(self: Box<Self>, ctx: SourceContext) -> Started;
 }
 
@@ -54,10 +56,12 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
     fn start(self: Box<Self>, ctx: SinkContext) -> Started;
 }
 
-/// A started component: its task, and what it shows the operator.
+/// A started component: its task, what it shows the operator, and, for a source
+/// that can change while it runs, how to offer it a new config.
 pub struct Started {
     pub task: ComponentTask,
     pub(crate) published: Option<Arc<dyn Published>>,
+    pub(crate) reconfigure: Option<Arc<dyn Reconfigure>>,
 }
 
 impl Started {
@@ -65,12 +69,49 @@ impl Started {
         Started {
             task: Box::pin(task),
             published: None,
+            reconfigure: None,
         }
     }
 
     pub(crate) fn publishing(mut self, published: Arc<dyn Published>) -> Self {
         self.published = Some(published);
         self
+    }
+
+    pub(crate) fn reconfigurable(mut self, reconfigure: Arc<dyn Reconfigure>) -> Self {
+        self.reconfigure = Some(reconfigure);
+        self
+    }
+}
+
+/// What a reload offers a running source: `Ok` when it took the new config as it runs
+/// (with what changed, in words, if anything did); `Err` with the config, when it
+/// must be restarted.
+pub(crate) type Offer =
+    Pin<Box<dyn Future<Output = Result<Option<String>, Box<dyn SourceConfig>>> + Send>>;
+
+/// A running source that can take a new config without a restart (a `bos` source
+/// whose targets changed connects only the new miners and closes only the removed).
+pub(crate) trait Reconfigure: Send + Sync {
+    fn offer(&self, new: Box<dyn SourceConfig>) -> Offer;
+}
+
+/// State a component keeps across a reload that restarts it: the topology holds it
+/// by component id, so counters and gauges carry on (a `bos` source keeps its pool's).
+#[derive(Clone, Default)]
+pub struct Kept(Arc<Mutex<Option<Arc<dyn Any + Send + Sync>>>>);
+
+impl Kept {
+    /// The kept `T`, made with `T::default()` the first time (or when the component
+    /// kept something else before).
+    pub(crate) fn get<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(kept) = slot.as_ref().and_then(|k| k.clone().downcast::<T>().ok()) {
+            return kept;
+        }
+        let fresh = Arc::new(T::default());
+        *slot = Some(fresh.clone());
+        fresh
     }
 }
 
@@ -85,22 +126,29 @@ pub trait Published: Send + Sync {
     }
 }
 
-/// A source's miners, as `/health` and the progress line see them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A source's miners, as `/health`, `/status` and the progress line see them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FleetSummary {
     pub miners: u64,
     pub online: u64,
+    /// Miners in each state, by the state's name.
+    pub(crate) states: Vec<(&'static str, i64)>,
     /// Miner API calls that failed, since the start.
     pub(crate) failed_calls: u64,
+    /// The calls' latency quantile 0.99, as a bucket bound in ms.
+    pub(crate) call_p99_ms: Option<u64>,
 }
 
 /// What a source is given.
 pub struct SourceContext {
     pub id: String,
     pub out: Fanout,
-    /// Cancelled when the pipeline stops; the source then finishes the batch it holds.
+    /// Cancelled when the pipeline stops (or a reload removes or replaces the source);
+    /// the source then finishes the batch it holds.
     pub stop: CancellationToken,
     pub budget: MemoryBudget,
+    /// What it keeps across a reload that restarts it.
+    pub kept: Kept,
 }
 
 /// What a transform is given.

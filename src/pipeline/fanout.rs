@@ -3,8 +3,12 @@
 //! Consumers share one `Arc` of each batch. A blocking consumer (the default) makes the
 //! producer wait for room, so the slowest consumer sets the pace; a consumer that opted
 //! into `drop_newest` loses the batch instead, and that loss is counted.
+//!
+//! The list of consumers is shared with the topology, which changes it on a reload
+//! (a consumer added, removed or replaced); each batch goes to the consumers listed
+//! when it is sent.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
@@ -15,16 +19,20 @@ use super::stats::{ComponentStats, DropReason};
 use crate::toolkit::sample::write_json_lines;
 
 /// One consumer's queue, as seen by a producer.
+#[derive(Clone)]
 pub struct Output {
-    pub consumer: String,
+    pub consumer: Arc<str>,
     pub tx: mpsc::Sender<SharedBatch>,
     pub when_full: WhenFull,
     /// The consumer's counters, where its drops are recorded.
     pub consumer_stats: Arc<ComponentStats>,
 }
 
+/// A producer's consumers, shared between its fan-out and the topology.
+pub type Outputs = Arc<Mutex<Vec<Output>>>;
+
 pub struct Fanout {
-    outputs: Vec<Output>,
+    outputs: Outputs,
     stats: Arc<ComponentStats>,
     /// Watchers of this component's output (`rigtap tap`), offered each batch as JSON
     /// lines: encoded only while someone watches, and not charged to the memory budget,
@@ -34,6 +42,11 @@ pub struct Fanout {
 
 impl Fanout {
     pub fn new(outputs: Vec<Output>, stats: Arc<ComponentStats>) -> Self {
+        Self::shared(Arc::new(Mutex::new(outputs)), stats)
+    }
+
+    /// A fan-out whose consumers the topology may change while it runs.
+    pub(crate) fn shared(outputs: Outputs, stats: Arc<ComponentStats>) -> Self {
         Fanout {
             outputs,
             stats,
@@ -59,7 +72,13 @@ impl Fanout {
             let _ = tap.send(Bytes::from(lines));
         }
         let shared: SharedBatch = Arc::new(batch);
-        for output in &self.outputs {
+        // The consumers now; a reload meanwhile changes the list for the next batch.
+        let outputs = self
+            .outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for output in &outputs {
             // Counted as queued once it is in: a batch still waiting for room belongs
             // to its producer (which has not counted it as sent either).
             let sent = match output.when_full {

@@ -6,6 +6,7 @@
 //! the pipeline does not slow down.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -13,26 +14,36 @@ use tokio::sync::broadcast;
 /// Batches (as JSON lines) a watcher may fall behind by before it misses some.
 const TAP_BATCHES: usize = 64;
 
-/// One tap per source and transform, by component id.
+/// One tap per source and transform, by component id; a reload adds and removes
+/// them, and a replaced component keeps its watchers.
 #[derive(Default)]
-pub(crate) struct Taps(HashMap<String, broadcast::Sender<Bytes>>);
+pub(crate) struct Taps(Mutex<HashMap<String, broadcast::Sender<Bytes>>>);
 
 impl Taps {
-    /// Creates the tap of `component`, for its fan-out to offer batches to.
-    pub(crate) fn add(&mut self, component: &str) -> broadcast::Sender<Bytes> {
-        self.0
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Bytes>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The tap of `component`, for its fan-out to offer batches to.
+    pub(crate) fn add(&self, component: &str) -> broadcast::Sender<Bytes> {
+        self.map()
             .entry(component.to_string())
             .or_insert_with(|| broadcast::channel(TAP_BATCHES).0)
             .clone()
     }
 
+    /// Forgets a removed component's tap: its watchers' streams end.
+    pub(crate) fn remove(&self, component: &str) {
+        self.map().remove(component);
+    }
+
     pub(crate) fn watch(&self, component: &str) -> Option<broadcast::Receiver<Bytes>> {
-        self.0.get(component).map(broadcast::Sender::subscribe)
+        self.map().get(component).map(broadcast::Sender::subscribe)
     }
 
     /// The components that can be watched, sorted.
-    pub(crate) fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.map().keys().cloned().collect();
         names.sort_unstable();
         names
     }

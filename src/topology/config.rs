@@ -30,6 +30,10 @@ pub struct PipelineConfig {
 /// One component: its id, where it reads from, its input queue, and its own settings.
 #[derive(Debug)]
 pub struct Component<C: ?Sized> {
+    /// Its `type:` and the YAML of its own settings, to tell on a reload whether it
+    /// changed.
+    pub(crate) kind: &'static str,
+    pub(crate) settings: Node,
     pub id: String,
     pub inputs: Vec<String>,
     pub buffer: BufferConfig,
@@ -199,13 +203,15 @@ impl Decoder<'_> {
             let inputs = self.inputs(body, role);
             self.graph
                 .push((id.to_string(), key.mark, role, inputs.clone()));
-            let Some(config) = self.component(body, role, types) else {
+            let Some((kind, settings, config)) = self.component(body, role, types) else {
                 continue;
             };
             let Some(buffer) = self.buffer(body) else {
                 continue;
             };
             components.push(Component {
+                kind,
+                settings,
                 id: id.to_string(),
                 inputs: inputs.into_iter().map(|(id, _)| id).collect(),
                 buffer,
@@ -281,7 +287,7 @@ impl Decoder<'_> {
         body: &Node,
         role: Role,
         types: &[ComponentType<C>],
-    ) -> Option<Box<C>> {
+    ) -> Option<(&'static str, Node, Box<C>)> {
         let Value::Map(entries) = &body.value else {
             self.problems.push(Diagnostic::new(
                 body.mark,
@@ -321,7 +327,7 @@ impl Decoder<'_> {
             ),
         };
         match (component_type.decode)(&specific, self.context) {
-            Ok(config) => Some(config),
+            Ok(config) => Some((component_type.name, specific, config)),
             Err(e) => {
                 self.problems
                     .push(Diagnostic::from_decode(body.mark)(self.suggest(e, role)));

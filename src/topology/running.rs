@@ -1,30 +1,41 @@
-//! Builds the running pipeline from a checked config, and stops it in order.
+//! The running pipeline: built from a checked config, changed by a reload, stopped in
+//! order.
 //!
 //! One task per component; between them only bounded queues of [`SharedBatch`]es.
 //! Stopping cancels the sources only. Everything downstream ends by itself when its
-//! inputs close, after it has processed what was queued: a source's queue closes when
+//! inputs close, after it has processed what was queued: a source's output closes when
 //! the source returns, a transform's when all its inputs have closed and it has
 //! drained, and a sink flushes before it returns. So waiting for every task is
 //! waiting for the pipeline to drain, and nothing counted in is left behind.
+//!
+//! A reload ([`Running::reload`]) compares the new config with the running one by
+//! component. An unchanged component keeps running, with its queue and connections;
+//! a source that can take its new config as it runs does (a `bos` source whose
+//! targets changed connects only the new miners); anything else that changed is
+//! replaced: the old one is stopped (a source) or cut off from its producers (a
+//! transform or sink), drains what it has, and only then does its successor start,
+//! on a new queue the producers already fill. Nothing counted in is lost, each miner's
+//! samples stay in order, and a component's counters carry on under its id.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::config::PipelineConfig;
+use super::config::{Component, PipelineConfig};
 use crate::pipeline::batch::{MemoryBudget, SharedBatch};
 use crate::pipeline::component::{
-    ComponentTask, Published, SinkContext, SourceContext, Started, TransformContext,
+    Kept, Published, Reconfigure, SinkConfig, SinkContext, SourceConfig, SourceContext, Started,
+    TransformConfig, TransformContext,
 };
-use crate::pipeline::fanout::{Fanout, Output};
+use crate::pipeline::fanout::{Fanout, Output, Outputs};
 use crate::pipeline::metrics::Exposition;
-use crate::pipeline::queue::{Input, Leftover};
+use crate::pipeline::queue::{BufferConfig, Input, Leftover};
 use crate::pipeline::stats::{ComponentStats, DropReason, Role};
 use crate::pipeline::tap::Taps;
 use crate::toolkit::panic;
+use crate::toolkit::yaml::node::Node;
 
 /// One running component, as the operator surface sees it.
 pub struct ComponentEntry {
@@ -37,7 +48,7 @@ pub struct ComponentEntry {
 
 /// The queue in front of a transform or sink.
 pub(crate) struct QueueEntry {
-    pub consumer: String,
+    pub(crate) consumer: String,
     tx: mpsc::WeakSender<SharedBatch>,
 }
 
@@ -54,12 +65,16 @@ impl QueueEntry {
     }
 }
 
-/// What the running pipeline shows: `/metrics`, `/health` and the progress line read it.
+/// What the running pipeline shows: `/metrics`, `/health` and the progress line read
+/// it. A reload makes a new one; [`Views`] follows them.
 pub struct PipelineView {
     pub components: Vec<ComponentEntry>,
     pub(crate) queues: Vec<QueueEntry>,
-    pub budget: MemoryBudget,
+    pub(crate) budget: MemoryBudget,
 }
+
+/// The latest [`PipelineView`], for readers that live across reloads.
+pub type Views = watch::Receiver<Arc<PipelineView>>;
 
 impl PipelineView {
     /// Every component's series, the queues' depths and the memory budget.
@@ -157,44 +172,329 @@ pub enum Ended {
     Finished,
 }
 
+/// What a reload changed, by component id.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Stopped, drained, and started again with its new settings.
+    pub replaced: Vec<String>,
+    /// Sources that took their new settings as they run, with what changed.
+    pub reconfigured: Vec<(String, String)>,
+    /// Components whose inputs changed, and nothing else.
+    pub rewired: Vec<String>,
+    pub memory_budget: Option<(u64, u64)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+}
+
+/// The settings that decide whether a component must be replaced: its type, its own
+/// settings and its queue. Its inputs only rewire it.
+struct Spec {
+    role: Role,
+    kind: &'static str,
+    settings: Node,
+    buffer: BufferConfig,
+    inputs: Vec<String>,
+}
+
+impl Spec {
+    fn of<C: ?Sized>(role: Role, component: &Component<C>) -> Self {
+        Spec {
+            role,
+            kind: component.kind,
+            settings: component.settings.clone(),
+            buffer: component.buffer.clone(),
+            inputs: component.inputs.clone(),
+        }
+    }
+
+    fn same_settings(&self, other: &Spec) -> bool {
+        self.role == other.role
+            && self.kind == other.kind
+            && self.buffer == other.buffer
+            && self.settings.same_as(&other.settings)
+    }
+}
+
+/// One component of the current generation.
+struct Live {
+    spec: Spec,
+    stats: Arc<ComponentStats>,
+    published: Option<Arc<dyn Published>>,
+    reconfigure: Option<Arc<dyn Reconfigure>>,
+    /// Sources and transforms: the consumers their fan-out sends to.
+    outputs: Option<Outputs>,
+    /// Transforms and sinks: the sender of the queue their producers fill.
+    queue: Option<mpsc::Sender<SharedBatch>>,
+    /// Sources: stops this source alone (a child of the pipeline's stop).
+    stop: Option<CancellationToken>,
+    /// Cancelled once this generation's task has ended (and its queue drained).
+    done: CancellationToken,
+    kept: Kept,
+}
+
+/// A decoded component of any section, on its way to being started.
+enum Config {
+    Source(Box<dyn SourceConfig>),
+    Transform(Box<dyn TransformConfig>),
+    Sink(Box<dyn SinkConfig>),
+}
+
 /// The pipeline while it runs.
 pub struct Running {
-    tasks: TaskTracker,
-    stop_sources: CancellationToken,
+    components: BTreeMap<String, Live>,
+    budget: MemoryBudget,
+    /// Cancelled when the pipeline stops: every source's stop descends from it, and
+    /// sinks start their shutdown deadline from it.
+    stopping: CancellationToken,
+    /// A component asked for the pipeline to stop (it failed, or its output closed).
     stop_requested: CancellationToken,
-    view: Arc<PipelineView>,
+    /// Component tasks that have not finished, of every generation.
+    alive: Arc<watch::Sender<usize>>,
     taps: Arc<Taps>,
+    view: watch::Sender<Arc<PipelineView>>,
+    /// Components added and not started yet: they start once every producer's
+    /// fan-out has been pointed at its consumers, so no batch goes to a list not yet
+    /// filled.
+    pending: Vec<Launch>,
 }
 
-/// Spawns component tasks and keeps the list of what it spawned.
-struct Spawner {
-    tasks: TaskTracker,
-    stop_requested: CancellationToken,
-    components: Vec<ComponentEntry>,
+/// A component ready to run, once its predecessor (if any) has ended.
+struct Launch {
+    id: String,
+    stats: Arc<ComponentStats>,
+    started: Started,
+    leftover: Option<Leftover>,
+    after: Option<CancellationToken>,
+    done: CancellationToken,
 }
 
-impl Spawner {
-    /// Runs `started` in a task of its own, so that a panic is caught where it is
-    /// joined. An error or a panic marks the component failed, counts what it held
-    /// and what is still queued for it as dropped (`component_failed`), and asks the
-    /// pipeline to stop; its queue is drained (and counted) until its producers end.
-    fn spawn(
-        &mut self,
-        id: String,
-        role: Role,
-        stats: Arc<ComponentStats>,
-        started: Started,
-        leftover: Option<Leftover>,
-    ) {
-        self.components.push(ComponentEntry {
-            id: id.clone(),
-            role,
-            stats: stats.clone(),
-            published: started.published,
+impl Running {
+    /// Wires queues and spawns one task per component.
+    pub fn start(config: PipelineConfig) -> Self {
+        let budget = MemoryBudget::new(config.memory_budget.0);
+        let view = Arc::new(PipelineView {
+            components: Vec::new(),
+            queues: Vec::new(),
+            budget: budget.clone(),
         });
+        let mut running = Running {
+            components: BTreeMap::new(),
+            budget,
+            stopping: CancellationToken::new(),
+            stop_requested: CancellationToken::new(),
+            alive: Arc::new(watch::Sender::new(0)),
+            taps: Arc::default(),
+            view: watch::Sender::new(view),
+            pending: Vec::new(),
+        };
+        for (id, spec, config) in components(config) {
+            running.add(id, spec, config, None);
+        }
+        running.rewire();
+        running.launch();
+        running.publish_view();
+        running
+    }
+
+    /// Applies a new config: see the module's documentation. Returns what changed.
+    pub async fn reload(&mut self, config: PipelineConfig) -> Changes {
+        let mut changes = Changes::default();
+        let budget = config.memory_budget.0;
+        if budget != self.budget.total() as u64 {
+            changes.memory_budget = Some((self.budget.total() as u64, budget));
+            self.budget.resize(budget);
+        }
+        let new = components(config);
+        let kept_ids: Vec<&String> = new.iter().map(|(id, ..)| id).collect();
+        let removed: Vec<String> = self
+            .components
+            .keys()
+            .filter(|id| !kept_ids.contains(id))
+            .cloned()
+            .collect();
+        for id in removed {
+            self.retire(&id);
+            self.taps.remove(&id);
+            changes.removed.push(id);
+        }
+        for (id, spec, config) in new {
+            let Some(live) = self.components.get(&id) else {
+                changes.added.push(id.clone());
+                self.add(id, spec, config, None);
+                continue;
+            };
+            let same = live.spec.same_settings(&spec);
+            let rewired = live.spec.inputs != spec.inputs;
+            // A source that can change as it runs is offered its new settings even
+            // when they read the same: the files they name may have changed.
+            let config = match (config, live.reconfigure.clone()) {
+                (Config::Source(source), Some(reconfigure)) if live.spec.kind == spec.kind => {
+                    match reconfigure.offer(source).await {
+                        Ok(what) => {
+                            if let Some(what) = what {
+                                changes.reconfigured.push((id.clone(), what));
+                            }
+                            if let Some(live) = self.components.get_mut(&id) {
+                                live.spec = spec;
+                            }
+                            continue;
+                        }
+                        Err(source) => Config::Source(source),
+                    }
+                }
+                (config, _) => config,
+            };
+            if same {
+                if rewired {
+                    changes.rewired.push(id.clone());
+                }
+                if let Some(live) = self.components.get_mut(&id) {
+                    live.spec = spec;
+                }
+                continue;
+            }
+            let previous = self.retire(&id);
+            changes.replaced.push(id.clone());
+            self.add(id, spec, config, previous);
+        }
+        self.rewire();
+        self.launch();
+        self.publish_view();
+        changes
+    }
+
+    /// Takes a component out of the current generation: a source is stopped, a
+    /// transform or sink loses its queue once the producers are rewired. Returns what
+    /// its successor, if any, inherits: its counters, what it kept, and when it ended.
+    fn retire(&mut self, id: &str) -> Option<Successor> {
+        let live = self.components.remove(id)?;
+        if let Some(stop) = &live.stop {
+            stop.cancel();
+        }
+        Some(Successor {
+            stats: live.stats,
+            kept: live.kept,
+            after: live.done,
+            outputs: live.outputs,
+        })
+    }
+
+    /// Starts a component (after its predecessor ended, if it replaces one).
+    fn add(&mut self, id: String, spec: Spec, config: Config, previous: Option<Successor>) {
+        let (stats, kept, after, outputs) = match previous {
+            Some(p) => (p.stats, p.kept, Some(p.after), p.outputs),
+            None => (Arc::default(), Kept::default(), None, None),
+        };
+        let done = CancellationToken::new();
+        let producer = spec.role != Role::Sink;
+        let outputs = producer.then(|| outputs.unwrap_or_default());
+        let fanout = |outputs: &Option<Outputs>| {
+            let outputs = outputs.clone().unwrap_or_default();
+            Fanout::shared(outputs, stats.clone()).with_tap(self.taps.add(&id))
+        };
+        let queue = match spec.role {
+            Role::Source => None,
+            Role::Transform | Role::Sink => Some(mpsc::channel(spec.buffer.max_batches)),
+        };
+        let (tx, input) = match queue {
+            Some((tx, rx)) => {
+                let (input, leftover) = Input::new(rx, stats.clone());
+                (Some(tx), Some((input, leftover)))
+            }
+            None => (None, None),
+        };
+        let mut stop = None;
+        let (started, leftover) = match (config, input) {
+            (Config::Source(config), _) => {
+                let source_stop = self.stopping.child_token();
+                stop = Some(source_stop.clone());
+                let context = SourceContext {
+                    id: id.clone(),
+                    out: fanout(&outputs),
+                    stop: source_stop,
+                    budget: self.budget.clone(),
+                    kept: kept.clone(),
+                };
+                (config.start(context), None)
+            }
+            (Config::Transform(config), Some((input, leftover))) => {
+                let context = TransformContext {
+                    id: id.clone(),
+                    input,
+                    out: fanout(&outputs),
+                    stats: stats.clone(),
+                };
+                (config.start(context), Some(leftover))
+            }
+            (Config::Sink(config), Some((input, leftover))) => {
+                let context = SinkContext {
+                    id: id.clone(),
+                    input,
+                    stats: stats.clone(),
+                    stop_pipeline: self.stop_requested.clone(),
+                    stopping: self.stopping.clone(),
+                };
+                (config.start(context), Some(leftover))
+            }
+            (_, None) => unreachable!("transforms and sinks have a queue"),
+        };
+        let live = Live {
+            spec,
+            stats: stats.clone(),
+            published: started.published.clone(),
+            reconfigure: started.reconfigure.clone(),
+            outputs,
+            queue: tx,
+            stop,
+            done: done.clone(),
+            kept,
+        };
+        self.pending.push(Launch {
+            id: id.clone(),
+            stats,
+            started,
+            leftover,
+            after,
+            done,
+        });
+        self.components.insert(id, live);
+    }
+
+    /// Starts every pending component.
+    fn launch(&mut self) {
+        for launch in std::mem::take(&mut self.pending) {
+            self.spawn(launch);
+        }
+    }
+
+    /// Runs `started` in a task of its own, once `after` (its predecessor) has ended,
+    /// so that a panic is caught where it is joined. An error or a panic marks the
+    /// component failed, counts what it held and what is still queued for it as
+    /// dropped (`component_failed`), and asks the pipeline to stop; its queue is
+    /// drained (and counted) until its producers end.
+    fn spawn(&self, launch: Launch) {
+        let Launch {
+            id,
+            stats,
+            started,
+            leftover,
+            after,
+            done,
+        } = launch;
         let stop_requested = self.stop_requested.clone();
-        let task: ComponentTask = started.task;
-        self.tasks.spawn(async move {
+        let alive = Alive::count(self.alive.clone());
+        let task = started.task;
+        tokio::spawn(async move {
+            let _alive = alive;
+            if let Some(after) = after {
+                after.cancelled().await;
+            }
             let failure = match tokio::spawn(task).await {
                 Ok(Ok(())) => None,
                 Ok(Err(error)) => Some(error.to_string()),
@@ -221,132 +521,65 @@ impl Spawner {
                 drops = %stats.drops_by_reason(),
                 "component finished"
             );
+            done.cancel();
         });
     }
-}
 
-/// What a panicking task said, as an error message.
-fn panic_message(join: tokio::task::JoinError) -> String {
-    match join.try_into_panic() {
-        Ok(payload) => format!("panicked: {}", panic::message(payload.as_ref())),
-        Err(join) => format!("its task ended abnormally: {join}"),
-    }
-}
-
-impl Running {
-    /// Wires queues and spawns one task per component.
-    pub fn start(config: PipelineConfig) -> Self {
-        let budget = MemoryBudget::new(config.memory_budget.0);
-        let stop_sources = CancellationToken::new();
-        let mut spawner = Spawner {
-            tasks: TaskTracker::new(),
-            stop_requested: CancellationToken::new(),
-            components: Vec::new(),
-        };
-        let mut taps = Taps::default();
-        let mut queues = Vec::new();
-
-        // Every transform and sink gets one queue; its producers hold its senders.
-        let mut stats: HashMap<String, Arc<ComponentStats>> = HashMap::new();
-        let mut receivers: HashMap<String, mpsc::Receiver<SharedBatch>> = HashMap::new();
-        let mut outputs: HashMap<String, Vec<Output>> = HashMap::new();
-        let ids = config
-            .sources
-            .iter()
-            .map(|c| c.id.clone())
-            .chain(config.transforms.iter().map(|c| c.id.clone()))
-            .chain(config.sinks.iter().map(|c| c.id.clone()));
-        for id in ids {
-            stats.insert(id, Arc::default());
-        }
-        let consumers = config
-            .transforms
-            .iter()
-            .map(|c| (&c.id, &c.inputs, &c.buffer))
-            .chain(config.sinks.iter().map(|c| (&c.id, &c.inputs, &c.buffer)));
-        for (id, inputs, buffer) in consumers {
-            let (tx, rx) = mpsc::channel(buffer.max_batches);
-            queues.push(QueueEntry::new(id.clone(), tx.downgrade()));
-            receivers.insert(id.clone(), rx);
-            for input in inputs {
-                outputs.entry(input.clone()).or_default().push(Output {
-                    consumer: id.clone(),
+    /// Points every producer's fan-out at the consumers that list it now.
+    fn rewire(&self) {
+        for (producer, live) in &self.components {
+            let Some(outputs) = &live.outputs else {
+                continue;
+            };
+            let consumers = self.components.iter().filter_map(|(id, consumer)| {
+                let tx = consumer.queue.as_ref()?;
+                consumer.spec.inputs.contains(producer).then(|| Output {
+                    consumer: Arc::from(id.as_str()),
                     tx: tx.clone(),
-                    when_full: buffer.when_full,
-                    consumer_stats: stats[id].clone(),
-                });
-            }
-        }
-        let mut fanout = |id: &str| {
-            Fanout::new(outputs.remove(id).unwrap_or_default(), stats[id].clone())
-                .with_tap(taps.add(id))
-        };
-
-        for source in config.sources {
-            let context = SourceContext {
-                id: source.id.clone(),
-                out: fanout(&source.id),
-                stop: stop_sources.clone(),
-                budget: budget.clone(),
-            };
-            let started = source.config.start(context);
-            let source_stats = stats[&source.id].clone();
-            spawner.spawn(source.id, Role::Source, source_stats, started, None);
-        }
-        for transform in config.transforms {
-            let Some(rx) = receivers.remove(&transform.id) else {
-                continue;
-            };
-            let (input, leftover) = Input::new(rx, stats[&transform.id].clone());
-            let context = TransformContext {
-                id: transform.id.clone(),
-                input,
-                out: fanout(&transform.id),
-                stats: stats[&transform.id].clone(),
-            };
-            let started = transform.config.start(context);
-            let transform_stats = stats[&transform.id].clone();
-            spawner.spawn(
-                transform.id,
-                Role::Transform,
-                transform_stats,
-                started,
-                Some(leftover),
-            );
-        }
-        for sink in config.sinks {
-            let Some(rx) = receivers.remove(&sink.id) else {
-                continue;
-            };
-            let (input, leftover) = Input::new(rx, stats[&sink.id].clone());
-            let context = SinkContext {
-                id: sink.id.clone(),
-                input,
-                stats: stats[&sink.id].clone(),
-                stop_pipeline: spawner.stop_requested.clone(),
-                stopping: stop_sources.clone(),
-            };
-            let started = sink.config.start(context);
-            let sink_stats = stats[&sink.id].clone();
-            spawner.spawn(sink.id, Role::Sink, sink_stats, started, Some(leftover));
-        }
-        spawner.tasks.close();
-        Running {
-            tasks: spawner.tasks,
-            stop_sources,
-            stop_requested: spawner.stop_requested,
-            view: Arc::new(PipelineView {
-                components: spawner.components,
-                queues,
-                budget,
-            }),
-            taps: Arc::new(taps),
+                    when_full: consumer.spec.buffer.when_full,
+                    consumer_stats: consumer.stats.clone(),
+                })
+            });
+            *outputs.lock().unwrap_or_else(|e| e.into_inner()) = consumers.collect();
         }
     }
 
-    /// What `/metrics`, `/health` and the progress line read while the pipeline runs.
+    fn publish_view(&self) {
+        let components = self
+            .components
+            .iter()
+            .map(|(id, live)| ComponentEntry {
+                id: id.clone(),
+                role: live.spec.role,
+                stats: live.stats.clone(),
+                published: live.published.clone(),
+            })
+            .collect();
+        let queues = self
+            .components
+            .iter()
+            .filter_map(|(id, live)| {
+                Some(QueueEntry::new(
+                    id.clone(),
+                    live.queue.as_ref()?.downgrade(),
+                ))
+            })
+            .collect();
+        self.view.send_replace(Arc::new(PipelineView {
+            components,
+            queues,
+            budget: self.budget.clone(),
+        }));
+    }
+
+    /// What `/metrics`, `/health` and the progress line read now.
     pub fn view(&self) -> Arc<PipelineView> {
-        self.view.clone()
+        self.view.borrow().clone()
+    }
+
+    /// The view, followed across reloads.
+    pub fn views(&self) -> Views {
+        self.view.subscribe()
     }
 
     /// The live views of each source's and transform's output.
@@ -357,24 +590,79 @@ impl Running {
     /// Resolves when the pipeline ends without being told to: a component asked it to
     /// stop, or every component finished.
     pub async fn ended(&self) -> Ended {
+        let mut alive = self.alive.subscribe();
         tokio::select! {
             _ = self.stop_requested.cancelled() => Ended::StopRequested,
-            _ = self.tasks.wait() => Ended::Finished,
+            _ = alive.wait_for(|n| *n == 0) => Ended::Finished,
         }
     }
 
-    /// Stops the sources; everything downstream drains and finishes by itself.
-    pub fn stop(&self) {
-        self.stop_sources.cancel();
+    /// Stops the sources; everything downstream drains and finishes by itself once
+    /// the topology lets go of its queues.
+    pub fn stop(&mut self) {
+        self.stopping.cancel();
+        self.components.clear();
     }
 
-    /// Resolves once every component has finished.
+    /// Resolves once every component (of every generation) has finished.
     pub async fn drained(&self) {
-        self.tasks.wait().await;
+        let _ = self.alive.subscribe().wait_for(|n| *n == 0).await;
     }
 
     /// Components that have not finished yet.
     pub(crate) fn unfinished(&self) -> usize {
-        self.tasks.len()
+        *self.alive.borrow()
     }
 }
+
+/// What a replaced component hands its successor.
+struct Successor {
+    stats: Arc<ComponentStats>,
+    kept: Kept,
+    after: CancellationToken,
+    outputs: Option<Outputs>,
+}
+
+/// One component task counted as alive for as long as this lives.
+struct Alive(Arc<watch::Sender<usize>>);
+
+impl Alive {
+    fn count(alive: Arc<watch::Sender<usize>>) -> Self {
+        alive.send_modify(|n| *n += 1);
+        Alive(alive)
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// The components of a config, each with the spec a reload compares.
+fn components(config: PipelineConfig) -> Vec<(String, Spec, Config)> {
+    let sources = config.sources.into_iter().map(|c| {
+        let spec = Spec::of(Role::Source, &c);
+        (c.id, spec, Config::Source(c.config))
+    });
+    let transforms = config.transforms.into_iter().map(|c| {
+        let spec = Spec::of(Role::Transform, &c);
+        (c.id, spec, Config::Transform(c.config))
+    });
+    let sinks = config.sinks.into_iter().map(|c| {
+        let spec = Spec::of(Role::Sink, &c);
+        (c.id, spec, Config::Sink(c.config))
+    });
+    sources.chain(transforms).chain(sinks).collect()
+}
+
+/// What a panicking task said, as an error message.
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => format!("panicked: {}", panic::message(payload.as_ref())),
+        Err(join) => format!("its task ended abnormally: {join}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -5,6 +5,8 @@ usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate p
        parquet_read.py ROOT files         -> every visible file opened on its own: rows or error
        parquet_read.py ROOT values LABEL  -> the distinct values of a partition column,
                                              as DuckDB and as pyarrow read them
+       parquet_read.py ROOT shares        -> rows, distinct (miner, counter) pairs, whether
+                                             each miner's counters are 1..n, and the codecs
 """
 import glob
 import json
@@ -43,5 +45,19 @@ elif mode == "values":
     dataset = pyarrow.dataset.dataset(root, format="parquet", partitioning="hive", exclude_invalid_files=True)
     by_pyarrow = sorted(set(dataset.to_table(columns=[label]).column(label).to_pylist()))
     print(json.dumps({"duckdb": by_duckdb, "pyarrow": by_pyarrow, "rows": dataset.count_rows()}))
+elif mode == "shares":
+    import pyarrow.parquet
+
+    table = f"read_parquet('{pattern}', hive_partitioning=true)"
+    rows = duckdb.sql(f"select count(*) from {table}").fetchone()[0]
+    distinct = duckdb.sql(f"select count(*) from (select distinct miner_id, shares_accepted from {table})").fetchone()[0]
+    gaps = duckdb.sql(
+        f"select count(*) from (select miner_id, max(shares_accepted) as top, count(*) as n from {table} group by miner_id) where top <> n"
+    ).fetchone()[0]
+    codecs = sorted({
+        pyarrow.parquet.ParquetFile(path).metadata.row_group(0).column(0).compression
+        for path in glob.glob(pattern, recursive=True)
+    })
+    print(json.dumps({"rows": rows, "distinct": distinct, "contiguous": gaps == 0, "codecs": codecs}))
 else:
     sys.exit(f"unknown mode {mode}")

@@ -64,6 +64,7 @@ pub fn collect(fleet: &Fleet, settings: &str) -> Collector {
         out,
         stop: stop.clone(),
         budget: MemoryBudget::new(64 << 20),
+        kept: Default::default(),
     };
     let task = tokio::spawn(bos::run(bos, context, stats.clone()));
     Collector {

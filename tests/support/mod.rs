@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod collector;
+pub mod http;
 pub mod kafka;
 pub mod net;
 pub mod pki;
@@ -36,6 +37,7 @@ pub struct Rigtap {
     pub child: Child,
     pub stdout: Option<BufReader<ChildStdout>>,
     stderr: Option<JoinHandle<String>>,
+    config: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -77,11 +79,17 @@ fn launch(yaml: &str, extra_args: &[&str], env: &[(&str, String)], stdout: Stdio
         stdout: child.stdout.take().map(BufReader::new),
         child,
         stderr: Some(stderr),
+        config: path,
         _dir: dir,
     }
 }
 
 impl Rigtap {
+    /// The pipeline file it runs (a test may change it and ask for a reload).
+    pub fn config_path(&self) -> PathBuf {
+        self.config.clone()
+    }
+
     /// Reads one line of stdout.
     pub fn line(&mut self) -> Option<String> {
         let mut line = String::new();

@@ -20,7 +20,7 @@ use crate::toolkit::units::{HumanDuration, MAX_DURATION};
 use crate::toolkit::yaml::decode::{from_node, unknown_name, within, DecodeError};
 use crate::toolkit::yaml::node::{self, overlay, Node, Value};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BosConfig {
     pub(crate) targets: TargetsConfig,

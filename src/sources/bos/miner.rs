@@ -93,7 +93,21 @@ impl MinerTask {
         }
     }
 
-    pub(crate) async fn run(mut self, stop: CancellationToken) {
+    /// Runs until `stop`. A miner `removed` by a reload also leaves the pool's counts
+    /// (its state, its parked connection); at the pipeline's stop they stay, for the
+    /// source's final summary.
+    pub(crate) async fn run(mut self, stop: CancellationToken, removed: CancellationToken) {
+        self.run_until(&stop).await;
+        if removed.is_cancelled() {
+            if let Some(state) = self.status.state() {
+                self.shared.stats.leave(state);
+            }
+            drop(self.shared.pool.take(self.index));
+        }
+    }
+
+    async fn run_until(&mut self, stop: &CancellationToken) {
+        let stop = stop.clone();
         let greeting = format!("connecting to {}", self.target.address);
         self.enter(MinerState::Connecting, &greeting).await;
         let shared = self.shared.clone();

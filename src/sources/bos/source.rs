@@ -1,12 +1,16 @@
 //! The fleet's loop: one task per miner, sharing the pool, the governors and one
 //! queue to the pipeline; drained in order when the pipeline stops.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use governor::Quota;
 use tokio_util::task::TaskTracker;
@@ -20,8 +24,11 @@ use super::miner::{MinerTask, Shared};
 use super::pool::ConnectionPool;
 use super::stats::PoolStats;
 use super::status::StatusLog;
+use super::targets::Target;
 use super::tls;
-use crate::pipeline::component::{ComponentResult, SourceConfig, SourceContext, Started};
+use crate::pipeline::component::{
+    ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
+};
 use crate::toolkit::panic;
 use crate::toolkit::sample::MinerState;
 use crate::toolkit::secret::Secret;
@@ -36,17 +43,89 @@ struct MinerPanicked {
 
 impl SourceConfig for BosConfig {
     fn start(self: Box<Self>, ctx: SourceContext) -> Started {
-        let stats = Arc::new(PoolStats::default());
-        Started::task(run(*self, ctx, stats.clone())).publishing(stats)
+        // The pool's counters carry on when a reload restarts the source.
+        let stats = ctx.kept.get::<PoolStats>();
+        let (commands, rx) = mpsc::channel(1);
+        let handle = Arc::new(Handle {
+            current: Arc::new(Mutex::new((*self).clone())),
+            commands,
+        });
+        Started::task(run_with(*self, ctx, stats.clone(), Some(rx)))
+            .publishing(stats)
+            .reconfigurable(handle)
+    }
+}
+
+/// A change a reload asks of the running source: these are its miners now; the
+/// reply says how many were added and removed.
+type Retarget = (Vec<Target>, oneshot::Sender<(usize, usize)>);
+
+/// How a reload reaches a running `bos` source.
+struct Handle {
+    current: Arc<Mutex<BosConfig>>,
+    commands: mpsc::Sender<Retarget>,
+}
+
+impl Reconfigure for Handle {
+    /// Takes the new config as it runs when only the targets (or the shard) changed:
+    /// only the new miners connect and only the removed ones close. Anything else
+    /// needs a restart.
+    fn offer(&self, new: Box<dyn SourceConfig>) -> Offer {
+        let any: Box<dyn Any + Send> = new;
+        let new = match any.downcast::<BosConfig>() {
+            Ok(new) => new,
+            Err(_) => unreachable!("a reload offers a source only its own type"),
+        };
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut same = (*new).clone();
+        same.targets = current.targets.clone();
+        same.shard = current.shard;
+        let commands = self.commands.clone();
+        let miners = (same == current).then(|| new.miners().ok()).flatten();
+        let handle_current = new.clone();
+        let applied = async move {
+            let Some(miners) = miners else {
+                return Err(new as Box<dyn SourceConfig>);
+            };
+            let (reply, answer) = oneshot::channel();
+            if commands.send((miners, reply)).await.is_err() {
+                return Err(new as Box<dyn SourceConfig>);
+            }
+            match answer.await {
+                Ok((0, 0)) => Ok(None),
+                Ok((added, removed)) => {
+                    Ok(Some(format!("{added} miner(s) added, {removed} removed")))
+                }
+                Err(_) => Err(new as Box<dyn SourceConfig>),
+            }
+        };
+        let current = self.current.clone();
+        Box::pin(async move {
+            let outcome = applied.await;
+            if outcome.is_ok() {
+                *current.lock().unwrap_or_else(|e| e.into_inner()) = *handle_current;
+            }
+            outcome
+        })
     }
 }
 
 /// Runs every miner task until the pipeline stops, then drains what they queued;
 /// `stats` is where the pool's state is kept for the operator.
-pub async fn run(
+pub async fn run(config: BosConfig, ctx: SourceContext, stats: Arc<PoolStats>) -> ComponentResult {
+    run_with(config, ctx, stats, None).await
+}
+
+/// [`run`], with the reloads' requests to change the miners.
+async fn run_with(
     config: BosConfig,
     mut ctx: SourceContext,
     stats: Arc<PoolStats>,
+    retargets: Option<mpsc::Receiver<Retarget>>,
 ) -> ComponentResult {
     let targets = config.miners()?;
     let password = match (&config.password, &config.password_file) {
@@ -98,35 +177,52 @@ pub async fn run(
         config,
     });
 
-    let tasks = TaskTracker::new();
     // A miner task that panics stops the whole source (a panic is a bug, and the
     // source is failed), which drains what the other miners queued, in order.
     let stop = ctx.stop.child_token();
-    let panicked = Arc::new(Mutex::new(None));
-    for (index, target) in targets.into_iter().enumerate() {
-        let miner = target.id.clone();
-        let task = MinerTask::new(index, target, shared.clone());
-        let (stop, panicked) = (stop.clone(), panicked.clone());
-        tasks.spawn(async move {
-            let run = std::panic::AssertUnwindSafe(task.run(stop.clone()));
-            if let Err(payload) = run.catch_unwind().await {
-                let message = panic::message(payload.as_ref());
-                let mut first = panicked.lock().unwrap_or_else(|e| e.into_inner());
-                first.get_or_insert(MinerPanicked { miner, message });
-                stop.cancel();
-            }
-        });
-    }
-    // Only poll-only miners park channels; streaming miners hold theirs.
-    if !shared.config.stream {
-        tasks.spawn(close_idle(shared.clone(), stop.clone()));
-    }
-    tasks.close();
     let batch_size = shared.config.batch_size;
-    // The queue closes once every task (each holding `shared`) has returned.
-    drop(shared);
-    emit::forward(queue, &mut ctx.out, &ctx.budget, batch_size).await;
-    tasks.wait().await;
+    let mut miners = Miners {
+        tasks: TaskTracker::new(),
+        running: HashMap::new(),
+        next_index: 0,
+        stop: stop.clone(),
+        panicked: Arc::new(Mutex::new(None)),
+        shared,
+    };
+    miners.update(targets);
+    // Only poll-only miners park channels; streaming miners hold theirs.
+    if !miners.shared.config.stream {
+        let shared = miners.shared.clone();
+        miners.tasks.spawn(close_idle(shared, stop.clone()));
+    }
+    let panicked = miners.panicked.clone();
+    let managing = async move {
+        if let Some(mut retargets) = retargets {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    retarget = retargets.recv() => match retarget {
+                        Some((targets, reply)) => {
+                            let _ = reply.send(miners.update(targets));
+                        }
+                        None => {
+                            stop.cancelled().await;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        // The queue closes once every task (each holding `shared`) has returned.
+        miners.tasks.close();
+        let tasks = miners.tasks.clone();
+        drop(miners);
+        tasks.wait().await;
+    };
+    tokio::join!(
+        emit::forward(queue, &mut ctx.out, &ctx.budget, batch_size),
+        managing
+    );
 
     tracing::info!(
         source = %ctx.id,
@@ -150,6 +246,90 @@ pub async fn run(
     match panicked {
         Some(panicked) => Err(panicked.into()),
         None => Ok(()),
+    }
+}
+
+/// The source's miners, each with its task; a reload adds and removes them.
+struct Miners {
+    shared: Arc<Shared>,
+    tasks: TaskTracker,
+    /// Each running miner's target, and how to remove it.
+    running: HashMap<Arc<str>, (Target, Removal)>,
+    /// Miner tasks are numbered for their seeds and their place in the pool.
+    next_index: usize,
+    stop: CancellationToken,
+    panicked: Arc<Mutex<Option<MinerPanicked>>>,
+}
+
+impl Miners {
+    /// Makes `targets` the running miners: starts the new ones, stops the removed
+    /// ones, restarts those whose address or labels changed; returns (added, removed).
+    fn update(&mut self, targets: Vec<Target>) -> (usize, usize) {
+        let wanted: HashMap<Arc<str>, Target> =
+            targets.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let gone: Vec<Arc<str>> = self
+            .running
+            .iter()
+            .filter(|(id, (target, _))| wanted.get(*id) != Some(target))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            if let Some((_, removal)) = self.running.remove(id) {
+                removal.remove();
+            }
+        }
+        let mut added = 0;
+        for (id, target) in wanted {
+            if !self.running.contains_key(&id) {
+                self.start(target);
+                added += 1;
+            }
+        }
+        self.shared
+            .stats
+            .miners
+            .store(self.running.len() as u64, Relaxed);
+        (added, gone.len())
+    }
+
+    fn start(&mut self, target: Target) {
+        let index = self.next_index;
+        self.next_index += 1;
+        let miner = target.id.clone();
+        // The miner stops when the source stops, or when a reload removes it.
+        let miner_stop = self.stop.child_token();
+        let removed = CancellationToken::new();
+        let removal = Removal {
+            stop: miner_stop.clone(),
+            removed: removed.clone(),
+        };
+        self.running
+            .insert(miner.clone(), (target.clone(), removal));
+        let task = MinerTask::new(index, target, self.shared.clone());
+        let (stop, panicked) = (self.stop.clone(), self.panicked.clone());
+        self.tasks.spawn(async move {
+            let run = std::panic::AssertUnwindSafe(task.run(miner_stop, removed));
+            if let Err(payload) = run.catch_unwind().await {
+                let message = panic::message(payload.as_ref());
+                let mut first = panicked.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert(MinerPanicked { miner, message });
+                stop.cancel();
+            }
+        });
+    }
+}
+
+/// How a reload removes one miner: it stops, and knows it was removed (so it leaves
+/// the pool's counts).
+struct Removal {
+    stop: CancellationToken,
+    removed: CancellationToken,
+}
+
+impl Removal {
+    fn remove(&self) {
+        self.removed.cancel();
+        self.stop.cancel();
     }
 }
 

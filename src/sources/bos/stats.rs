@@ -101,6 +101,11 @@ impl PoolStats {
         self.states[to.index()].fetch_add(1, Relaxed);
     }
 
+    /// A miner removed by a reload leaves `state`.
+    pub(crate) fn leave(&self, state: MinerState) {
+        self.states[state.index()].fetch_sub(1, Relaxed);
+    }
+
     pub fn in_state(&self, state: MinerState) -> i64 {
         self.states[state.index()].load(Relaxed)
     }
@@ -238,7 +243,12 @@ impl Published for PoolStats {
         Some(FleetSummary {
             miners: self.miners.load(Relaxed),
             online: self.in_state(MinerState::Online).max(0) as u64,
+            states: MinerState::ALL
+                .iter()
+                .map(|s| (s.as_str(), self.in_state(*s)))
+                .collect(),
             failed_calls: self.rpc_failed(),
+            call_p99_ms: self.latency_quantile_ms(0.99),
         })
     }
 }

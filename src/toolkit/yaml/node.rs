@@ -80,6 +80,26 @@ impl Node {
         }
     }
 
+    /// The same YAML, wherever it was written: marks are not compared. (A reload keeps
+    /// a component whose settings are the same, even if lines moved.)
+    pub(crate) fn same_as(&self, other: &Node) -> bool {
+        match (&self.value, &other.value) {
+            (Value::Scalar { text: a, plain: pa }, Value::Scalar { text: b, plain: pb }) => {
+                a == b && pa == pb
+            }
+            (Value::Seq(a), Value::Seq(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+            }
+            (Value::Map(a), Value::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, va), (kb, vb))| ka.same_as(kb) && va.same_as(vb))
+            }
+            _ => false,
+        }
+    }
+
     /// What kind of node this is, for error messages.
     pub fn kind(&self) -> &'static str {
         match &self.value {

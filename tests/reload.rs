@@ -1,0 +1,322 @@
+//! Reload, as Vector proves it (its `topology/test/reload.rs` and `doesnt_reload.rs`):
+//! what must change does, and what must not, does not. A changed target list adds and
+//! removes only those miners (counted on the simulator's side: the others keep their
+//! connection and session); a changed sink is drained and replaced with no sample lost;
+//! an invalid file leaves the pipeline untouched; SIGHUP reloads, and the service
+//! manager hears READY, RELOADING, READY, STOPPING.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rigtap::sim::Fleet;
+use support::http::request;
+use support::net::free_port;
+use support::python::run_script;
+use support::{ledger, sim_config, start, start_with_env};
+
+/// Writes an inventory of the fleet's miners `range`.
+fn inventory(fleet: &Fleet, range: std::ops::Range<usize>, path: &std::path::Path) {
+    let mut csv = String::from("id,address\n");
+    for row in &fleet.inventory()[range] {
+        csv.push_str(&format!("{},{}\n", row.id, row.address));
+    }
+    std::fs::write(path, csv).unwrap();
+}
+
+/// Lines of stdout, as they come, with when they came.
+fn lines(rigtap: &mut support::Rigtap) -> mpsc::Receiver<(Instant, serde_json::Value)> {
+    let stdout = rigtap.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let value = serde_json::from_str(&line).expect("JSON lines");
+            if tx.send((Instant::now(), value)).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Reads samples until `done` holds of them, or panics after `limit`.
+fn until(
+    rx: &mpsc::Receiver<(Instant, serde_json::Value)>,
+    seen: &mut Vec<(Instant, serde_json::Value)>,
+    limit: Duration,
+    done: impl Fn(&[(Instant, serde_json::Value)]) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    while !done(seen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "not reached within {limit:?}; {} samples seen",
+            seen.len()
+        );
+        if let Ok(sample) = rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            seen.push(sample);
+        }
+    }
+}
+
+fn online(seen: &[(Instant, serde_json::Value)]) -> BTreeSet<String> {
+    seen.iter()
+        .filter(|(_, s)| s["state"] == "online")
+        .map(|(_, s)| s["miner_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_target_list_adds_and_removes_only_those_miners() {
+    let fleet = Fleet::start(sim_config(200)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("miners.csv");
+    inventory(&fleet, 0..150, &list);
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "api: {{address: {api}}}\nsources:\n  fleet:\n    type: bos\n    profile: development\n    interval: 1s\n    targets: {{inventory: {}}}\n    username: root\n    password: root\nsinks:\n  out: {{type: stdout, inputs: [fleet]}}\n",
+        list.display()
+    );
+    let mut rigtap = start(&yaml, &[]);
+    let rx = lines(&mut rigtap);
+    let mut seen = Vec::new();
+    until(&rx, &mut seen, Duration::from_secs(60), |s| {
+        online(s).len() == 150
+    });
+    let id = |i: usize| fleet.inventory()[i].id.to_string();
+    let before: Vec<(u64, u64)> = (20..150)
+        .map(|i| {
+            (
+                fleet.counters(i).accepted.load(Relaxed),
+                fleet.calls(i).logins.load(Relaxed),
+            )
+        })
+        .collect();
+
+    inventory(&fleet, 20..200, &list);
+    let reloaded_at = Instant::now();
+    let (code, body) = tokio::task::spawn_blocking({
+        let api = api.clone();
+        move || request(&api, "POST", "/reload")
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let changes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        changes["reconfigured"],
+        serde_json::json!([["fleet", "50 miner(s) added, 20 removed"]]),
+        "{body}"
+    );
+    assert_eq!(changes["replaced"], serde_json::json!([]), "{body}");
+
+    // The 50 new miners come online.
+    let new: BTreeSet<String> = (150..200).map(id).collect();
+    until(&rx, &mut seen, Duration::from_secs(60), |s| {
+        new.is_subset(&online(
+            &s.iter()
+                .filter(|(at, _)| *at >= reloaded_at)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ))
+    });
+    // The 20 removed miners are closed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (0..20).any(|i| fleet.counters(i).open.load(Relaxed) > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the removed miners' connections close"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Three more seconds of samples, then: the 130 others kept their connection and
+    // their session (no new connection, no new login), and their samples never stopped.
+    let settle = Instant::now() + Duration::from_secs(3);
+    until(&rx, &mut seen, Duration::from_secs(10), |_| {
+        Instant::now() >= settle
+    });
+    for (i, (accepted, logins)) in (20..150).zip(before) {
+        assert_eq!(
+            fleet.counters(i).accepted.load(Relaxed),
+            accepted,
+            "miner {i} reconnected"
+        );
+        assert_eq!(
+            fleet.calls(i).logins.load(Relaxed),
+            logins,
+            "miner {i} logged in again"
+        );
+    }
+    let mut polls: BTreeMap<String, Vec<Instant>> = BTreeMap::new();
+    for (at, s) in &seen {
+        if s["kind"] == "miner" {
+            polls
+                .entry(s["miner_id"].as_str().unwrap().into())
+                .or_default()
+                .push(*at);
+        }
+    }
+    let window = reloaded_at - Duration::from_secs(3);
+    for i in 20..150 {
+        let times: Vec<&Instant> = polls[&id(i)].iter().filter(|t| **t >= window).collect();
+        let gap = times
+            .windows(2)
+            .map(|w| w[1].duration_since(*w[0]))
+            .max()
+            .unwrap();
+        assert!(
+            gap < Duration::from_millis(3000),
+            "miner {i} went {gap:?} without a sample across the reload"
+        );
+    }
+    let removed_last: Vec<Instant> = (0..20)
+        .filter_map(|i| polls.get(&id(i)).and_then(|p| p.last()).copied())
+        .collect();
+    let stopped = Instant::now() - Duration::from_secs(2);
+    assert!(
+        removed_last.iter().all(|t| *t < stopped),
+        "the removed miners are no longer polled"
+    );
+
+    rigtap.signal("TERM");
+    let (code, _, stderr) =
+        tokio::task::spawn_blocking(move || rigtap.finish(Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("\"reconfigured\""),
+        "the reload is logged with what changed: {stderr}"
+    );
+}
+
+#[test]
+fn a_changed_sink_is_drained_and_replaced_with_no_sample_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = |compression: &str| {
+        format!(
+            "api: {{address: {api}}}\nsources:\n  gen: {{type: generate, rate: 5000, miners: 20}}\nsinks:\n  files:\n    type: parquet\n    inputs: [gen]\n    path: {}\n    compression: {compression}\n    batch: {{timeout: 200ms}}\n",
+            files.display()
+        )
+    };
+    let rigtap = start_with_env(&yaml("zstd"), &[], &[]);
+    let config = rigtap.config_path();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&config, yaml("snappy")).unwrap();
+    let (code, body) = request(&api, "POST", "/reload");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["replaced"],
+        serde_json::json!(["files"]),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    rigtap.signal("TERM");
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let ledger = ledger(&logs, "gen", "files");
+    assert!(ledger.emitted > 5000, "{ledger:?}");
+    assert_eq!(
+        (ledger.delivered, ledger.dropped),
+        (ledger.emitted, 0),
+        "{ledger:?}"
+    );
+
+    // Both generations wrote files, and together they hold every sample, once.
+    let output = run_script("parquet_read.py", &[files.as_os_str(), "shares".as_ref()]);
+    let read: serde_json::Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(read["rows"], ledger.emitted, "{read}");
+    assert_eq!(read["distinct"], ledger.emitted, "no sample twice: {read}");
+    assert_eq!(
+        read["contiguous"], true,
+        "no gap in any miner's counter: {read}"
+    );
+    let codecs: BTreeSet<&str> = read["codecs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(codecs, BTreeSet::from(["SNAPPY", "ZSTD"]), "{read}");
+}
+
+#[test]
+fn an_invalid_file_leaves_the_pipeline_running_and_says_why() {
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!("api: {{address: {api}}}\nsources:\n  gen: {{type: generate, rate: 1000}}\nsinks:\n  out: {{type: stdout, inputs: [gen]}}\n");
+    let mut rigtap = start(&yaml, &[]);
+    let config = rigtap.config_path();
+    rigtap.line().expect("samples flow");
+    std::fs::write(&config, yaml.replace("rate: 1000", "rate: fast")).unwrap();
+    let (code, body) = request(&api, "POST", "/reload");
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("pipeline.yaml:3:31: expected a number, found `fast`"),
+        "{body}"
+    );
+    // Still running, on the old file.
+    for _ in 0..100 {
+        rigtap.line().expect("samples still flow");
+    }
+    let (code, _) = request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+    rigtap.signal("TERM");
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("reload refused, the pipeline runs on unchanged"),
+        "{stderr}"
+    );
+    assert!(
+        logs.iter().any(|l| l["message"] == "pipeline stopped"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sighup_reloads_and_the_service_manager_hears_each_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let yaml = "api: {enabled: false}\nsources:\n  gen: {type: generate, rate: 100}\nsinks:\n  out: {type: stdout, inputs: [gen]}\n";
+    let env = [("NOTIFY_SOCKET", socket_path.display().to_string())];
+    let mut rigtap = start_with_env(yaml, &[], &env);
+    let mut heard = Vec::new();
+    let next = || {
+        let mut buffer = [0u8; 4096];
+        let n = socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..n]).to_string()
+    };
+    heard.push(next());
+    rigtap.line().expect("samples flow");
+    rigtap.signal("HUP");
+    heard.push(next());
+    heard.push(next());
+    rigtap.signal("TERM");
+    heard.push(next());
+    let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let first_words: Vec<&str> = heard
+        .iter()
+        .map(|m| m.lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        first_words,
+        ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"],
+        "{heard:?}"
+    );
+    assert!(
+        heard[1].contains("MONOTONIC_USEC="),
+        "systemd 253 needs the time: {heard:?}"
+    );
+}
