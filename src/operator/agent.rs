@@ -3,11 +3,11 @@
 //! service manager), started together, reloaded on request, and stopped in order.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,6 +17,7 @@ use super::config::{self, AgentConfig};
 use super::health::HealthWatch;
 use super::metrics;
 use super::progress::{self, ProgressMode};
+use super::reload::{Reload, ReloadCounts};
 use super::service::ServiceManager;
 use super::signals::{self, Signals};
 use crate::sim::embedded::EmbeddedSim;
@@ -46,19 +47,6 @@ pub struct RunOptions {
     pub progress: ProgressMode,
     /// Reload when the config file changes.
     pub watch: bool,
-}
-
-/// A request to reload the config file; the reply (for `POST /reload`) says what
-/// changed, or why the new file was refused.
-pub(crate) struct Reload {
-    pub(crate) reply: Option<oneshot::Sender<Result<Changes, String>>>,
-}
-
-/// Reloads so far, by outcome, for `/metrics`.
-#[derive(Debug, Default)]
-pub(crate) struct ReloadCounts {
-    pub(crate) applied: AtomicU64,
-    pub(crate) refused: AtomicU64,
 }
 
 /// Runs `config` (read from `path`) until a signal, the end of the duration, a

@@ -26,9 +26,9 @@ use prometheus_client::registry::Registry;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::agent::Reload;
 use super::health::HealthWatch;
 use super::metrics;
+use super::reload::Reload;
 use super::status::Status;
 use crate::pipeline::tap::Taps;
 use crate::topology::running::Views;

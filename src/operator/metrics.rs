@@ -10,8 +10,8 @@ use prometheus_client::registry::Registry;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::agent::ReloadCounts;
 use super::process::Process;
+use super::reload::ReloadCounts;
 use crate::pipeline::metrics::Exposition;
 use crate::topology::running::Views;
 

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod progress;
+pub(crate) mod reload;
 pub(crate) mod service;
 pub mod signals;
 pub mod simulate;
