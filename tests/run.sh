@@ -19,12 +19,18 @@ if ! command -v tansu >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tans
     echo "== installing tansu 0.6.0 (Kafka-compatible broker) with cargo install"
     cargo install tansu --version 0.6.0 --features dynostore --locked
 fi
-# librdkafka is built from source with TLS (OpenSSL) support: it needs OpenSSL's headers.
-if ! pkg-config --exists openssl 2>/dev/null; then
-    echo "== installing libssl-dev and pkg-config"
-    sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# Debian packages: OpenSSL's headers (librdkafka is built from source with TLS), tmux
+# (the test of `rigtap top` drives it in a terminal), promtool (checks the alert rules;
+# Debian ships it in `prometheus`, which is not started).
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+packages=()
+pkg-config --exists openssl 2>/dev/null || packages+=(libssl-dev pkg-config)
+command -v tmux >/dev/null || packages+=(tmux)
+command -v promtool >/dev/null || packages+=(prometheus)
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "== installing ${packages[*]}"
     sudo_if_needed apt-get update -qq
-    sudo_if_needed apt-get install -y -qq libssl-dev pkg-config
+    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
 fi
 
 echo "== rustfmt and clippy"

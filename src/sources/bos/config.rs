@@ -266,7 +266,9 @@ impl BosConfig {
         let miners = self
             .miners()
             .map_err(|e| DecodeError::at_key(body, "targets", e.to_string()))?;
-        within(body, &["targets"], miners.len(), 1, MAX_MINERS)?;
+        if miners.len() > MAX_MINERS {
+            return at(&["targets"], format!("this source holds {} miners; one source collects at most {MAX_MINERS}: split the fleet with `shard` over several agents", miners.len()));
+        }
         Ok(())
     }
 

@@ -148,6 +148,9 @@ async fn run_with(
             "the fleet's polls need most or more of `rate.rpcs_per_second`; polls will run late. Raise it, lengthen `interval`, or poll fewer calls"
         );
     }
+    if targets.is_empty() {
+        tracing::warn!(source = %ctx.id, shard = ?config.shard, "this agent's shard holds none of the fleet's miners; it collects nothing until a reload gives it some");
+    }
     tracing::info!(source = %ctx.id, miners = targets.len(), shard = ?config.shard, "bos source starting");
 
     let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
