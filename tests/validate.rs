@@ -96,3 +96,16 @@ fn the_shipped_pipelines_validate() {
         );
     }
 }
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rigtap"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("rigtap {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
