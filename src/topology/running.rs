@@ -256,6 +256,9 @@ pub struct Running {
     stop_requested: CancellationToken,
     /// Component tasks that have not finished, of every generation.
     alive: Arc<watch::Sender<usize>>,
+    /// Source tasks that have not finished: when none is left (finite sources), the
+    /// pipeline has ended by itself.
+    sources_alive: Arc<watch::Sender<usize>>,
     taps: Arc<Taps>,
     view: watch::Sender<Arc<PipelineView>>,
     /// Components added and not started yet: they start once every producer's
@@ -267,6 +270,7 @@ pub struct Running {
 /// A component ready to run, once its predecessor (if any) has ended.
 struct Launch {
     id: String,
+    role: Role,
     stats: Arc<ComponentStats>,
     started: Started,
     leftover: Option<Leftover>,
@@ -289,6 +293,7 @@ impl Running {
             stopping: CancellationToken::new(),
             stop_requested: CancellationToken::new(),
             alive: Arc::new(watch::Sender::new(0)),
+            sources_alive: Arc::new(watch::Sender::new(0)),
             taps: Arc::default(),
             view: watch::Sender::new(view),
             pending: Vec::new(),
@@ -457,6 +462,7 @@ impl Running {
         };
         self.pending.push(Launch {
             id: id.clone(),
+            role: live.spec.role,
             stats,
             started,
             leftover,
@@ -481,6 +487,7 @@ impl Running {
     fn spawn(&self, launch: Launch) {
         let Launch {
             id,
+            role,
             stats,
             started,
             leftover,
@@ -489,9 +496,11 @@ impl Running {
         } = launch;
         let stop_requested = self.stop_requested.clone();
         let alive = Alive::count(self.alive.clone());
+        let source_alive = (role == Role::Source).then(|| Alive::count(self.sources_alive.clone()));
         let task = started.task;
         tokio::spawn(async move {
             let _alive = alive;
+            let _source_alive = source_alive;
             if let Some(after) = after {
                 after.cancelled().await;
             }
@@ -588,12 +597,12 @@ impl Running {
     }
 
     /// Resolves when the pipeline ends without being told to: a component asked it to
-    /// stop, or every component finished.
+    /// stop, or every source finished (what they sent then drains after [`Running::stop`]).
     pub async fn ended(&self) -> Ended {
-        let mut alive = self.alive.subscribe();
+        let mut sources = self.sources_alive.subscribe();
         tokio::select! {
             _ = self.stop_requested.cancelled() => Ended::StopRequested,
-            _ = alive.wait_for(|n| *n == 0) => Ended::Finished,
+            _ = sources.wait_for(|n| *n == 0) => Ended::Finished,
         }
     }
 
