@@ -320,3 +320,49 @@ fn sighup_reloads_and_the_service_manager_hears_each_step() {
         "systemd 253 needs the time: {heard:?}"
     );
 }
+
+#[test]
+fn watch_reloads_when_the_file_changes() {
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!("api: {{address: {api}}}\nsources:\n  gen: {{type: generate, rate: 1000}}\nsinks:\n  out: {{type: stdout, inputs: [gen]}}\n");
+    let mut rigtap = start(&yaml, &["--watch"]);
+    let config = rigtap.config_path();
+    rigtap.line().expect("samples flow");
+    let added = yaml.replace(
+        "sinks:\n",
+        "transforms:\n  hot: {type: filter, inputs: [gen], condition: 'temp_chip_c > 0'}\nsinks:\n  also: {type: stdout, inputs: [hot]}\n",
+    );
+    std::fs::write(&config, added).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        rigtap.line().expect("samples still flow");
+        let (_, status) = request(&api, "GET", "/status");
+        if status.contains("\"id\":\"hot\"") && status.contains("\"id\":\"also\"") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change was not picked up: {status}"
+        );
+    }
+    rigtap.signal("TERM");
+    let reader = std::thread::spawn({
+        let mut rigtap_lines = Vec::new();
+        let stdout = rigtap.stdout.take();
+        move || {
+            if let Some(stdout) = stdout {
+                rigtap_lines.extend(stdout.lines().map_while(Result::ok));
+            }
+            rigtap_lines.len()
+        }
+    });
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    reader.join().unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the config file changed; reloading"),
+        "{stderr}"
+    );
+    let hot = ledger(&logs, "gen", "out");
+    assert_eq!((hot.delivered, hot.dropped), (hot.emitted, 0), "{hot:?}");
+}
