@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use chrono::{DateTime, Utc};
+
 use super::metrics::Exposition;
 use crate::toolkit::histogram::LatencyHistogram;
 
@@ -98,6 +100,9 @@ pub struct ComponentStats {
     /// yet acknowledged, and the wait for each acknowledgement.
     pub in_flight: AtomicI64,
     pub delivery: LatencyHistogram,
+    /// For sinks: each delivered sample's age, from its timestamp (when the miner
+    /// answered) to its delivery (written, acknowledged).
+    pub(crate) age: LatencyHistogram,
 }
 
 impl ComponentStats {
@@ -144,6 +149,25 @@ impl ComponentStats {
 
     pub fn sent(&self, n: usize) {
         self.samples_out.fetch_add(n as u64, Relaxed);
+    }
+
+    /// A sink delivered samples stamped `timestamps`: counts them, and their ages.
+    pub(crate) fn delivered(&self, timestamps: impl Iterator<Item = DateTime<Utc>>) {
+        let n = self.aged(timestamps);
+        self.sent(n);
+    }
+
+    /// Records the ages of samples stamped `timestamps` (a sink that counts them as
+    /// delivered later, as Parquet does when their file is finished); returns how many.
+    pub(crate) fn aged(&self, timestamps: impl Iterator<Item = DateTime<Utc>>) -> usize {
+        let now = Utc::now();
+        let mut n = 0;
+        for timestamp in timestamps {
+            self.age
+                .record((now - timestamp).to_std().unwrap_or_default());
+            n += 1;
+        }
+        n
     }
 
     pub(crate) fn sent_bytes(&self, n: usize) {
@@ -243,6 +267,12 @@ impl ComponentStats {
                 "Samples handed to the destination and not yet acknowledged.",
                 &sink,
                 self.in_flight.load(Relaxed) as f64,
+            );
+            out.histogram(
+                "rigtap_sink_sample_age_seconds",
+                "From a sample's timestamp (the miner's answer) to its delivery by the sink (for Parquet, written into its file).",
+                &sink,
+                &self.age,
             );
             out.histogram(
                 "rigtap_sink_delivery_duration_seconds",

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -35,7 +36,10 @@ pub(super) enum KafkaSinkError {
 
 /// A delivery's outcome, the bytes the message held, its sample's miner, and when it
 /// was handed to the producer.
-type Report = (Result<(), KafkaError>, usize, Arc<str>, Instant);
+type Report = (Result<(), KafkaError>, usize, Stamp, Instant);
+
+/// A sample's miner and timestamp, for the log of a refusal and the age at delivery.
+type Stamp = (Arc<str>, DateTime<Utc>);
 type Delivery = Pin<Box<dyn Future<Output = Report> + Send>>;
 
 /// The delivery futures the sink awaits, and what they hold.
@@ -67,13 +71,14 @@ impl InFlight {
     }
 
     /// Accounts for one delivery report.
-    fn settle(&mut self, (report, size, miner, sent): Report, ctx: &SinkContext) {
+    fn settle(&mut self, (report, size, sample, sent): Report, ctx: &SinkContext) {
+        let (miner, timestamp) = sample;
         self.bytes -= size;
         ctx.stats.in_flight.fetch_sub(1, Relaxed);
         ctx.stats.delivery.record(sent.elapsed());
         let Err(error) = report else {
             self.last_delivery = Instant::now();
-            ctx.stats.sent(1);
+            ctx.stats.delivered(std::iter::once(timestamp));
             ctx.stats.sent_bytes(size);
             return;
         };
@@ -244,7 +249,7 @@ impl Sender {
                 &self.producer,
                 &self.message,
                 &self.headers,
-                sample.miner_id.clone(),
+                (sample.miner_id.clone(), sample.timestamp),
             ) {
                 Ok(report) => {
                     flight.bytes += self.message.size();
@@ -279,7 +284,7 @@ fn send(
     producer: &FutureProducer<Events>,
     message: &Message,
     headers: &OwnedHeaders,
-    miner: Arc<str>,
+    miner: Stamp,
 ) -> Result<Delivery, KafkaError> {
     let record = FutureRecord::to(&message.topic)
         .key(&message.key)

@@ -146,7 +146,11 @@ async fn flush(
     let samples = std::mem::take(&mut partition.pending);
     partition.pending_bytes = 0;
     let held = samples.len() + partition.file.as_ref().map_or(0, |f| f.rows);
+    let stamps: Vec<_> = samples.iter().map(|s| s.timestamp).collect();
     let result = write(dir, samples, partition.file.take(), files, finish).await;
+    if result.is_ok() {
+        ctx.stats.aged(stamps.into_iter());
+    }
     match result {
         Ok(Some(Written::Open(file))) => partition.file = Some(*file),
         Ok(Some(Written::Finished(rows, bytes))) => {

@@ -36,7 +36,8 @@ async fn run(config: StdoutConfig, mut ctx: SinkContext) -> ComponentResult {
         };
         match written.await {
             Ok(()) => {
-                ctx.stats.sent(batch.len());
+                ctx.stats
+                    .delivered(batch.samples().iter().map(|s| s.timestamp));
                 ctx.stats.sent_bytes(buffer.len());
             }
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
