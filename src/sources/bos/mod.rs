@@ -15,12 +15,12 @@ pub(crate) mod connect;
 pub(crate) mod emit;
 pub(crate) mod fair_rate;
 pub(crate) mod miner;
-pub(crate) mod poll;
+pub mod poll;
 pub(crate) mod pool;
 mod source;
 pub mod stats;
 pub(crate) mod status;
-pub(crate) mod targets;
+pub mod targets;
 pub(crate) mod tls;
 
 pub use source::run;

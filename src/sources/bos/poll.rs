@@ -14,7 +14,7 @@ use crate::toolkit::sample::{Sample, SampleKind};
 
 /// What one poll got back; a call that failed or was not asked for is `None`.
 #[derive(Default)]
-pub(crate) struct Answers {
+pub struct Answers {
     pub details: Option<api::GetMinerDetailsResponse>,
     pub stats: Option<api::GetMinerStatsResponse>,
     pub hashboards: Option<api::GetHashboardsResponse>,
@@ -56,7 +56,7 @@ fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
 }
 
 /// The samples of one poll, all stamped `at`; none when every call failed.
-pub(crate) fn samples(
+pub fn samples(
     target: &Target,
     miner_status: Option<i32>,
     answers: &Answers,

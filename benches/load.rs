@@ -1,0 +1,626 @@
+//! The end-to-end load harness: simulated fleets in processes of their own (at most
+//! 5,000 miners each, under a 20,000 open-file limit), the collector on top of them,
+//! and a table of what it did: miners online, samples per second expected and
+//! delivered, CPU, resident memory (and per miner), sample age at delivery
+//! (p50/p95/p99), skipped polls and drops.
+//!
+//! ```text
+//! cargo bench --bench load -- --miners 1000,5000,10000 [--mode stream|polls|firehose]
+//!     [--sink stdout|parquet|blocked] [--partition TEMPLATE] [--budget 256MiB]
+//!     [--duration 120s] [--warmup 30s] [--soak 30m] [--ceiling]
+//! ```
+//!
+//! `stream` holds every miner's status stream and polls every 10 s (the default
+//! profile); `polls` polls only; `firehose` polls every `--interval` (500 ms) with the
+//! simulator's think time removed, for throughput. `blocked` is a stdout nobody reads:
+//! with it, memory must stay within the budget plus a cost per miner. `--soak` prints
+//! a row a minute. `--ceiling` also measures, in this process, what one core does with
+//! the same answers and no network: decode the protobuf, make the samples, build the
+//! Arrow batches and encode Parquet; the firehose's samples per collector core are
+//! compared with it. It runs unchanged on bigger machines.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Miners per simulator process: two open files each, under a 20,000 limit.
+const PER_SIMULATOR: usize = 5000;
+
+struct Options {
+    miners: Vec<usize>,
+    mode: String,
+    sink: String,
+    partition: Option<String>,
+    budget: String,
+    duration: Duration,
+    warmup: Duration,
+    soak: Option<Duration>,
+    interval: String,
+    ceiling: bool,
+}
+
+fn parse() -> Options {
+    let mut options = Options {
+        miners: vec![1000],
+        mode: "stream".into(),
+        sink: "stdout".into(),
+        partition: None,
+        budget: "256MiB".into(),
+        duration: Duration::from_secs(120),
+        warmup: Duration::from_secs(30),
+        soak: None,
+        interval: "500ms".into(),
+        ceiling: false,
+    };
+    let seconds = |text: &str| -> Duration {
+        let text = text.trim();
+        let (number, unit) = text.split_at(
+            text.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len()),
+        );
+        let n: u64 = number
+            .parse()
+            .expect("a number of seconds, minutes or hours");
+        Duration::from_secs(match unit {
+            "" | "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            _ => panic!("`{text}`: write 90s, 5m or 1h"),
+        })
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--miners" => {
+                options.miners = value()
+                    .split(',')
+                    .map(|n| n.parse().expect("a count"))
+                    .collect()
+            }
+            "--mode" => options.mode = value(),
+            "--sink" => options.sink = value(),
+            "--partition" => options.partition = Some(value()),
+            "--budget" => options.budget = value(),
+            "--duration" => options.duration = seconds(&value()),
+            "--warmup" => options.warmup = seconds(&value()),
+            "--soak" => options.soak = Some(seconds(&value())),
+            "--interval" => options.interval = value(),
+            "--ceiling" => options.ceiling = true,
+            // cargo bench passes this to every bench binary.
+            "--bench" => {}
+            other => panic!("unknown option {other}; see the doc comment of benches/load.rs"),
+        }
+    }
+    options
+}
+
+fn main() {
+    let options = parse();
+    let rigtap = PathBuf::from(env!("CARGO_BIN_EXE_rigtap"));
+    let ceiling = options.ceiling.then(|| ceiling::measure(&rigtap));
+    println!(
+        "\nmode {}, sink {}{}, budget {}",
+        options.mode,
+        options.sink,
+        options
+            .partition
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default(),
+        options.budget
+    );
+    println!("| miners | online | samples/s expected | delivered/s | collector CPU (cores) | RSS MiB | RSS KiB/miner | simulators RSS MiB | age p50/p95/p99 | polls skipped | dropped |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for &miners in &options.miners {
+        let row = run(&rigtap, miners, &options);
+        rows.push(row);
+    }
+    if rows.len() > 1 {
+        let (first, last) = (&rows[0], &rows[rows.len() - 1]);
+        let slope = (last.rss_kib - first.rss_kib) / (last.miners - first.miners) as f64;
+        println!(
+            "\nRSS slope from {} to {} miners: {slope:.1} KiB per miner",
+            first.miners, last.miners
+        );
+    }
+    if let (Some(ceiling), Some(row)) = (ceiling, rows.last()) {
+        let per_core = row.delivered_per_s / row.cores.max(0.01);
+        println!(
+            "\nceiling (one core, no network: decode + samples + Arrow + Parquet): {ceiling:.0} samples/s; collector: {per_core:.0} samples/s per core = {:.0}% of the ceiling",
+            100.0 * per_core / ceiling
+        );
+    }
+}
+
+/// One run's figures over its steady window.
+struct Row {
+    miners: usize,
+    delivered_per_s: f64,
+    cores: f64,
+    rss_kib: f64,
+}
+
+fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
+    let dir = tempfile::tempdir().unwrap();
+    let firehose = options.mode == "firehose";
+    let simulators = start_simulators(rigtap, miners, dir.path(), firehose);
+    let inventory = dir.path().join("fleet.csv");
+    merge_inventories(&simulators, &inventory);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("pipeline.yaml");
+    std::fs::write(&config, pipeline(options, &inventory, port, dir.path())).unwrap();
+    let stdout = match options.sink.as_str() {
+        "blocked" => Stdio::piped(),
+        _ => Stdio::null(),
+    };
+    let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
+    let mut collector = Command::new(rigtap)
+        .args(["--log-format", "json", "run", "-c"])
+        .arg(&config)
+        .args(["--progress", "off"])
+        .stdout(stdout)
+        .stderr(log)
+        .spawn()
+        .expect("start the collector");
+    // A blocked sink: the pipe is held open and never read.
+    let _unread = collector.stdout.take();
+    let api = format!("127.0.0.1:{port}");
+    let pids: Vec<u32> = simulators.iter().map(|s| s.child.id()).collect();
+
+    let started = Instant::now();
+    let total = options.soak.unwrap_or(options.duration);
+    let mut first: Option<Sample> = None;
+    let mut last: Option<Sample> = None;
+    let mut next_row = started + options.warmup + Duration::from_secs(60);
+    let mut printed = None;
+    while started.elapsed() < total {
+        std::thread::sleep(Duration::from_secs(1));
+        let Some(sample) = Sample::take(&api, collector.id(), &pids) else {
+            continue;
+        };
+        if started.elapsed() >= options.warmup && first.is_none() {
+            first = Some(sample.clone());
+        }
+        if options.soak.is_some() && Instant::now() >= next_row {
+            if let Some(first) = &first {
+                printed = Some(print_row(miners, options, first, &sample, started));
+            }
+            next_row += Duration::from_secs(60);
+        }
+        last = Some(sample);
+    }
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(collector.id().to_string())
+        .status();
+    let _ = wait(&mut collector, Duration::from_secs(60));
+    drop(simulators);
+    let (Some(first), Some(last)) = (first, last) else {
+        panic!(
+            "the collector's API never answered; see {}",
+            dir.path().join("collector.log").display()
+        );
+    };
+    if options.soak.is_some() {
+        return printed.unwrap_or_else(|| print_row(miners, options, &first, &last, started));
+    }
+    print_row(miners, options, &first, &last, started)
+}
+
+fn print_row(
+    miners: usize,
+    options: &Options,
+    first: &Sample,
+    last: &Sample,
+    started: Instant,
+) -> Row {
+    let seconds = last.at.duration_since(first.at).as_secs_f64().max(0.001);
+    let delivered = (last.delivered - first.delivered) / seconds;
+    let cores = (last.cpu - first.cpu) / seconds;
+    let expected = expected_per_second(miners, options);
+    let ages = quantiles(&last.age, &first.age);
+    let rss_kib = last.rss_kib;
+    let soak = options
+        .soak
+        .map(|_| format!(" (at {} min)", started.elapsed().as_secs() / 60))
+        .unwrap_or_default();
+    println!(
+        "| {miners}{soak} | {:.0} | {expected:.0} | {delivered:.0} | {cores:.2} | {:.0} | {:.1} | {:.0} | {ages} | {:.0} | {:.0} |",
+        last.online,
+        rss_kib / 1024.0,
+        rss_kib / miners as f64,
+        last.simulators_rss_kib / 1024.0,
+        last.skipped - first.skipped,
+        last.dropped,
+    );
+    std::io::stdout().flush().unwrap();
+    Row {
+        miners,
+        delivered_per_s: delivered,
+        cores,
+        rss_kib,
+    }
+}
+
+/// Samples a second the fleet should produce: every poll of a miner makes one miner
+/// sample and one per board (three for every simulated model).
+fn expected_per_second(miners: usize, options: &Options) -> f64 {
+    let interval = match options.mode.as_str() {
+        "firehose" => options
+            .interval
+            .trim_end_matches("ms")
+            .parse::<f64>()
+            .map(|ms| ms / 1000.0)
+            .unwrap_or(0.5),
+        _ => 10.0,
+    };
+    miners as f64 * 4.0 / interval
+}
+
+fn pipeline(options: &Options, inventory: &Path, port: u16, dir: &Path) -> String {
+    let source = match options.mode.as_str() {
+        "stream" => String::new(),
+        "polls" => "    stream: false\n".into(),
+        "firehose" => format!(
+            "    stream: false\n    interval: {}\n    rate: {{connects_per_second: 500, rpcs_per_second: 1000000, rpcs_per_second_per_miner: 100}}\n    batch_size: 5000\n",
+            options.interval
+        ),
+        other => panic!("unknown mode {other}: stream, polls or firehose"),
+    };
+    let sink = match options.sink.as_str() {
+        "stdout" | "blocked" => "    type: stdout\n".to_string(),
+        "parquet" => format!(
+            "    type: parquet\n    path: {}\n{}",
+            dir.join("parquet").display(),
+            options
+                .partition
+                .as_ref()
+                .map(|p| format!("    partition: \"{p}\"\n"))
+                .unwrap_or_default()
+        ),
+        other => panic!("unknown sink {other}: stdout, parquet or blocked"),
+    };
+    format!(
+        "memory_budget: {}\napi: {{address: 127.0.0.1:{port}}}\nsources:\n  fleet:\n    type: bos\n    profile: default\n    targets: {{inventory: {}}}\n    username: root\n    password: root\n{source}transforms:\n  clean: {{type: normalise, inputs: [fleet]}}\nsinks:\n  out:\n    inputs: [clean]\n{sink}",
+        options.budget,
+        inventory.display()
+    )
+}
+
+struct Simulator {
+    child: Child,
+    inventory: PathBuf,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Simulators of at most [`PER_SIMULATOR`] miners, each on its own /16 of loopback,
+/// ready when they return.
+fn start_simulators(rigtap: &Path, miners: usize, dir: &Path, firehose: bool) -> Vec<Simulator> {
+    let count = miners.div_ceil(PER_SIMULATOR);
+    let simulators: Vec<Simulator> = (0..count)
+        .map(|i| {
+            let size = PER_SIMULATOR.min(miners - i * PER_SIMULATOR);
+            let first = SocketAddrV4::new([127, 180 + i as u8, 0, 1].into(), 50051);
+            let inventory = dir.join(format!("sim-{i}.csv"));
+            let mut command = Command::new(rigtap);
+            command
+                .args(["--log-level", "warn", "sim", "--miners", &size.to_string()])
+                .args(["--first", &first.to_string(), "--seed", &i.to_string()])
+                .arg("--inventory")
+                .arg(&inventory)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            if firehose {
+                command.arg("--firehose");
+            }
+            Simulator {
+                child: command.spawn().expect("start a simulator"),
+                inventory,
+            }
+        })
+        .collect();
+    simulators
+        .into_iter()
+        .map(|mut simulator| {
+            let stdout = simulator.child.stdout.take().expect("stdout");
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            assert!(
+                line.starts_with("ready"),
+                "a simulator did not start: {line}"
+            );
+            simulator
+        })
+        .collect()
+}
+
+/// One inventory of every simulator's miners, with ids made unique across them.
+fn merge_inventories(simulators: &[Simulator], path: &Path) {
+    let mut out = String::from("id,address,site,rack,model\n");
+    for (i, simulator) in simulators.iter().enumerate() {
+        let text = std::fs::read_to_string(&simulator.inventory).unwrap();
+        for line in text.lines().skip(1) {
+            out.push_str(&format!("s{i}-{line}\n"));
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    child.wait().ok()
+}
+
+/// What one second's look found.
+#[derive(Clone)]
+struct Sample {
+    at: Instant,
+    online: f64,
+    delivered: f64,
+    skipped: f64,
+    dropped: f64,
+    /// Cumulative counts of the sink's sample-age histogram, by bucket bound.
+    age: Vec<(String, f64)>,
+    cpu: f64,
+    rss_kib: f64,
+    simulators_rss_kib: f64,
+}
+
+impl Sample {
+    fn take(api: &str, collector: u32, simulators: &[u32]) -> Option<Sample> {
+        let metrics = get(api, "/metrics")?;
+        let sum = |name: &str, filter: &str| -> f64 {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with(name) && l.contains(filter))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let age = metrics
+            .lines()
+            .filter(|l| l.starts_with("rigtap_sink_sample_age_seconds_bucket"))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?.to_string();
+                Some((le, l.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect();
+        let (cpu, rss_kib) = process(collector)?;
+        Some(Sample {
+            at: Instant::now(),
+            online: sum("rigtap_source_miners_in_state{", "state=\"online\""),
+            delivered: sum("rigtap_component_sent_samples_total{", "kind=\"sink\""),
+            skipped: sum("rigtap_source_polls_skipped_total{", ""),
+            dropped: sum("rigtap_component_dropped_samples_total{", ""),
+            age,
+            cpu,
+            rss_kib,
+            simulators_rss_kib: simulators
+                .iter()
+                .filter_map(|p| process(*p))
+                .map(|(_, r)| r)
+                .sum(),
+        })
+    }
+}
+
+/// CPU seconds and resident KiB of process `pid`, from /proc.
+fn process(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let rss: f64 = rss.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some((ticks / 100.0, rss))
+}
+
+fn get(address: &str, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.to_string())
+}
+
+/// p50/p95/p99 of the samples delivered between two looks, as bucket bounds.
+fn quantiles(last: &[(String, f64)], first: &[(String, f64)]) -> String {
+    let before: BTreeMap<&str, f64> = first.iter().map(|(le, n)| (le.as_str(), *n)).collect();
+    let counts: Vec<(&str, f64)> = last
+        .iter()
+        .map(|(le, n)| (le.as_str(), n - before.get(le.as_str()).unwrap_or(&0.0)))
+        .collect();
+    let total = counts.last().map_or(0.0, |(_, n)| *n);
+    if total == 0.0 {
+        return "-".into();
+    }
+    let at = |q: f64| -> String {
+        let bound = counts
+            .iter()
+            .find(|(_, n)| *n >= q * total)
+            .map_or("+Inf", |(le, _)| le);
+        match bound.parse::<f64>() {
+            Ok(s) if s < 1.0 => format!("{:.0}ms", s * 1000.0),
+            Ok(s) => format!("{s}s"),
+            Err(_) => "≥30s".into(),
+        }
+    };
+    format!("≤{}/≤{}/≤{}", at(0.5), at(0.95), at(0.99))
+}
+
+/// The in-process ceiling: one core decoding the same answers a simulated miner gives,
+/// making samples, building Arrow batches and encoding Parquet, with no network.
+mod ceiling {
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use parquet::arrow::ArrowWriter;
+    use prost::Message;
+    use rigtap::sources::bos::poll::{samples, Answers};
+    use rigtap::toolkit::inventory::InventoryRow;
+    use rigtap::toolkit::proto::bos::v1 as api;
+    use rigtap::toolkit::sample::Sample;
+
+    /// Samples a second one core turns answers into Parquet rows.
+    pub(super) fn measure(rigtap: &Path) -> f64 {
+        let answers = capture(rigtap);
+        let target = InventoryRow {
+            id: "s0-sim-00000".into(),
+            address: "127.0.0.1:50051".into(),
+            labels: Arc::new(
+                [
+                    ("site", "site-1"),
+                    ("rack", "rack-000"),
+                    ("model", "Antminer S21 Pro"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ),
+        };
+        let schema = rigtap::sinks::parquet::file_schema(&[], ["kind"].into_iter());
+        let mut writer = ArrowWriter::try_new(std::io::sink(), schema.clone(), None).unwrap();
+        let polls = 50_000;
+        let started = Instant::now();
+        let mut batch: Vec<Sample> = Vec::with_capacity(10_000);
+        let mut rows = 0;
+        for _ in 0..polls {
+            let decoded = Answers {
+                details: Some(api::GetMinerDetailsResponse::decode(answers[0].as_slice()).unwrap()),
+                stats: Some(api::GetMinerStatsResponse::decode(answers[1].as_slice()).unwrap()),
+                hashboards: Some(
+                    api::GetHashboardsResponse::decode(answers[2].as_slice()).unwrap(),
+                ),
+                cooling: Some(api::GetCoolingStateResponse::decode(answers[3].as_slice()).unwrap()),
+                pools: Some(api::GetPoolGroupsResponse::decode(answers[4].as_slice()).unwrap()),
+            };
+            batch.extend(samples(&target, Some(2), &decoded, chrono::Utc::now()));
+            if batch.len() >= 10_000 {
+                rows += batch.len();
+                writer
+                    .write(&rigtap::sinks::parquet::record_batch(&batch, &schema).unwrap())
+                    .unwrap();
+                batch.clear();
+            }
+        }
+        writer.close().unwrap();
+        rows as f64 / started.elapsed().as_secs_f64()
+    }
+
+    /// The five answers of one simulated miner, as the bytes of the wire.
+    fn capture(rigtap: &Path) -> Vec<Vec<u8>> {
+        let mut sim = Command::new(rigtap)
+            .args([
+                "--log-level",
+                "warn",
+                "sim",
+                "--miners",
+                "1",
+                "--first",
+                "127.179.0.1:50051",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("a simulator");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let answers = runtime.block_on(async {
+            let channel = tonic::transport::Endpoint::from_static("http://127.179.0.1:50051")
+                .connect()
+                .await
+                .expect("the simulator answers");
+            let mut auth = api::authentication_service_client::AuthenticationServiceClient::new(
+                channel.clone(),
+            );
+            let login = auth
+                .login(api::LoginRequest {
+                    username: "root".into(),
+                    password: "root".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let token: tonic::metadata::MetadataValue<_> = login.token.parse().unwrap();
+            fn with<T>(
+                token: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+                body: T,
+            ) -> tonic::Request<T> {
+                let mut request = tonic::Request::new(body);
+                request
+                    .metadata_mut()
+                    .insert("authorization", token.clone());
+                request
+            }
+            let mut miner = api::miner_service_client::MinerServiceClient::new(channel.clone());
+            let mut cooling =
+                api::cooling_service_client::CoolingServiceClient::new(channel.clone());
+            let mut pools = api::pool_service_client::PoolServiceClient::new(channel);
+            vec![
+                miner
+                    .get_miner_details(with(&token, api::GetMinerDetailsRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .encode_to_vec(),
+                miner
+                    .get_miner_stats(with(&token, api::GetMinerStatsRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .encode_to_vec(),
+                miner
+                    .get_hashboards(with(&token, api::GetHashboardsRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .encode_to_vec(),
+                cooling
+                    .get_cooling_state(with(&token, api::GetCoolingStateRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .encode_to_vec(),
+                pools
+                    .get_pool_groups(with(&token, api::GetPoolGroupsRequest {}))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .encode_to_vec(),
+            ]
+        });
+        let _ = sim.kill();
+        let _ = sim.wait();
+        answers
+    }
+}
