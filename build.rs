@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(&files, ["proto"])?;
     tonic_prost_build::configure()
+        .codec_path("crate::toolkit::proto::SmallBuffers")
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

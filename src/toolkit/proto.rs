@@ -4,6 +4,47 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+use std::marker::PhantomData;
+
+use tonic::codec::{BufferSettings, Codec};
+use tonic_prost::ProstCodec;
+
+/// Every call's codec: prost's, with 1 KiB buffers instead of tonic's 8 KiB. The
+/// miner API's messages are a few hundred bytes (the buffers grow for a larger one),
+/// and a status stream keeps its decode buffer for its whole life: 7 KiB a miner saved,
+/// 70 MiB for a fleet of 10,000.
+#[derive(Debug, Clone)]
+pub struct SmallBuffers<T, U>(PhantomData<(T, U)>);
+
+fn buffers() -> BufferSettings {
+    BufferSettings::new(1 << 10, 32 << 10)
+}
+
+impl<T, U> Default for SmallBuffers<T, U> {
+    fn default() -> Self {
+        SmallBuffers(PhantomData)
+    }
+}
+
+impl<T, U> Codec for SmallBuffers<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
+    type Decoder = <ProstCodec<T, U> as Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<T, U>::raw_encoder(buffers())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstCodec::<T, U>::raw_decoder(buffers())
+    }
+}
+
 pub mod bos {
     tonic::include_proto!("braiins.bos");
 
