@@ -2,8 +2,9 @@
 //! components. YAML with positions and located errors ([`yaml`]), units and secrets in
 //! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
 //! its fields, latency histograms, a log-line budget, the process's open-file limit,
-//! and the wire types generated from proto/.
+//! an error's causes on one line, and the wire types generated from proto/.
 
+pub(crate) mod error_chain;
 pub mod histogram;
 pub mod inventory;
 pub(crate) mod limits;

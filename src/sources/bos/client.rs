@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use governor::DefaultDirectRateLimiter;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::channel::MinerChannel;
 use super::connect::TlsProblem;
 use super::fair_rate::FairRateLimiter;
 use super::stats::{Method, PoolStats};
@@ -102,7 +102,7 @@ pub(crate) struct CallSettings {
 
 /// Calls to one miner over one channel.
 pub(crate) struct MinerClient {
-    pub channel: Channel,
+    pub channel: MinerChannel,
     pub(crate) auth: Arc<Auth>,
     pub(crate) miner_rpcs: Arc<DefaultDirectRateLimiter>,
     pub settings: Arc<CallSettings>,
@@ -111,7 +111,7 @@ pub(crate) struct MinerClient {
 /// The typed clients over one channel, with the source's compression.
 #[derive(Clone)]
 struct Services {
-    channel: Channel,
+    channel: MinerChannel,
     gzip: bool,
 }
 

@@ -1,37 +1,35 @@
-//! Dialling one miner: an HTTP/2 channel through a connector that every connection
-//! attempt (first or reconnect) must pass, so the fleet-wide connect governor holds
-//! even when tonic reconnects by itself.
+//! Dialling one miner: TCP, then TLS when configured, then the HTTP/2 handshake, all
+//! within the connect timeout and after the fleet-wide connect governor admits it.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
 use tokio::net::TcpStream;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint, Uri};
+use tokio_rustls::TlsConnector;
+use tokio_util::either::Either;
 
+use super::channel::MinerChannel;
 use super::config::BosConfig;
 use super::fair_rate::FairRateLimiter;
 use super::stats::PoolStats;
 use super::targets::Target;
+use super::tls::MinerTls;
+use crate::toolkit::error_chain::chain;
 
 /// HTTP/2 flow-control windows. A miner's answers are small (a few KiB, hashboards the
-/// largest), so 64 KiB per stream (HTTP/2's own default) never throttles a poll, and it
-/// bounds what one unread status stream can hold to 64 KiB. The connection window is
-/// twice that, so a poll still gets through while the stream is held back. These are
-/// credits, not allocations: 10,000 idle connections cost only their small buffers.
+/// largest), so 64 KiB per stream (HTTP/2's own default) never throttles a poll. The
+/// status stream is read as it comes (see `miner.rs`), so no window fills while a sink
+/// is blocked. The connection window is twice a stream's, so a poll still gets through
+/// beside the stream. These are credits, not allocations.
 const STREAM_WINDOW: u32 = 64 << 10;
 const CONNECTION_WINDOW: u32 = 128 << 10;
-/// Requests queued inside one channel: a miner has at most one poll round (five calls)
-/// and one stream in flight.
-const CHANNEL_BUFFER: usize = 16;
 
 /// Makes channels to miners; shared by every miner task of a source.
 pub(crate) struct Dialer {
-    tls: Option<ClientTlsConfig>,
+    tls: Option<MinerTls>,
     connect_timeout: Duration,
     keepalive: super::config::KeepaliveConfig,
     limiter: Arc<FairRateLimiter>,
@@ -62,6 +60,14 @@ pub(crate) enum TlsProblem {
     Other,
 }
 
+/// The alerts of a miner that wants a client certificate, or refuses the one sent.
+const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 4] = [
+    rustls::AlertDescription::CertificateRequired,
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::HandshakeFailure,
+];
+
 impl TlsProblem {
     /// What to check, for the status message and the log.
     pub(crate) fn hint(self) -> &'static str {
@@ -77,12 +83,25 @@ impl TlsProblem {
 
     /// The TLS problem among `error`'s causes, if the handshake is what failed.
     pub(crate) fn of(error: &(dyn std::error::Error + 'static)) -> Option<TlsProblem> {
-        use rustls::{AlertDescription, CertificateError, Error};
+        use rustls::{CertificateError, Error};
         let mut cause = Some(error);
         while let Some(e) = cause {
+            // h2's errors name no source: the I/O error is inside, and of a TLS alert
+            // received after the handshake (a miner refusing the client certificate
+            // once it has checked it) h2 keeps only the words.
+            let io = e
+                .downcast_ref::<std::io::Error>()
+                .or_else(|| e.downcast_ref::<h2::Error>().and_then(h2::Error::get_io));
+            if io.is_some_and(|io| {
+                let text = io.to_string();
+                CLIENT_CERTIFICATE_ALERTS
+                    .iter()
+                    .any(|alert| text.contains(&format!("received fatal alert: {alert:?}")))
+            }) {
+                return Some(TlsProblem::ClientCertificate);
+            }
             let tls = e.downcast_ref::<Error>().or_else(|| {
-                e.downcast_ref::<std::io::Error>()
-                    .and_then(|io| io.get_ref())
+                io.and_then(|io| io.get_ref())
                     .and_then(|inner| inner.downcast_ref::<Error>())
             });
             if let Some(tls) = tls {
@@ -103,12 +122,9 @@ impl TlsProblem {
                         | CertificateError::NotValidForNameContext { .. } => TlsProblem::WrongName,
                         _ => TlsProblem::Other,
                     },
-                    Error::AlertReceived(
-                        AlertDescription::CertificateRequired
-                        | AlertDescription::BadCertificate
-                        | AlertDescription::UnknownCA
-                        | AlertDescription::HandshakeFailure,
-                    ) => TlsProblem::ClientCertificate,
+                    Error::AlertReceived(alert) if CLIENT_CERTIFICATE_ALERTS.contains(alert) => {
+                        TlsProblem::ClientCertificate
+                    }
                     _ => TlsProblem::Other,
                 });
             }
@@ -121,7 +137,7 @@ impl TlsProblem {
 impl Dialer {
     pub(crate) fn new(
         config: &BosConfig,
-        tls: Option<ClientTlsConfig>,
+        tls: Option<MinerTls>,
         limiter: Arc<FairRateLimiter>,
         stats: Arc<PoolStats>,
     ) -> Self {
@@ -136,94 +152,51 @@ impl Dialer {
 
     /// Waits for the connect governor, then connects (TCP, TLS, HTTP/2) within the
     /// connect timeout; the wait for the governor is not part of the timeout.
-    pub(crate) async fn dial(&self, target: &Target) -> Result<Channel, DialError> {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", target.address))
-            .map_err(|e| DialError::Transport(chain(&e)))?
-            .initial_stream_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .http2_adaptive_window(false)
-            .http2_keep_alive_interval(self.keepalive.interval.0)
-            .keep_alive_timeout(self.keepalive.timeout.0)
-            .keep_alive_while_idle(self.keepalive.while_idle)
-            .buffer_size(CHANNEL_BUFFER);
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint
-                .tls_config(tls.clone())
-                .map_err(|e| DialError::Transport(chain(&e)))?;
-        }
+    pub(crate) async fn dial(&self, target: &Target) -> Result<MinerChannel, DialError> {
         self.limiter.until_ready().await;
-        let connector = GovernedConnector {
-            address: target.address.clone(),
-            limiter: self.limiter.clone(),
-            stats: self.stats.clone(),
-            admitted: Arc::new(AtomicBool::new(true)),
-        };
-        match tokio::time::timeout(
-            self.connect_timeout,
-            endpoint.connect_with_connector(connector),
-        )
-        .await
-        {
+        self.stats.connect_attempts.fetch_add(1, Ordering::Relaxed);
+        match tokio::time::timeout(self.connect_timeout, self.connect(target)).await {
             Err(_) => Err(DialError::Timeout(self.connect_timeout)),
-            Ok(Err(e)) => Err(match TlsProblem::of(&e) {
-                Some(problem) => DialError::Tls {
-                    problem,
-                    text: chain(&e),
-                },
-                None => DialError::Transport(chain(&e)),
-            }),
-            Ok(Ok(channel)) => Ok(channel),
+            Ok(result) => result,
         }
     }
-}
 
-/// Opens the TCP connections of one channel. The first attempt was already admitted
-/// by [`Dialer::dial`]; any later one (tonic reconnecting by itself) waits for the
-/// governor here.
-#[derive(Clone)]
-struct GovernedConnector {
-    address: String,
-    limiter: Arc<FairRateLimiter>,
-    stats: Arc<PoolStats>,
-    admitted: Arc<AtomicBool>,
-}
-
-impl tower_service::Service<Uri> for GovernedConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
+    async fn connect(&self, target: &Target) -> Result<MinerChannel, DialError> {
+        let transport = |e: &dyn std::error::Error| DialError::Transport(chain(e));
+        let authority: Authority = target.address.parse().map_err(|e| transport(&e))?;
+        let tcp = TcpStream::connect(&target.address)
+            .await
+            .map_err(|e| transport(&e))?;
+        tcp.set_nodelay(true).map_err(|e| transport(&e))?;
+        let (io, scheme) =
+            match &self.tls {
+                None => (Either::Left(tcp), Scheme::HTTP),
+                Some(tls) => {
+                    let name = tls
+                        .server_name(authority.host())
+                        .map_err(|e| transport(&e))?;
+                    let connector = TlsConnector::from(tls.config.clone());
+                    let stream = connector.connect(name, tcp).await.map_err(|e| {
+                        match TlsProblem::of(&e) {
+                            Some(problem) => DialError::Tls {
+                                problem,
+                                text: chain(&e),
+                            },
+                            None => transport(&e),
+                        }
+                    })?;
+                    (Either::Right(stream), Scheme::HTTPS)
+                }
+            };
+        let handshake = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .enable_push(false)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| transport(&e))?;
+        let (channel, driven) = MinerChannel::new(handshake, scheme, authority, &self.keepalive);
+        tokio::spawn(driven);
+        Ok(channel)
     }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move {
-            if !this.admitted.swap(false, Ordering::Relaxed) {
-                this.limiter.until_ready().await;
-            }
-            this.stats.connect_attempts.fetch_add(1, Ordering::Relaxed);
-            let stream = TcpStream::connect(&this.address).await?;
-            stream.set_nodelay(true)?;
-            Ok(TokioIo::new(stream))
-        })
-    }
-}
-
-/// An error and its causes on one line: tonic's transport errors keep the useful part
-/// ("connection refused", "invalid peer certificate: UnknownIssuer") in their sources.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let shown = cause.to_string();
-        if !text.contains(&shown) {
-            text.push_str(": ");
-            text.push_str(&shown);
-        }
-        source = cause.source();
-    }
-    text
 }

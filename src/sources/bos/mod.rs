@@ -9,6 +9,7 @@
 
 pub(crate) mod backoff;
 pub(crate) mod breaker;
+pub(crate) mod channel;
 pub(crate) mod client;
 pub mod config;
 pub(crate) mod connect;

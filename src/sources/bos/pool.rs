@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tonic::transport::Channel;
 
+use super::channel::MinerChannel;
 use super::stats::PoolStats;
 
 /// An open channel to one miner and its place under the cap.
 pub(crate) struct Connection {
-    pub channel: Channel,
+    pub channel: MinerChannel,
     pub opened: Instant,
     _permit: OwnedSemaphorePermit,
     stats: Arc<PoolStats>,
@@ -75,7 +75,7 @@ impl ConnectionPool {
     }
 
     /// Turns a slot and a new channel into a counted connection.
-    pub(crate) fn open(&self, slot: Slot, channel: Channel) -> Connection {
+    pub(crate) fn open(&self, slot: Slot, channel: MinerChannel) -> Connection {
         self.stats.connections_open.fetch_add(1, Relaxed);
         Connection {
             channel,
@@ -122,22 +122,20 @@ impl ConnectionPool {
 mod tests {
     use super::*;
 
-    fn channel() -> Channel {
-        tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy()
-    }
+    use crate::sources::bos::channel::unanswered as channel;
 
     #[tokio::test]
     async fn a_full_pool_evicts_the_least_recently_parked() {
         let stats = Arc::new(PoolStats::default());
         let pool = ConnectionPool::new(2, stats.clone());
-        let a = pool.open(pool.slot().await, channel());
-        let b = pool.open(pool.slot().await, channel());
+        let a = pool.open(pool.slot().await, channel().await);
+        let b = pool.open(pool.slot().await, channel().await);
         pool.park(0, a);
         tokio::time::sleep(Duration::from_millis(5)).await;
         pool.park(1, b);
         assert_eq!(stats.connections_open.load(Relaxed), 2);
 
-        let c = pool.open(pool.slot().await, channel());
+        let c = pool.open(pool.slot().await, channel().await);
         assert!(
             pool.take(0).is_none(),
             "miner 0 parked first and was evicted"
@@ -150,7 +148,7 @@ mod tests {
     #[tokio::test]
     async fn busy_connections_are_never_evicted() {
         let pool = ConnectionPool::new(1, Arc::default());
-        let held = pool.open(pool.slot().await, channel());
+        let held = pool.open(pool.slot().await, channel().await);
         let waiting = tokio::time::timeout(Duration::from_millis(50), pool.slot()).await;
         assert!(
             waiting.is_err(),
@@ -165,7 +163,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_miner_takes_over_a_connection_parked_later() {
         let pool = Arc::new(ConnectionPool::new(1, Arc::default()));
-        let held = pool.open(pool.slot().await, channel());
+        let held = pool.open(pool.slot().await, channel().await);
         let waiter = tokio::spawn({
             let pool = pool.clone();
             async move { pool.slot().await }
@@ -182,11 +180,11 @@ mod tests {
     #[tokio::test]
     async fn idle_parked_connections_close() {
         let pool = ConnectionPool::new(1, Arc::default());
-        let a = pool.open(pool.slot().await, channel());
+        let a = pool.open(pool.slot().await, channel().await);
         pool.park(3, a);
         pool.close_idle(Duration::from_secs(60));
         assert!(pool.take(3).is_some());
-        let a = pool.open(pool.slot().await, channel());
+        let a = pool.open(pool.slot().await, channel().await);
         pool.park(3, a);
         tokio::time::sleep(Duration::from_millis(5)).await;
         pool.close_idle(Duration::from_millis(1));
