@@ -3,9 +3,11 @@
 //! Miner tasks hand their samples to one bounded queue; [`forward`] gathers them into
 //! batches for the pipeline. When the pipeline is full, the queue fills: a poll that
 //! finds no room is skipped and counted (the miner is asked nothing), the answers of a
-//! poll already under way and status changes wait for room (they are facts, not to be
-//! lost), and streams are not read (HTTP/2 flow control then holds the miners back).
-//! What waits is at most one poll's answers per miner; nothing grows with an outage.
+//! poll already under way and status changes are held by their miner task until there
+//! is room (they are facts, not to be lost), and the status stream is still read, its
+//! latest status applied once there is room (an unread stream would keep its HTTP/2
+//! window, 64 KiB a miner, in buffers). What waits is at most one poll's answers and
+//! one status change per miner; nothing grows with an outage.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -55,29 +57,29 @@ impl Emitter {
         self.tx.capacity() > 0
     }
 
-    /// Waits for room, then queues `samples` (a status change).
+    /// A place in the queue, once there is one; `None` once the batcher is gone.
+    pub(crate) async fn reserve(&self) -> Option<mpsc::Permit<'_, Vec<Sample>>> {
+        self.tx.reserve().await.ok()
+    }
+
+    /// Queues `samples` if there is room now, leaving them empty; else leaves them.
+    pub(crate) fn try_send(&self, samples: &mut Vec<Sample>) {
+        if samples.is_empty() {
+            return;
+        }
+        match self.tx.try_send(std::mem::take(samples)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(back)) => *samples = back,
+        }
+    }
+
+    /// Waits for room, then queues `samples`.
     pub(crate) async fn send(&self, samples: Vec<Sample>) {
         if samples.is_empty() {
             return;
         }
         // Fails only once the batcher is gone, i.e. the pipeline has stopped.
         let _ = self.tx.send(samples).await;
-    }
-
-    /// Waits for room, then queues a poll's answers; each `interval` spent waiting is
-    /// a poll the miner does not get, counted as skipped as it passes.
-    pub(crate) async fn send_answers(&self, samples: Vec<Sample>, interval: Duration) {
-        let send = self.send(samples);
-        tokio::pin!(send);
-        let mut missed = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-        loop {
-            tokio::select! {
-                _ = &mut send => return,
-                _ = missed.tick() => {
-                    self.stats.polls_skipped.fetch_add(1, Relaxed);
-                }
-            }
-        }
     }
 }
 

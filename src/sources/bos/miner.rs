@@ -24,7 +24,7 @@ use super::stats::{GaugeGuard, PoolStats};
 use super::status::{MinerStatus, StatusLog};
 use super::targets::Target;
 use crate::toolkit::proto::bos::v1 as api;
-use crate::toolkit::sample::MinerState;
+use crate::toolkit::sample::{MinerState, Sample};
 
 /// What every miner task of one source shares.
 pub(crate) struct Shared {
@@ -71,6 +71,12 @@ pub(crate) struct MinerTask {
     miner_status: Option<i32>,
     /// What failed in the last poll, if anything.
     poll_problem: Option<String>,
+    /// Samples waiting for room downstream, in order: at most one poll's answers and a
+    /// status change, since no poll is made and no state change applied while any wait.
+    held: Vec<Sample>,
+    /// A state change (from the stream or a poll) waits to be applied once `held` is
+    /// gone and there is room; only the latest matters.
+    deferred: bool,
 }
 
 impl MinerTask {
@@ -90,6 +96,8 @@ impl MinerTask {
             auth: Arc::default(),
             miner_status: None,
             poll_problem: None,
+            held: Vec::new(),
+            deferred: false,
         }
     }
 
@@ -98,6 +106,9 @@ impl MinerTask {
     /// source's final summary.
     pub(crate) async fn run(mut self, stop: CancellationToken, removed: CancellationToken) {
         self.run_until(&stop).await;
+        // Even during a stop (the pipeline drains meanwhile): answers already in and
+        // state changes the counts include are facts.
+        self.flush().await;
         if removed.is_cancelled() {
             if let Some(state) = self.status.state() {
                 self.shared.stats.leave(state);
@@ -109,7 +120,8 @@ impl MinerTask {
     async fn run_until(&mut self, stop: &CancellationToken) {
         let stop = stop.clone();
         let greeting = format!("connecting to {}", self.target.address);
-        self.enter(MinerState::Connecting, &greeting).await;
+        self.enter(MinerState::Connecting, &greeting);
+        self.flush().await;
         let shared = self.shared.clone();
         loop {
             if let Some(wait) = self.breaker.wait(std::time::Instant::now()) {
@@ -132,7 +144,9 @@ impl MinerTask {
                         }
                         Failure::Offline(m) => (MinerState::Offline, m, self.backoff.next_delay()),
                     };
-                    self.enter(state, &message).await;
+                    self.enter(state, &message);
+                    // Nothing is read while it waits here, so it may wait for room.
+                    self.flush().await;
                     delay
                 }
             };
@@ -159,7 +173,7 @@ impl MinerTask {
         self.breaker.success();
         self.backoff.reset();
         self.poll_problem = None;
-        self.refresh().await;
+        self.refresh();
 
         let recycle_at = Instant::now() + config.connection_ttl.0;
         // The first poll lands anywhere in the first interval, spreading the fleet.
@@ -170,9 +184,7 @@ impl MinerTask {
         let idle = config.stream_idle_timeout.0;
         let mut stream_deadline = Instant::now() + idle;
         loop {
-            // Read the stream only while there is room downstream: otherwise HTTP/2
-            // flow control holds the miner back.
-            let read_stream = stream.is_some() && shared.emitter.has_room();
+            let waiting = !self.held.is_empty() || self.deferred;
             // Not `biased`: a poll that overruns its interval must not starve the
             // stream, nor a busy stream the polls.
             tokio::select! {
@@ -181,6 +193,11 @@ impl MinerTask {
                 _ = sleep_until(next_poll) => {
                     let spread = 1.0 + config.jitter * (self.rng.f64() - 0.5);
                     next_poll = Instant::now() + config.interval.0.mul_f64(spread);
+                    if !self.held.is_empty() {
+                        // The last poll's answers still wait for room downstream.
+                        shared.stats.polls_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
                     let conn = match connection.take() {
                         Some(conn) => conn,
                         None => match self.unpark(stop).await? {
@@ -191,12 +208,12 @@ impl MinerTask {
                     // A stop cuts the calls short (they may be queued behind the
                     // governors), not the queueing of answers already in.
                     let client = self.client(&conn);
-                    let Some(asked) = stop.run_until_cancelled(self.ask(&client)).await else {
+                    let Some(asked) = stop.run_until_cancelled(Box::pin(self.ask(&client))).await else {
                         return Ok(End::Stopped);
                     };
                     if let Some((answers, errors)) = asked {
-                        self.record(answers, errors).await?;
-                        self.refresh().await;
+                        self.record(answers, errors)?;
+                        self.refresh();
                     }
                     if stream.is_some() {
                         connection = Some(conn);
@@ -204,11 +221,25 @@ impl MinerTask {
                         shared.pool.park(self.index, conn);
                     }
                 }
-                event = next_event(&mut stream, stream_deadline, idle), if read_stream => match event {
+                permit = shared.emitter.reserve(), if waiting => {
+                    if let Some(permit) = permit {
+                        match self.held.is_empty() {
+                            false => permit.send(std::mem::take(&mut self.held)),
+                            true => drop(permit),
+                        }
+                    }
+                    if self.deferred && self.held.is_empty() {
+                        self.deferred = false;
+                        self.refresh();
+                    }
+                }
+                // Always read, even with the pipeline full: an unread stream holds its
+                // HTTP/2 window in buffers. Its messages are state: the latest applies.
+                event = next_event(&mut stream, stream_deadline, idle) => match event {
                     StreamEvent::Status(status) => {
                         stream_deadline = Instant::now() + idle;
                         self.miner_status = Some(status);
-                        self.refresh().await;
+                        self.refresh();
                     }
                     StreamEvent::Lost(why) => {
                         shared.stats.stream_reopens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -248,7 +279,18 @@ impl MinerTask {
     }
 
     /// A place under the connection cap, then a channel.
+    ///
+    /// Its future (TCP, TLS and HTTP/2 handshakes: about 11 KiB) and a poll's (5 KiB)
+    /// are boxed: a task's size is that of its largest await, kept for the task's whole
+    /// life, so inline they cost every miner 13 KiB; boxed they exist only while under way.
     async fn connect(&mut self, stop: &CancellationToken) -> Result<Option<Connection>, Failure> {
+        Box::pin(self.connect_inline(stop)).await
+    }
+
+    async fn connect_inline(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> Result<Option<Connection>, Failure> {
         let shared = self.shared.clone();
         let Some(slot) = stop.run_until_cancelled(shared.pool.slot()).await else {
             return Ok(None);
@@ -326,21 +368,14 @@ impl MinerTask {
         Some((answers, errors))
     }
 
-    /// Queues a poll's samples (waiting for room), then judges its errors: a refused
-    /// login or nothing answered ends the session; some calls failing degrades it.
-    async fn record(
-        &mut self,
-        answers: Answers,
-        mut errors: Vec<CallError>,
-    ) -> Result<(), Failure> {
+    /// Queues a poll's samples (held until there is room), then judges its errors: a
+    /// refused login or nothing answered ends the session; some calls failing
+    /// degrades it.
+    fn record(&mut self, answers: Answers, mut errors: Vec<CallError>) -> Result<(), Failure> {
         let at = Utc::now().trunc_subsecs(3);
         let produced = samples(&self.target, self.miner_status, &answers, at);
         let answered = !produced.is_empty();
-        let shared = &self.shared;
-        shared
-            .emitter
-            .send_answers(produced, shared.config.interval.0)
-            .await;
+        self.hold(produced);
 
         if let Some(auth) = errors
             .iter()
@@ -362,7 +397,17 @@ impl MinerTask {
     }
 
     /// Online, or degraded when a call fails or the miner reports it is not mining.
-    async fn refresh(&mut self) {
+    /// With samples still held (the pipeline is full), the change waits: it is applied
+    /// once they are gone, from the state then.
+    fn refresh(&mut self) {
+        if !self.held.is_empty() {
+            self.deferred = true;
+            let stats = &self.shared.stats;
+            stats
+                .status_deferred
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let normal = api::MinerStatus::Normal as i32;
         let (state, message) = match (&self.poll_problem, self.miner_status) {
             (Some(problem), _) => (MinerState::Degraded, problem.clone()),
@@ -375,13 +420,12 @@ impl MinerTask {
             ),
             (None, _) => (MinerState::Online, "streaming and polling".to_string()),
         };
-        self.enter(state, &message).await;
+        self.enter(state, &message);
     }
 
-    /// Moves to `state`; a change is emitted as a status sample and logged. It waits
-    /// for room, even during a stop (the pipeline drains meanwhile): a change is a fact
-    /// that the counts of miners in each state already include.
-    async fn enter(&mut self, state: MinerState, message: &str) {
+    /// Moves to `state`; a change is queued as a status sample (held until there is
+    /// room) and logged.
+    fn enter(&mut self, state: MinerState, message: &str) {
         let shared = self.shared.clone();
         let from = self.status.state();
         let Some(sample) = self
@@ -391,7 +435,19 @@ impl MinerTask {
             return;
         };
         shared.stats.transition(from, state);
-        shared.emitter.send(vec![sample]).await;
+        self.hold(vec![sample]);
+    }
+
+    /// Queues `samples` now if there is room, else holds them (in order).
+    fn hold(&mut self, samples: Vec<Sample>) {
+        self.held.extend(samples);
+        self.shared.emitter.try_send(&mut self.held);
+    }
+
+    /// Waits for room, then queues what is held.
+    async fn flush(&mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.shared.emitter.send(held).await;
     }
 
     fn failure(&self, error: CallError) -> Failure {

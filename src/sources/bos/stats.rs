@@ -88,6 +88,9 @@ pub struct PoolStats {
     pub polls_skipped: AtomicU64,
     /// Status streams re-opened after they ended, failed, or went silent.
     pub stream_reopens: AtomicU64,
+    /// Status stream messages read while the pipeline was full: their status is
+    /// applied once there is room (the latest wins), so the stream is never left unread.
+    pub(crate) status_deferred: AtomicU64,
     /// Call latency by method.
     latency: [LatencyHistogram; Method::ALL.len()],
 }
@@ -178,7 +181,7 @@ impl Published for PoolStats {
         for (name, help, gauge) in gauges {
             out.gauge(name, help, &labels, gauge.load(Relaxed) as f64);
         }
-        let counters: [(&'static str, &'static str, &AtomicU64); 4] = [
+        let counters: [(&'static str, &'static str, &AtomicU64); 5] = [
             (
                 "rigtap_source_connect_attempts",
                 "Connection attempts.",
@@ -194,6 +197,11 @@ impl Published for PoolStats {
                 "rigtap_source_stream_reopens",
                 "Status streams re-opened.",
                 &self.stream_reopens,
+            ),
+            (
+                "rigtap_source_status_deferred",
+                "Status stream messages read while the pipeline was full; the latest status is applied once there is room.",
+                &self.status_deferred,
             ),
         ];
         for (name, help, counter) in counters {
