@@ -257,18 +257,24 @@ fn lost(error: h2::Error) -> Status {
     status
 }
 
-/// A channel over an in-memory pipe nobody answers, for tests of what holds channels.
+/// A channel over an in-memory pipe nobody answers (not even the HTTP/2 handshake),
+/// for tests of what holds channels and of keepalive.
 #[cfg(test)]
 pub(crate) async fn unanswered() -> MinerChannel {
+    silent(KeepaliveConfig {
+        interval: crate::toolkit::units::HumanDuration(std::time::Duration::from_secs(3600)),
+        timeout: crate::toolkit::units::HumanDuration(std::time::Duration::from_secs(20)),
+        while_idle: false,
+    })
+    .await
+}
+
+#[cfg(test)]
+async fn silent(keepalive: KeepaliveConfig) -> MinerChannel {
     let (ours, theirs) = tokio::io::duplex(64 << 10);
     let handshake = h2::client::handshake(ours)
         .await
         .expect("the handshake only writes the preface");
-    let keepalive = KeepaliveConfig {
-        interval: crate::toolkit::units::HumanDuration(std::time::Duration::from_secs(3600)),
-        timeout: crate::toolkit::units::HumanDuration(std::time::Duration::from_secs(20)),
-        while_idle: false,
-    };
     let (channel, driven) = MinerChannel::new(
         handshake,
         Scheme::HTTP,
@@ -280,4 +286,46 @@ pub(crate) async fn unanswered() -> MinerChannel {
         driven.await;
     });
     channel
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower_service::Service;
+
+    use super::*;
+    use crate::toolkit::units::HumanDuration;
+
+    fn keepalive(while_idle: bool) -> KeepaliveConfig {
+        KeepaliveConfig {
+            interval: HumanDuration(Duration::from_secs(10)),
+            timeout: HumanDuration(Duration::from_secs(5)),
+            while_idle,
+        }
+    }
+
+    async fn open_after(mut channel: MinerChannel, wait: Duration) -> bool {
+        tokio::time::sleep(wait).await;
+        // Not ready (at the peer's stream limit) is still open; closed is an error.
+        poll_fn(|cx| match channel.poll_ready(cx) {
+            Poll::Ready(ready) => Poll::Ready(ready.is_ok()),
+            Poll::Pending => Poll::Ready(true),
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_miner_is_found_out_by_keepalive() {
+        // Pinged after 10 s, unanswered for 5 s: closed.
+        let channel = silent(keepalive(true)).await;
+        assert!(open_after(channel.clone(), Duration::from_secs(9)).await);
+        assert!(!open_after(channel, Duration::from_secs(7)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_not_pinged_unless_asked() {
+        let channel = silent(keepalive(false)).await;
+        assert!(open_after(channel, Duration::from_secs(60)).await);
+    }
 }
