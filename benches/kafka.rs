@@ -63,14 +63,15 @@ async fn deliver(body: &node::Node, samples: &[rigtap::toolkit::sample::Sample])
     let config = (kafka::TYPE.decode)(body, &DecodeContext::default()).expect("config");
     let (tx, input) = tokio::sync::mpsc::channel(16);
     let stats = Arc::new(ComponentStats::default());
+    let budget = MemoryBudget::new(1 << 30);
     let ctx = SinkContext {
         id: "bench".into(),
         input: Input::new(input, stats.clone()).0,
         stats: stats.clone(),
         stop_pipeline: CancellationToken::new(),
         stopping: CancellationToken::new(),
+        budget: budget.clone(),
     };
-    let budget = MemoryBudget::new(1 << 30);
     let started = Instant::now();
     let sink = tokio::spawn(config.start(ctx).task);
     for chunk in samples.chunks(500) {

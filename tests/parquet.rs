@@ -239,3 +239,76 @@ sinks:
         problems[0].message
     );
 }
+
+/// Runs `generate` (4,000 samples from 40 miners) into a parquet sink partitioned by
+/// miner with `settings`, under `budget`; returns the root, the logs and the sink's
+/// final counts.
+fn partitioned_by_miner(
+    settings: &str,
+    budget: &str,
+) -> (tempfile::TempDir, Vec<serde_json::Value>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "
+memory_budget: {budget}
+sources:
+  gen: {{type: generate, count: 4000, miners: 40, seed: 9, batch_size: 200}}
+sinks:
+  files:
+    type: parquet
+    inputs: [gen]
+    path: {}
+    partition: miner_id={{miner_id}}/
+    {settings}
+",
+        dir.path().display()
+    );
+    let rigtap = start(&yaml, &[]);
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(120));
+    assert_eq!(code, Some(0), "{stderr}");
+    let counts = finished(&logs, "files");
+    (dir, logs, counts)
+}
+
+fn warned(logs: &[serde_json::Value], words: &str) -> bool {
+    logs.iter()
+        .any(|l| l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains(words)))
+}
+
+#[test]
+fn more_partitions_than_max_open_files_finish_files_early_and_lose_nothing() {
+    // Each miner's 100 samples are encoded 25 at a time: every partition opens a file
+    // four times over, with room for 4 of the 40.
+    let (dir, logs, counts) =
+        partitioned_by_miner("max_open_files: 4\n    batch: {max_rows: 25}", "256MiB");
+    assert_eq!(counts["samples_in"], 4000);
+    assert_eq!(counts["samples_out"], 4000, "{counts}");
+    assert_eq!(counts["dropped"], 0);
+    assert_eq!(duckdb(dir.path(), "table")["rows"], 4000);
+    let written = files(dir.path(), &|n| n.ends_with(".parquet")).len();
+    assert!(written > 40, "files were finished early: {written}");
+    assert!(
+        warned(&logs, "least recently written files are finished early"),
+        "the log says the cap binds and what to change"
+    );
+    assert!(files(dir.path(), &|n| is_temporary(n)).is_empty());
+}
+
+#[test]
+fn a_sink_short_of_memory_budget_writes_out_instead_of_holding_and_loses_nothing() {
+    // 64 KiB cannot hold one batch of 200 samples beside what the sink buffers: every
+    // batch is written out into files finished at once.
+    let (dir, logs, counts) = partitioned_by_miner("batch: {timeout: 5m}", "64KiB");
+    assert_eq!(counts["samples_out"], 4000, "{counts}");
+    assert_eq!(counts["dropped"], 0);
+    assert_eq!(duckdb(dir.path(), "table")["rows"], 4000);
+    assert!(
+        warned(
+            &logs,
+            "the memory budget has no room for what this sink holds"
+        ),
+        "the log says the budget binds and what to change"
+    );
+    let written = files(dir.path(), &|n| n.ends_with(".parquet")).len();
+    assert!(written >= 40, "{written}");
+}

@@ -80,6 +80,49 @@ impl MemoryBudget {
     }
 }
 
+/// Bytes a component holds outside batches (a sink's own buffers and open writers),
+/// charged to the same budget. It never waits: a component that cannot grow its
+/// reservation gives memory back (writes out, closes) instead, since the batches
+/// filling the budget may be the ones queued in front of it.
+pub(crate) struct Reservation {
+    budget: MemoryBudget,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl Reservation {
+    pub(crate) fn new(budget: &MemoryBudget) -> Self {
+        Reservation {
+            budget: budget.clone(),
+            held: None,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    /// Holds exactly `bytes` if the budget has room for the growth; shrinking always
+    /// succeeds. On `false` the reservation is unchanged.
+    pub(crate) fn try_resize(&mut self, bytes: usize) -> bool {
+        let held = self.bytes();
+        if bytes <= held {
+            if let Some(permit) = self.held.as_mut() {
+                drop(permit.split(held - bytes));
+            }
+            return true;
+        }
+        let more = u32::try_from(bytes - held).unwrap_or(u32::MAX);
+        let Ok(permit) = self.budget.bytes.clone().try_acquire_many_owned(more) else {
+            return false;
+        };
+        match self.held.as_mut() {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        true
+    }
+}
+
 /// Samples that travel together between stages, with their memory charge.
 #[derive(Debug)]
 pub struct Batch {
@@ -194,6 +237,23 @@ mod tests {
         .await
         .expect("the budget settles at its new size once the batch is gone");
         assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reservation_grows_only_into_room_and_gives_back_what_it_sheds() {
+        let budget = MemoryBudget::new(1000);
+        let mut reservation = Reservation::new(&budget);
+        assert!(reservation.try_resize(600));
+        assert_eq!((reservation.bytes(), budget.in_use()), (600, 600));
+        assert!(!reservation.try_resize(1200), "more than the budget");
+        assert_eq!(reservation.bytes(), 600, "a failed growth changes nothing");
+        let _batch = Batch::new(samples(1), &budget).await;
+        let batch_bytes = budget.in_use() - 600;
+        assert!(!reservation.try_resize(1000), "the batch holds the rest");
+        assert!(reservation.try_resize(100));
+        assert_eq!(budget.in_use(), 100 + batch_bytes);
+        drop(reservation);
+        assert_eq!(budget.in_use(), batch_bytes);
     }
 
     #[tokio::test]

@@ -169,4 +169,6 @@ pub struct SinkContext {
     /// Cancelled when the pipeline starts to stop, for sinks that bound how long they
     /// wait for their destination at shutdown.
     pub stopping: CancellationToken,
+    /// What the sink holds outside batches (its own buffers) is charged here too.
+    pub budget: MemoryBudget,
 }

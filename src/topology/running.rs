@@ -444,6 +444,7 @@ impl Running {
                     stats: stats.clone(),
                     stop_pipeline: self.stop_requested.clone(),
                     stopping: self.stopping.clone(),
+                    budget: self.budget.clone(),
                 };
                 (config.start(context), Some(leftover))
             }

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::config::{InFlightLimits, KafkaConfig};
 use super::encoder::{Encoder, Message, SCHEMA_VERSION};
 use super::producer::{self, ClientStats, Events};
+use crate::pipeline::batch::Reservation;
 use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext, Started};
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::log_budget::LogBudget;
@@ -25,6 +26,11 @@ use crate::toolkit::sample::Sample;
 
 /// How long without any delivery, while messages wait, before the sink says so.
 const STALLED_AFTER: Duration = Duration::from_secs(10);
+
+/// What a message in flight holds beyond its topic, key and payload, charged to the
+/// memory budget with them: librdkafka's message and header copies and the delivery
+/// future here. An estimate on the high side.
+const MESSAGE_OVERHEAD: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum KafkaSinkError {
@@ -47,6 +53,8 @@ struct InFlight {
     reports: FuturesUnordered<Delivery>,
     bytes: usize,
     limits: InFlightLimits,
+    /// What is in flight, charged to the memory budget (see [`InFlight::reserve`]).
+    reservation: Reservation,
     last_delivery: Instant,
     /// When to check for a broker that has stopped acknowledging.
     watchdog: tokio::time::Interval,
@@ -63,6 +71,20 @@ impl InFlight {
         self.messages() < self.limits.messages && (self.bytes as u64) < self.limits.bytes.0
     }
 
+    /// What the messages in flight are charged.
+    fn charge(&self) -> usize {
+        self.bytes + self.messages() * MESSAGE_OVERHEAD
+    }
+
+    /// Charges one more message of `size` bytes to the memory budget; `false` when
+    /// the budget has no room for it, so the caller waits for a delivery to free some.
+    /// With nothing in flight there is no delivery to wait for, and the message goes
+    /// uncharged rather than never: the batch it came in is still charged meanwhile.
+    fn reserve(&mut self, size: usize) -> bool {
+        let wanted = self.charge() + size + MESSAGE_OVERHEAD;
+        self.reservation.try_resize(wanted) || self.messages() == 0
+    }
+
     /// Says so when messages wait and nothing has been acknowledged for a while.
     fn warn_if_stalled(&self, ctx: &SinkContext) {
         if self.messages() > 0 && self.last_delivery.elapsed() >= STALLED_AFTER {
@@ -74,6 +96,7 @@ impl InFlight {
     fn settle(&mut self, (report, size, sample, sent): Report, ctx: &SinkContext) {
         let (miner, timestamp) = sample;
         self.bytes -= size;
+        self.reservation.try_resize(self.charge());
         ctx.stats.in_flight.fetch_sub(1, Relaxed);
         ctx.stats.delivery.record(sent.elapsed());
         let Err(error) = report else {
@@ -152,6 +175,7 @@ async fn run(
         reports: FuturesUnordered::new(),
         bytes: 0,
         limits: config.max_in_flight.clone(),
+        reservation: Reservation::new(&ctx.budget),
         last_delivery: Instant::now(),
         watchdog: tokio::time::interval(STALLED_AFTER),
         refused: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(10).expect("10 > 0")),
@@ -242,8 +266,9 @@ impl Sender {
         deadline: &mut Deadline,
     ) -> Result<(), TimeIsUp> {
         loop {
-            if !flight.has_room() {
+            if !flight.has_room() || !flight.reserve(self.message.size()) {
                 wait_for_report(flight, ctx, deadline).await?;
+                continue;
             }
             match send(
                 &self.producer,

@@ -56,6 +56,10 @@ struct Harness {
 }
 
 fn start(config: KafkaConfig, queue: usize) -> Harness {
+    start_within(config, queue, MemoryBudget::new(1 << 30))
+}
+
+fn start_within(config: KafkaConfig, queue: usize, budget: MemoryBudget) -> Harness {
     let (input, rx) = mpsc::channel(queue);
     let stats = Arc::new(ComponentStats::default());
     let stopping = CancellationToken::new();
@@ -65,13 +69,14 @@ fn start(config: KafkaConfig, queue: usize) -> Harness {
         stats: stats.clone(),
         stop_pipeline: CancellationToken::new(),
         stopping: stopping.clone(),
+        budget: budget.clone(),
     };
     Harness {
         input,
         stats,
         stopping,
         task: tokio::spawn(Box::new(config).start(ctx).task),
-        budget: MemoryBudget::new(1 << 30),
+        budget,
     }
 }
 
@@ -242,4 +247,48 @@ async fn the_in_flight_bound_holds_the_pipeline_back_and_shutdown_reports_the_re
     assert_eq!(stats.samples_in(), 400);
     assert_eq!(stats.dropped_for(DropReason::ShutdownTimeout), 400);
     assert_eq!(stats.samples_out(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_in_flight_is_charged_to_the_memory_budget() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    // `max_in_flight` (100,000 messages, 64 MiB) would take every sample sent here;
+    // the budget of 256 KiB, shared with the batches queued for the sink, binds first.
+    let budget = MemoryBudget::new(256 << 10);
+    let sink = start_within(config(&cluster.bootstrap_servers(), ""), 2, budget.clone());
+    let mut sent = 0;
+    while sent < 20_000 {
+        let send = sink.send(samples(sent, sent + 100));
+        if tokio::time::timeout(Duration::from_secs(1), send)
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 100;
+    }
+    let in_flight = sink.stats.in_flight.load(Relaxed);
+    assert!(sent < 20_000, "the budget holds the pipeline back");
+    assert!(
+        in_flight > 0 && in_flight < (256 << 10) / 512,
+        "{in_flight} messages in flight with a 256 KiB budget"
+    );
+    assert!(budget.in_use() <= budget.total());
+
+    cluster.broker_up(1).unwrap();
+    let (result, stats) = sink.finish().await;
+    result.unwrap();
+    assert_eq!(stats.samples_in(), sent);
+    assert_eq!(
+        stats.samples_out(),
+        sent,
+        "everything held back is delivered"
+    );
+    assert_eq!(
+        read_all(&cluster.bootstrap_servers(), 3, sent as usize).len(),
+        sent as usize
+    );
+    assert_eq!(budget.in_use(), 0, "the sink gives its charge back");
 }

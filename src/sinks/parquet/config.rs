@@ -32,6 +32,15 @@ pub(crate) struct ParquetConfig {
     pub batch: BatchConfig,
     #[serde(default)]
     pub rotate: RotateConfig,
+    /// Partition files open at once; a new partition finishes the least recently
+    /// written file beyond this. Each open file is charged about 1.4 MB.
+    #[serde(default = "default_max_open_files")]
+    pub(crate) max_open_files: usize,
+}
+
+/// 64 open files: about 90 MB of writers, enough for a site's partitions by hour or kind.
+fn default_max_open_files() -> usize {
+    64
 }
 
 fn default_partition() -> String {
@@ -120,6 +129,13 @@ pub(super) fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
         .map_err(|message| at("partition", message))?;
     let (rows, size) = (MAX_ROWS, ByteSize(MAX_BYTES));
     within(body, &["row_group_rows"], config.row_group_rows, 1, rows)?;
+    within(
+        body,
+        &["max_open_files"],
+        config.max_open_files,
+        1,
+        MAX_OPEN_FILES,
+    )?;
     within(body, &["batch", "max_rows"], config.batch.max_rows, 1, rows)?;
     within(
         body,
@@ -168,5 +184,7 @@ pub(super) fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
 /// The most rows buffered or in a row group before they are encoded: the sink holds
 /// them in memory per open partition.
 const MAX_ROWS: usize = 10_000_000;
+/// The most partition files open at once: each holds a file descriptor and about 1.4 MB.
+const MAX_OPEN_FILES: usize = 10_000;
 /// The most bytes buffered per partition before they are encoded.
 const MAX_BYTES: u64 = 1 << 30;

@@ -9,11 +9,19 @@
 //! group never stalls the runtime, and the sink waits for it: a slow disk slows the
 //! pipeline. A write error stops the sink with an error that names the file; the
 //! samples it held are counted and reported, never lost silently.
+//!
+//! Memory: at most `max_open_files` files are open (a new partition finishes the least
+//! recently written file first), and the buffered samples and open writers are charged
+//! to the memory budget ([`stats`] shows both). When the budget has no room for them,
+//! the sink writes everything out and finishes its files early rather than wait, since
+//! the batches filling the budget may be queued in front of it. Either way it logs
+//! what to change, at most once a minute.
 
 mod config;
 mod encoder;
 mod partition;
 mod sink;
+mod stats;
 mod writer;
 
 pub use encoder::{file_schema, record_batch};

@@ -89,6 +89,15 @@ impl OpenFile {
         Ok(())
     }
 
+    /// What the open writer holds in memory: the capacity of its column encoders'
+    /// buffers and its current row group. With the sink's schema and zstd that is
+    /// about 1.4 MB for a file holding 1 to 1,000 rows, of which 0.66 to 0.85 MB was
+    /// resident when 1,000 files were held open (measured once, Nov 2026): an upper
+    /// bound, as a budget charge should be.
+    pub(super) fn memory(&self) -> usize {
+        self.writer.memory_size()
+    }
+
     /// Bytes written so far plus what is buffered for the current row group.
     pub(super) fn bytes(&self) -> usize {
         self.writer.bytes_written() + self.writer.in_progress_size()
