@@ -7,7 +7,7 @@
 //! ```text
 //! cargo bench --bench load -- --miners 1000,5000,10000 [--mode stream|polls|firehose]
 //!     [--sink stdout|parquet|blocked] [--partition TEMPLATE] [--budget 256MiB]
-//!     [--duration 120s] [--warmup 30s] [--soak 30m] [--ceiling]
+//!     [--duration 120s] [--warmup 30s] [--soak 30m] [--ceiling] [--collector PATH]
 //! ```
 //!
 //! `stream` holds every miner's status stream and polls every 10 s (the default
@@ -17,7 +17,9 @@
 //! a row a minute. `--ceiling` also measures, in this process, what one core does with
 //! the same answers and no network: decode the protobuf, make the samples, build the
 //! Arrow batches and encode Parquet; the firehose's samples per collector core are
-//! compared with it. It runs unchanged on bigger machines.
+//! compared with it. `--collector` runs another build of rigtap as the collector (the
+//! simulators stay this one), to compare builds in one sitting. It runs unchanged on
+//! bigger machines.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,6 +42,7 @@ struct Options {
     soak: Option<Duration>,
     interval: String,
     ceiling: bool,
+    collector: Option<PathBuf>,
 }
 
 fn parse() -> Options {
@@ -54,6 +57,7 @@ fn parse() -> Options {
         soak: None,
         interval: "500ms".into(),
         ceiling: false,
+        collector: None,
     };
     let seconds = |text: &str| -> Duration {
         let text = text.trim();
@@ -90,6 +94,7 @@ fn parse() -> Options {
             "--soak" => options.soak = Some(seconds(&value())),
             "--interval" => options.interval = value(),
             "--ceiling" => options.ceiling = true,
+            "--collector" => options.collector = Some(value().into()),
             // cargo bench passes this to every bench binary.
             "--bench" => {}
             other => panic!("unknown option {other}; see the doc comment of benches/load.rs"),
@@ -163,7 +168,7 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
         _ => Stdio::null(),
     };
     let log = std::fs::File::create(dir.path().join("collector.log")).unwrap();
-    let mut collector = Command::new(rigtap)
+    let mut collector = Command::new(options.collector.as_deref().unwrap_or(rigtap))
         .args(["--log-format", "json", "run", "-c"])
         .arg(&config)
         .args(["--progress", "off"])

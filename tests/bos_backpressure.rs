@@ -31,10 +31,11 @@ async fn a_blocked_sink_keeps_memory_flat_and_streams_resume() {
         })
         .await;
 
-    // Stop reading for 80 s. For the first seconds memory takes on the full queues,
-    // the answers of each miner's last poll (which wait for room) and what the unread
-    // status streams buffer: measured +20 to +22 MiB for these 200 miners, reached
-    // about 11 s in (+2 MiB with `stream: false`). After that nothing may grow.
+    // Stop reading for 80 s. For the first seconds memory takes on the full queues and
+    // the answers of each miner's last poll (which wait for room): measured +11.5 MiB
+    // for these 200 miners (+20 to +22 MiB before the status streams were read while
+    // the pipeline is full, their HTTP/2 windows filling instead). After that nothing
+    // may grow.
     let blocked = rss_kib();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let skipped_before = collector.stats.polls_skipped.load(Relaxed);
