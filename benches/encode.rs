@@ -1,10 +1,16 @@
-//! Encoding throughput of the sinks (samples/s): stdout JSON against text, Parquet
-//! (Arrow columns, then a compressed file in memory) with zstd against snappy, and
-//! Kafka message payloads, JSON against protobuf.
+//! Throughput of the hot path's pieces (samples/s): a `bos` poll's answers decoded into
+//! samples (the first half of the load harness's ceiling), then the sinks' encoders:
+//! stdout JSON against text, Parquet (Arrow columns, then a compressed file in memory)
+//! with zstd against snappy (the second half), and Kafka payloads, JSON against protobuf.
 //!
 //! `cargo bench --bench encode`; compare within one run, as ratios.
 
+#[path = "common/answers.rs"]
+mod answers;
 mod common;
+#[path = "../tests/support/net.rs"]
+#[allow(dead_code)] // the answers need only a free address
+mod net;
 
 use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -89,5 +95,23 @@ fn bench_kafka(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_parquet, bench_kafka);
+/// One poll of a simulated miner: its five answers decoded and turned into samples.
+fn bench_poll(c: &mut Criterion) {
+    let answers = answers::capture();
+    let target = answers::target();
+    let mut out = Vec::new();
+    answers::poll(&answers, &target, &mut out);
+    let mut group = c.benchmark_group("bos_poll");
+    group.throughput(Throughput::Elements(out.len() as u64));
+    group.bench_function("decode_and_samples", |b| {
+        b.iter(|| {
+            out.clear();
+            answers::poll(&answers, &target, &mut out);
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_poll, bench, bench_parquet, bench_kafka);
 criterion_main!(benches);

@@ -21,6 +21,12 @@
 //! simulators stay this one), to compare builds in one sitting. It runs unchanged on
 //! bigger machines.
 
+#[path = "common/answers.rs"]
+mod answers;
+#[path = "../tests/support/net.rs"]
+#[allow(dead_code)] // the ceiling needs only a free address
+mod net;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
@@ -106,7 +112,7 @@ fn parse() -> Options {
 fn main() {
     let options = parse();
     let rigtap = PathBuf::from(env!("CARGO_BIN_EXE_rigtap"));
-    let ceiling = options.ceiling.then(|| ceiling::measure(&rigtap));
+    let ceiling = options.ceiling.then(ceiling::measure);
     println!(
         "\nmode {}, sink {}{}, budget {}",
         options.mode,
@@ -480,52 +486,32 @@ fn quantiles(last: &[(String, f64)], first: &[(String, f64)]) -> String {
 /// The in-process ceiling: one core decoding the same answers a simulated miner gives,
 /// making samples, building Arrow batches and encoding Parquet, with no network.
 mod ceiling {
-    use std::path::Path;
-    use std::process::{Command, Stdio};
-    use std::sync::Arc;
     use std::time::Instant;
 
     use parquet::arrow::ArrowWriter;
-    use prost::Message;
-    use rigtap::sources::bos::poll::{samples, Answers};
-    use rigtap::toolkit::inventory::InventoryRow;
-    use rigtap::toolkit::proto::bos::v1 as api;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
     use rigtap::toolkit::sample::Sample;
 
+    use super::answers;
+
     /// Samples a second one core turns answers into Parquet rows.
-    pub(super) fn measure(rigtap: &Path) -> f64 {
-        let answers = capture(rigtap);
-        let target = InventoryRow {
-            id: "s0-sim-00000".into(),
-            address: "127.0.0.1:50051".into(),
-            labels: Arc::new(
-                [
-                    ("site", "site-1"),
-                    ("rack", "rack-000"),
-                    ("model", "Antminer S21 Pro"),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ),
-        };
+    pub(super) fn measure() -> f64 {
+        let answers = answers::capture();
+        let target = answers::target();
         let schema = rigtap::sinks::parquet::file_schema(&[], ["kind"].into_iter());
-        let mut writer = ArrowWriter::try_new(std::io::sink(), schema.clone(), None).unwrap();
+        // As the sink writes by default: zstd.
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let mut writer =
+            ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(properties)).unwrap();
         let polls = 50_000;
         let started = Instant::now();
         let mut batch: Vec<Sample> = Vec::with_capacity(10_000);
         let mut rows = 0;
         for _ in 0..polls {
-            let decoded = Answers {
-                details: Some(api::GetMinerDetailsResponse::decode(answers[0].as_slice()).unwrap()),
-                stats: Some(api::GetMinerStatsResponse::decode(answers[1].as_slice()).unwrap()),
-                hashboards: Some(
-                    api::GetHashboardsResponse::decode(answers[2].as_slice()).unwrap(),
-                ),
-                cooling: Some(api::GetCoolingStateResponse::decode(answers[3].as_slice()).unwrap()),
-                pools: Some(api::GetPoolGroupsResponse::decode(answers[4].as_slice()).unwrap()),
-            };
-            batch.extend(samples(&target, Some(2), &decoded, chrono::Utc::now()));
+            answers::poll(&answers, &target, &mut batch);
             if batch.len() >= 10_000 {
                 rows += batch.len();
                 writer
@@ -536,96 +522,5 @@ mod ceiling {
         }
         writer.close().unwrap();
         rows as f64 / started.elapsed().as_secs_f64()
-    }
-
-    /// The five answers of one simulated miner, as the bytes of the wire.
-    fn capture(rigtap: &Path) -> Vec<Vec<u8>> {
-        let mut sim = Command::new(rigtap)
-            .args([
-                "--log-level",
-                "warn",
-                "sim",
-                "--miners",
-                "1",
-                "--first",
-                "127.179.0.1:50051",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("a simulator");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(sim.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let answers = runtime.block_on(async {
-            let channel = tonic::transport::Endpoint::from_static("http://127.179.0.1:50051")
-                .connect()
-                .await
-                .expect("the simulator answers");
-            let mut auth = api::authentication_service_client::AuthenticationServiceClient::new(
-                channel.clone(),
-            );
-            let login = auth
-                .login(api::LoginRequest {
-                    username: "root".into(),
-                    password: "root".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let token: tonic::metadata::MetadataValue<_> = login.token.parse().unwrap();
-            fn with<T>(
-                token: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-                body: T,
-            ) -> tonic::Request<T> {
-                let mut request = tonic::Request::new(body);
-                request
-                    .metadata_mut()
-                    .insert("authorization", token.clone());
-                request
-            }
-            let mut miner = api::miner_service_client::MinerServiceClient::new(channel.clone());
-            let mut cooling =
-                api::cooling_service_client::CoolingServiceClient::new(channel.clone());
-            let mut pools = api::pool_service_client::PoolServiceClient::new(channel);
-            vec![
-                miner
-                    .get_miner_details(with(&token, api::GetMinerDetailsRequest {}))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .encode_to_vec(),
-                miner
-                    .get_miner_stats(with(&token, api::GetMinerStatsRequest {}))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .encode_to_vec(),
-                miner
-                    .get_hashboards(with(&token, api::GetHashboardsRequest {}))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .encode_to_vec(),
-                cooling
-                    .get_cooling_state(with(&token, api::GetCoolingStateRequest {}))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .encode_to_vec(),
-                pools
-                    .get_pool_groups(with(&token, api::GetPoolGroupsRequest {}))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .encode_to_vec(),
-            ]
-        });
-        let _ = sim.kill();
-        let _ = sim.wait();
-        answers
     }
 }
