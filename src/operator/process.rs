@@ -1,4 +1,5 @@
-//! This process's resident memory and CPU time, from /proc (Linux).
+//! This process's resident memory and CPU time, from /proc (Linux), and how its
+//! allocator is set up.
 
 /// Clock ticks per second in /proc/self/stat: USER_HZ, 100 on every Linux target.
 const USER_HZ: f64 = 100.0;
@@ -34,6 +35,30 @@ pub fn rss_kib(pid: &str) -> Option<u64> {
     let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
     line.trim().trim_end_matches("kB").trim().parse().ok()
 }
+
+/// glibc's allocator gives threads heaps of their own ("arenas"), up to eight per
+/// core, and memory freed into an arena mostly stays in the process. rigtap's file work
+/// runs on tokio's blocking threads, each with its arena: a parquet sink writing
+/// 20,000 partitions (90 s, budget 256 MiB) peaked at 868 MiB with the default, 630 MiB
+/// with two arenas and 398 MiB with one. Threads still keep small caches of their own
+/// (glibc's tcache), so one arena costs the default profile no measurable CPU. rigtap
+/// asks for one before its runtime starts any thread, unless `MALLOC_ARENA_MAX` is
+/// set (glibc has read it already, and it wins).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn limit_malloc_arenas() {
+    const ARENAS: libc::c_int = 1;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a parameter of glibc's allocator; called first
+        // thing in main, with no other thread running yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        }
+    }
+}
+
+/// Other allocators size their caches themselves.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn limit_malloc_arenas() {}
 
 #[cfg(test)]
 mod tests {
