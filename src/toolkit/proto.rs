@@ -58,3 +58,24 @@ pub mod rigtap {
         tonic::include_proto!("rigtap.v1");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::bos::v1::GetMinerDetailsResponse;
+
+    /// A miner that still fills the deprecated `system_uptime = 8` sends it as a varint
+    /// (uint64 in braiins/bos-plus-api); a string here made every `GetMinerDetails`
+    /// from such a miner fail to decode.
+    #[test]
+    fn details_with_the_deprecated_uptime_field_decode() {
+        // hostname = 6 ("rig"), system_uptime = 8 (3600, a varint), system_uptime_s = 11 (3600)
+        let wire = [
+            0x32, 3, b'r', b'i', b'g', 0x40, 0x90, 0x1c, 0x58, 0x90, 0x1c,
+        ];
+        let details = GetMinerDetailsResponse::decode(&wire[..]).expect("decodes");
+        assert_eq!(details.hostname, "rig");
+        assert_eq!(details.system_uptime_s, 3600);
+    }
+}
