@@ -289,8 +289,10 @@ fn pipeline(options: &Options, inventory: &Path, port: u16, dir: &Path) -> Strin
     };
     let sink = match options.sink.as_str() {
         "stdout" | "blocked" => "    type: stdout\n".to_string(),
+        // Files finished every 10 s: the sink counts a sample delivered once its file
+        // is finished, so a run of a few minutes with the default 5 m would show none.
         "parquet" => format!(
-            "    type: parquet\n    path: {}\n{}",
+            "    type: parquet\n    path: {}\n    rotate: {{max_age: 10s}}\n{}",
             dir.join("parquet").display(),
             options
                 .partition
