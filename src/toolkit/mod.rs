@@ -2,7 +2,8 @@
 //! components. YAML with positions and located errors ([`yaml`]), units and secrets in
 //! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
 //! its fields, latency histograms, a log-line budget, the process's open-file limit,
-//! an error's causes on one line, and the wire types generated from proto/.
+//! an error's causes on one line, the wire types generated from proto/, and the
+//! proptest strategies the tests share.
 
 pub(crate) mod error_chain;
 pub mod histogram;
@@ -13,6 +14,8 @@ pub(crate) mod panic;
 pub mod proto;
 pub mod sample;
 pub(crate) mod secret;
+#[cfg(test)]
+pub(crate) mod strategies;
 pub(crate) mod template;
 pub mod units;
 pub mod yaml;

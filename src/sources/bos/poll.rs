@@ -239,21 +239,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-
-        /// Any double a miner could send, the hostile ones often.
-        fn double() -> impl Strategy<Value = f64> {
-            prop_oneof![
-                Just(f64::NAN),
-                Just(f64::INFINITY),
-                Just(f64::NEG_INFINITY),
-                Just(f64::MAX),
-                Just(f64::MIN),
-                Just(-0.0),
-                Just(f64::MIN_POSITIVE),
-                any::<f64>(),
-                -1e6f64..1e6,
-            ]
-        }
+        use crate::toolkit::strategies::hostile_double as double;
 
         fn ghs() -> impl Strategy<Value = Option<api::GigaHashrate>> {
             proptest::option::of(double().prop_map(|v| api::GigaHashrate {

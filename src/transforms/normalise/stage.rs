@@ -97,6 +97,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::toolkit::strategies::hostile_double;
 
     fn miner(hashrate: f64, power: f64) -> Sample {
         let mut s = Sample::new(SampleKind::Miner, "m".into(), Default::default());
@@ -153,18 +154,9 @@ mod tests {
         }
     }
 
-    /// Any double a miner could send, the hostile ones often.
+    /// Any double a miner could send, the hostile ones often, or none.
     fn double() -> impl Strategy<Value = Option<f64>> {
-        proptest::option::of(prop_oneof![
-            Just(f64::NAN),
-            Just(f64::INFINITY),
-            Just(f64::NEG_INFINITY),
-            Just(f64::MAX),
-            Just(f64::MIN),
-            Just(-0.0),
-            any::<f64>(),
-            -1e6f64..1e6,
-        ])
+        proptest::option::of(hostile_double())
     }
 
     proptest! {
