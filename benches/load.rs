@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rigtap::operator::process::{cpu_seconds, rss_kib};
+
 /// Miners per simulator process: two open files each, under a 20,000 limit.
 const PER_SIMULATOR: usize = 5000;
 
@@ -440,13 +442,8 @@ impl Sample {
 
 /// CPU seconds and resident KiB of process `pid`, from /proc.
 fn process(pid: u32) -> Option<(f64, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-    let rss: f64 = rss.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some((ticks / 100.0, rss))
+    let pid = pid.to_string();
+    Some((cpu_seconds(&pid)?, rss_kib(&pid)? as f64))
 }
 
 fn get(address: &str, path: &str) -> Option<String> {

@@ -12,20 +12,26 @@ pub(crate) struct Process {
 impl Process {
     /// Zero for what /proc does not say.
     pub(crate) fn read() -> Process {
-        // Fields after the command name (which may hold spaces): utime is the 14th
-        // field of the line, stime the 15th.
-        let cpu_ticks = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| {
-                let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-                Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-            })
-            .unwrap_or(0);
         Process {
             rss_bytes: rss_kib("self").unwrap_or(0) * 1024,
-            cpu_seconds: cpu_ticks as f64 / USER_HZ,
+            cpu_seconds: cpu_seconds("self").unwrap_or(0.0),
         }
     }
+}
+
+/// The CPU time (user + system) process `pid` (a number, or `self`) has used, in
+/// seconds: /proc/PID/stat.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): utime is the 14th field
+    // of the line, stime the 15th.
+    let rest = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / USER_HZ)
 }
 
 /// The resident memory of process `pid` (a number, or `self`), in KiB: `VmRSS` of
