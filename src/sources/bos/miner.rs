@@ -195,7 +195,7 @@ impl MinerTask {
                     next_poll = Instant::now() + config.interval.0.mul_f64(spread);
                     if !self.held.is_empty() {
                         // The last poll's answers still wait for room downstream.
-                        shared.stats.polls_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        shared.emitter.skipped_poll();
                         continue;
                     }
                     let conn = match connection.take() {

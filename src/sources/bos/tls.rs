@@ -25,16 +25,21 @@ pub(crate) struct TlsConfig {
     pub(crate) key_file: Option<PathBuf>,
 }
 
+/// `tls.server_name` as rustls checks it, or what is wrong with it.
+fn parse_server_name(name: &str) -> Result<ServerName<'static>, String> {
+    ServerName::try_from(name.to_string()).map_err(|e| {
+        format!(
+            "`tls.server_name` {name:?} is not a DNS name or an IP address ({e}); set it to the name the miners' certificates carry"
+        )
+    })
+}
+
 impl TlsConfig {
     /// The files' problems, each with the key it is about: missing, unreadable, or not
     /// a PEM certificate (CA, client certificate) or key.
     pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
         if let Some(name) = &self.server_name {
-            if let Err(e) = ServerName::try_from(name.as_str()) {
-                return Err(("server_name", format!(
-                    "`tls.server_name` {name:?} is not a DNS name or an IP address ({e}); set it to the name the miners' certificates carry"
-                )));
-            }
+            parse_server_name(name).map_err(|message| ("server_name", message))?;
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
             return Err((
@@ -163,11 +168,7 @@ pub(crate) fn client_config(tls: &TlsConfig) -> Result<MinerTls, TlsSetupError> 
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     let server_name = match &tls.server_name {
-        Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
-            rustls::Error::General(format!(
-                "`tls.server_name` {name:?} is not a DNS name or an address: {e}"
-            ))
-        })?),
+        Some(name) => Some(parse_server_name(name).map_err(rustls::Error::General)?),
         None => None,
     };
     Ok(MinerTls {
