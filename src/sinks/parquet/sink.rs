@@ -184,6 +184,7 @@ impl Sink {
             partition.pending.push(sample.clone());
         }
         let (max_rows, max_bytes) = (self.config.batch.max_rows, self.config.batch.max_bytes.0);
+        let files = touched.len();
         for dir in touched {
             let partition = &self.partitions[&dir];
             let full =
@@ -193,7 +194,8 @@ impl Sink {
             }
         }
         if through {
-            self.finished_early(Early::MemoryBudget, ctx);
+            // Each partition the batch touched went into a file finished at once.
+            self.finished_early(Early::MemoryBudget, files, ctx);
         }
         Ok(())
     }
@@ -234,10 +236,7 @@ impl Sink {
         }
         self.partitions.clear();
         if let Some(why) = why.filter(|_| open > 0) {
-            for _ in 0..open {
-                self.stats.finished_early(why);
-            }
-            self.notice(why, open, ctx);
+            self.finished_early(why, open, ctx);
         }
         Ok(())
     }
@@ -264,7 +263,7 @@ impl Sink {
         if opens && self.recent.len() >= self.config.max_open_files {
             if let Some((_, oldest)) = self.recent.pop_first() {
                 Box::pin(self.flush(&oldest, ctx, true)).await?;
-                self.finished_early(Early::MaxOpenFiles, ctx);
+                self.finished_early(Early::MaxOpenFiles, 1, ctx);
             }
         }
         let Some(partition) = self.partitions.get_mut(dir) else {
@@ -313,9 +312,9 @@ impl Sink {
         Ok(())
     }
 
-    fn finished_early(&mut self, why: Early, ctx: &SinkContext) {
-        self.stats.finished_early(why);
-        self.notice(why, 1, ctx);
+    fn finished_early(&mut self, why: Early, files: usize, ctx: &SinkContext) {
+        self.stats.finished_early(why, files);
+        self.notice(why, files, ctx);
     }
 
     /// Says, at most once a minute, that files are finished early and what to change.

@@ -36,8 +36,8 @@ pub(super) struct ParquetStats {
 }
 
 impl ParquetStats {
-    pub(super) fn finished_early(&self, why: Early) {
-        self.early[why as usize].fetch_add(1, Relaxed);
+    pub(super) fn finished_early(&self, why: Early, files: usize) {
+        self.early[why as usize].fetch_add(files as u64, Relaxed);
     }
 }
 
