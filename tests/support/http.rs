@@ -1,13 +1,24 @@
 //! A plain HTTP/1.0 client for the API, so tests can POST (the Python scraper only
 //! reads).
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Sends `method path` to `address` and returns the status code and the body.
+/// Sends `method path` to `address` and returns the status code and the body. The
+/// API starts beside the pipeline, so samples may flow a moment before it listens: a
+/// refused connection is tried again for up to 10 s.
 pub fn request(address: &str, method: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("the API answers");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match TcpStream::connect(address) {
+            Ok(stream) => break stream,
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the API at {address} answers: {e}"),
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
