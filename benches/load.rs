@@ -284,7 +284,7 @@ fn pipeline(options: &Options, inventory: &Path, port: u16, dir: &Path) -> Strin
         "stream" => String::new(),
         "polls" => "    stream: false\n".into(),
         "firehose" => format!(
-            "    stream: false\n    interval: {}\n    rate: {{connects_per_second: 500, rpcs_per_second: 1000000, rpcs_per_second_per_miner: 100}}\n    batch_size: 5000\n",
+            "    stream: false\n    interval: {}\n    rate: {{connects: 500, rpcs: 1000000, rpcs_per_miner: 100}}\n    batch_size: 5000\n",
             options.interval
         ),
         other => panic!("unknown mode {other}: stream, polls or firehose"),

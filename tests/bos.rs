@@ -26,7 +26,7 @@ async fn every_miner_streams_and_polls_over_one_connection() {
     // 200 miners x 5 polls a second ask twice the 500 calls/s of the development
     // profile: polls run late, but every miner still gets its turn for its login and
     // stream (the governors queue their waiters; see `fair_rate`).
-    let mut collector = collect(&fleet, "interval: 1s\nrate: {connects_per_second: 200}");
+    let mut collector = collect(&fleet, "interval: 1s\nrate: {connects: 200}");
     let mut seen = Vec::new();
     collector
         .until(Duration::from_secs(30), &mut seen, |s| {
@@ -154,7 +154,7 @@ async fn a_reconnect_storm_never_exceeds_the_connect_governor() {
     let mut fleet = Fleet::start(sim_config(200)).await.unwrap();
     let mut collector = collect(
         &fleet,
-        &format!("interval: 2s\nrate: {{connects_per_second: {LIMIT}}}\nbackoff: {{initial: 50ms, max: 200ms}}\nbreaker: {{failure_threshold: 1000, open_for: 1s}}"),
+        &format!("interval: 2s\nrate: {{connects: {LIMIT}}}\nbackoff: {{initial: 50ms, max: 200ms}}\nbreaker: {{failure_threshold: 1000, open_for: 1s}}"),
     );
     let mut seen = Vec::new();
     collector
@@ -199,7 +199,7 @@ async fn stalled_streams_are_detected_and_reopened() {
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(
         &fleet,
-        "interval: 300ms\nstream_idle_timeout: 700ms\nrate: {rpcs_per_second_per_miner: 50}",
+        "interval: 300ms\nstream_idle_timeout: 700ms\nrate: {rpcs_per_miner: 50}",
     );
     let mut seen = Vec::new();
     collector
@@ -285,7 +285,7 @@ async fn an_expired_token_is_renewed_without_a_gap() {
     // a login and five retries, so the per-miner call budget is raised to keep up.)
     let mut collector = collect(
         &fleet,
-        "interval: 600ms\njitter: 0\nstream: false\nrate: {rpcs_per_second_per_miner: 50}",
+        "interval: 600ms\njitter: 0\nstream: false\nrate: {rpcs_per_miner: 50}",
     );
     let mut seen = Vec::new();
     collector
@@ -421,7 +421,7 @@ async fn old_firmware_is_reported_as_unsupported_and_gzip_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_only_miners_share_a_capped_pool() {
     let fleet = Fleet::start(sim_config(12)).await.unwrap();
-    let mut collector = collect(&fleet, "interval: 400ms\nstream: false\nmax_connections: 4\nrate: {connects_per_second: 100, rpcs_per_second_per_miner: 50}");
+    let mut collector = collect(&fleet, "interval: 400ms\nstream: false\nmax_connections: 4\nrate: {connects: 100, rpcs_per_miner: 50}");
     let mut seen = Vec::new();
     let gauge = collector.stats.clone();
     let mut most_held = 0;
@@ -514,10 +514,7 @@ async fn an_open_breaker_makes_no_connection_attempts() {
 async fn a_stop_ends_the_wait_for_the_governors_and_keeps_every_state_change() {
     let fleet = Fleet::start(sim_config(100)).await.unwrap();
     // Bringing 100 miners online takes 300 calls, 15 s at 20 calls/s.
-    let mut collector = collect(
-        &fleet,
-        "interval: 1s\nrate: {connects_per_second: 200, rpcs_per_second: 20}",
-    );
+    let mut collector = collect(&fleet, "interval: 1s\nrate: {connects: 200, rpcs: 20}");
     let mut seen = Vec::new();
     collector
         .until(Duration::from_secs(20), &mut seen, |s| {

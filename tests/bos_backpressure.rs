@@ -23,7 +23,7 @@ async fn a_blocked_sink_keeps_memory_flat_and_streams_resume() {
     let mut config = sim_config(200);
     config.status_interval = Duration::from_millis(50);
     let fleet = Fleet::start(config).await.unwrap();
-    let mut collector = collect(&fleet, "interval: 500ms\nrate: {connects_per_second: 200}");
+    let mut collector = collect(&fleet, "interval: 500ms\nrate: {connects: 200}");
     let mut seen = Vec::new();
     collector
         .until(Duration::from_secs(30), &mut seen, |s| {

@@ -37,6 +37,9 @@ pub struct HealthConfig {
     /// Degraded when a sink has delivered nothing this long while samples wait for
     /// its destination, or while the destination refuses them.
     pub sink_failing_for: HumanDuration,
+    /// Degraded when a `bos` source's fleet-wide call or connect budget (`rate.rpcs`,
+    /// `rate.connects`) has been used up this long: its polls run late.
+    pub short_of_call_budget_for: HumanDuration,
 }
 
 impl Default for HealthConfig {
@@ -45,6 +48,7 @@ impl Default for HealthConfig {
             min_online: 0.5,
             queue_full_for: HumanDuration(Duration::from_secs(60)),
             sink_failing_for: HumanDuration(Duration::from_secs(60)),
+            short_of_call_budget_for: HumanDuration(Duration::from_secs(120)),
         }
     }
 }

@@ -200,6 +200,14 @@ impl HealthWatch {
                     min_online * 100.0
                 ));
             }
+            let bound = self.bounds.short_of_call_budget_for.0;
+            if let Some((governor, lasted)) = fleet.short_of_budget.filter(|(_, l)| *l > bound) {
+                reasons.push(format!(
+                    "source `{}` has used all of `rate.{governor}` for {}s: its miners are polled late; raise it, lengthen `interval`, or poll fewer calls",
+                    component.id,
+                    lasted.as_secs()
+                ));
+            }
         }
         for queue in &view.queues {
             let full = Self::seen(&self.full, &queue.consumer);
@@ -258,7 +266,49 @@ mod tests {
             min_online: 0.5,
             queue_full_for: HumanDuration(Duration::from_secs(queue_full_for)),
             sink_failing_for: HumanDuration(Duration::from_secs(sink_failing_for)),
+            short_of_call_budget_for: HumanDuration(Duration::from_secs(120)),
         }
+    }
+
+    /// A source whose fleet is all online and whose `rate.rpcs` has been used up for
+    /// `short`.
+    struct ShortFleet(Option<Duration>);
+
+    impl crate::pipeline::component::Published for ShortFleet {
+        fn publish(&self, _: &str, _: &mut crate::pipeline::metrics::Exposition) {}
+
+        fn fleet(&self) -> Option<crate::pipeline::component::FleetSummary> {
+            Some(crate::pipeline::component::FleetSummary {
+                miners: 10,
+                online: 10,
+                short_of_budget: self.0.map(|lasted| ("rpcs", lasted)),
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn a_source_short_of_its_call_budget_past_the_bound_is_a_reason() {
+        let health = |short: Option<Duration>| {
+            let view = PipelineView {
+                components: vec![ComponentEntry {
+                    id: "fleet".into(),
+                    role: Role::Source,
+                    stats: Arc::default(),
+                    published: Some(Arc::new(ShortFleet(short))),
+                }],
+                queues: Vec::new(),
+                budget: MemoryBudget::new(1 << 20),
+            };
+            let (_, views) = tokio::sync::watch::channel(Arc::new(view));
+            HealthWatch::new(views, bounds(60, 60)).health()
+        };
+        assert!(health(None).is_healthy());
+        assert!(health(Some(secs(100))).is_healthy(), "within 120 s");
+        assert_eq!(
+            health(Some(secs(130))).reasons,
+            ["source `fleet` has used all of `rate.rpcs` for 130s: its miners are polled late; raise it, lengthen `interval`, or poll fewer calls"]
+        );
     }
 
     #[tokio::test]

@@ -137,6 +137,9 @@ pub struct FleetSummary {
     pub(crate) failed_calls: u64,
     /// The calls' latency quantile 0.99, as a bucket bound in ms.
     pub(crate) call_p99_ms: Option<u64>,
+    /// The fleet-wide governor (by its `rate` key) that has had no budget to spare
+    /// for longest, and for how long.
+    pub(crate) short_of_budget: Option<(&'static str, std::time::Duration)>,
 }
 
 /// What a source is given.

@@ -1,15 +1,14 @@
 //! The accept loop of one simulated miner: counts connections, enforces the connection
 //! faults (cap, rate, drop after a while), and records the fleet-wide connect rate.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::Stream;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -18,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use super::counting::PerSecond;
 use super::faults::MinerFaults;
 
 /// "Too many open files" (Linux, macOS and the BSDs agree on the number).
@@ -31,49 +31,13 @@ pub struct ConnectionCounters {
     pub(crate) rejected: AtomicU64,
 }
 
-/// New connections per second across the fleet, for the last ten minutes.
-#[derive(Debug, Default)]
-pub struct ConnectRate {
-    seconds: Mutex<VecDeque<(u64, u64)>>,
-    epoch: std::sync::OnceLock<Instant>,
-}
-
-impl ConnectRate {
-    fn record(&self) {
-        let epoch = *self.epoch.get_or_init(Instant::now);
-        let second = epoch.elapsed().as_secs();
-        let mut seconds = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
-        match seconds.back_mut() {
-            Some((s, count)) if *s == second => *count += 1,
-            _ => seconds.push_back((second, 1)),
-        }
-        while seconds.len() > 600 {
-            seconds.pop_front();
-        }
-    }
-
-    /// The most connections accepted in any one second.
-    pub fn peak_per_second(&self) -> u64 {
-        let seconds = self.seconds.lock().unwrap_or_else(|e| e.into_inner());
-        seconds.iter().map(|(_, c)| *c).max().unwrap_or(0)
-    }
-
-    /// Forgets what was recorded (a test measuring one phase starts here).
-    pub fn reset(&self) {
-        self.seconds
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-    }
-}
-
 /// Accepted connections of one miner, as tonic's server wants them. Cancelling `kill`
 /// cuts every connection, as a power loss would.
 pub(crate) fn incoming(
     listener: TcpListener,
     faults: MinerFaults,
     counters: Arc<ConnectionCounters>,
-    rate: Arc<ConnectRate>,
+    rate: Arc<PerSecond>,
     kill: CancellationToken,
 ) -> impl Stream<Item = io::Result<SimConnection>> {
     let limiter: Option<DefaultDirectRateLimiter> = faults

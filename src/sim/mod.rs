@@ -8,6 +8,7 @@
 //! collector's own process.
 
 pub(crate) mod auth;
+pub mod counting;
 pub(crate) mod embedded;
 pub mod faults;
 pub mod listener;
@@ -32,9 +33,10 @@ use crate::toolkit::proto::bos::v1::cooling_service_server::CoolingServiceServer
 use crate::toolkit::proto::bos::v1::miner_service_server::MinerServiceServer;
 use crate::toolkit::proto::bos::v1::performance_service_server::PerformanceServiceServer;
 use crate::toolkit::proto::bos::v1::pool_service_server::PoolServiceServer;
+use counting::{CallCounters, CountCalls, PerSecond};
 use faults::{FaultRule, MinerFaults};
-use listener::{incoming, ConnectRate, ConnectionCounters};
-use service::{CallCounters, MinerShared, SimMiner};
+use listener::{incoming, ConnectionCounters};
+use service::{MinerShared, SimMiner};
 
 /// How to run a simulated fleet.
 #[derive(Clone, Debug)]
@@ -156,7 +158,9 @@ pub struct Fleet {
     miners: Vec<MinerHandle>,
     inventory: Vec<InventoryRow>,
     tls: Option<ServerTlsConfig>,
-    connect_rate: Arc<ConnectRate>,
+    connect_rate: Arc<PerSecond>,
+    /// Calls per second, fleet-wide.
+    call_rate: Arc<PerSecond>,
 }
 
 /// The address of miner `index`: `first` plus `index`, same port.
@@ -196,7 +200,8 @@ impl Fleet {
                 inventory(&config)?
             },
             tls,
-            connect_rate: Arc::default(),
+            connect_rate: Arc::new(PerSecond::keeping(600)),
+            call_rate: Arc::new(PerSecond::keeping(600)),
         };
         for index in 0..config.miners {
             let addr = address_of(config.first, index).ok_or(SimError::NotLoopback {
@@ -248,6 +253,10 @@ impl Fleet {
             builder = builder.tls_config(tls.clone())?;
         }
         let router = builder
+            .layer(CountCalls {
+                calls: miner.shared.calls.clone(),
+                fleet: self.call_rate.clone(),
+            })
             .add_service(gzip!(ApiVersionServiceServer::new(service.clone())))
             .add_service(gzip!(AuthenticationServiceServer::new(service.clone())))
             .add_service(gzip!(MinerServiceServer::new(service.clone())))
@@ -323,8 +332,14 @@ impl Fleet {
     }
 
     /// New connections per second across the fleet, as the miners saw them.
-    pub fn connect_rate(&self) -> &ConnectRate {
+    /// New connections per second across the fleet (the last ten minutes).
+    pub fn connect_rate(&self) -> &PerSecond {
         &self.connect_rate
+    }
+
+    /// Calls per second across the fleet (the last ten minutes).
+    pub fn call_rate(&self) -> &PerSecond {
+        &self.call_rate
     }
 
     /// Writes the inventory CSV a collector can read: id, address, site, rack, model.

@@ -1,7 +1,7 @@
 //! The miner API as one simulated miner serves it.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -9,6 +9,7 @@ use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
 use super::auth::Sessions;
+use super::counting::CallCounters;
 use super::faults::MinerFaults;
 use super::telemetry::{snapshot, Model, Snapshot};
 use crate::toolkit::proto::bos::v1 as api;
@@ -24,16 +25,7 @@ pub(crate) struct MinerShared {
     pub faults: MinerFaults,
     /// Pause between status stream messages; zero in firehose mode.
     pub status_interval: Duration,
-    pub calls: CallCounters,
-}
-
-/// Calls a miner has seen, for tests that check a collector's manners.
-#[derive(Debug, Default)]
-pub struct CallCounters {
-    /// Login attempts, good or bad.
-    pub logins: AtomicU64,
-    /// GetMinerStatus streams opened.
-    pub status_streams: AtomicU64,
+    pub calls: Arc<CallCounters>,
 }
 
 #[derive(Clone)]

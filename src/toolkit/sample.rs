@@ -81,6 +81,72 @@ impl MinerState {
     }
 }
 
+/// Why a miner is in its state, as a stable code a dashboard or an alert can group on;
+/// carried by `kind: status` samples beside the words of `message`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusCode {
+    /// Online: streaming and polling.
+    Ok,
+    /// A first connection is being made.
+    Connecting,
+    /// Refused, reset, no route, or the connection was lost.
+    Unreachable,
+    /// No answer within `connect_timeout`, `timeout`, the keepalive or the stream's
+    /// idle timeout.
+    Timeout,
+    /// The login was refused, or a call was not allowed.
+    AuthFailed,
+    /// The TLS handshake failed (see the message for which part).
+    TlsFailed,
+    /// Firmware too old for the API, or without the call.
+    UnsupportedFirmware,
+    /// The miner said it is busy (RESOURCE_EXHAUSTED).
+    RateLimited,
+    /// An answer rigtap cannot read: above `max_message_size`, or malformed.
+    BadAnswer,
+    /// The miner answers, and reports it is not mining normally.
+    NotMining,
+    /// The breaker opened on the share of calls that failed within its window.
+    BreakerOpen,
+    /// Any other error the miner answered with.
+    MinerError,
+}
+
+impl StatusCode {
+    pub const ALL: [StatusCode; 12] = [
+        StatusCode::Ok,
+        StatusCode::Connecting,
+        StatusCode::Unreachable,
+        StatusCode::Timeout,
+        StatusCode::AuthFailed,
+        StatusCode::TlsFailed,
+        StatusCode::UnsupportedFirmware,
+        StatusCode::RateLimited,
+        StatusCode::BadAnswer,
+        StatusCode::NotMining,
+        StatusCode::BreakerOpen,
+        StatusCode::MinerError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusCode::Ok => "ok",
+            StatusCode::Connecting => "connecting",
+            StatusCode::Unreachable => "unreachable",
+            StatusCode::Timeout => "timeout",
+            StatusCode::AuthFailed => "auth_failed",
+            StatusCode::TlsFailed => "tls_failed",
+            StatusCode::UnsupportedFirmware => "unsupported_firmware",
+            StatusCode::RateLimited => "rate_limited",
+            StatusCode::BadAnswer => "bad_answer",
+            StatusCode::NotMining => "not_mining",
+            StatusCode::BreakerOpen => "breaker_open",
+            StatusCode::MinerError => "miner_error",
+        }
+    }
+}
+
 /// One observation of one miner (or one of its boards, or a change of its state).
 ///
 /// Every measurement is optional: miners omit what they do not know, and "absent"
@@ -95,6 +161,9 @@ pub struct Sample {
     pub board: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<MinerState>,
+    /// Why the miner is in `state`, as a stable code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<StatusCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +224,7 @@ impl Sample {
             miner_id,
             board: None,
             state: None,
+            code: None,
             message: None,
             miner_status: None,
             hashrate_ths: None,
@@ -253,6 +323,7 @@ pub(crate) fn text_field(name: &str) -> Option<TextField> {
         "kind" => |s| Some(s.kind.as_str()),
         "miner_id" => |s| Some(&s.miner_id),
         "state" => |s| s.state.map(MinerState::as_str),
+        "code" => |s| s.code.map(StatusCode::as_str),
         "message" => |s| s.message.as_deref(),
         "miner_status" => |s| s.miner_status.as_deref(),
         _ => return None,
@@ -260,12 +331,13 @@ pub(crate) fn text_field(name: &str) -> Option<TextField> {
 }
 
 /// The names of the fixed columns, in schema order. Label names must not collide.
-pub(crate) const FIXED_COLUMNS: [&str; 24] = [
+pub(crate) const FIXED_COLUMNS: [&str; 25] = [
     "timestamp",
     "kind",
     "miner_id",
     "board",
     "state",
+    "code",
     "message",
     "miner_status",
     "hashrate_ths",
@@ -303,6 +375,7 @@ pub(crate) fn arrow_schema(labels: &[String]) -> Schema {
         Field::new("miner_id", dict(), false),
         Field::new("board", DataType::UInt32, true),
         Field::new("state", dict(), true),
+        Field::new("code", dict(), true),
         Field::new("message", DataType::Utf8, true),
         Field::new("miner_status", dict(), true),
         f64_col("hashrate_ths"),

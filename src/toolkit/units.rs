@@ -1,4 +1,5 @@
-//! Human durations (`250ms`, `30s`, `1h30m`) and sizes (`64MiB`, `10MB`) in config.
+//! Human durations (`250ms`, `30s`, `1h30m`), sizes (`64MiB`, `10MB`) and rates
+//! (`200`, `0.5/s`, `30/min`) in config.
 
 use std::fmt;
 use std::time::Duration;
@@ -119,6 +120,86 @@ impl fmt::Display for ByteSize {
     }
 }
 
+/// A rate of events, written `<number>[/unit]`: `200` and `200/s` are per second,
+/// `30/min` per minute, `90/h` per hour; decimals are allowed (`0.5/s`). Between
+/// [`Rate::SLOWEST`] and [`Rate::FASTEST`] per second.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Rate {
+    per_second: f64,
+}
+
+impl Rate {
+    /// One an hour: slower would leave a governed call waiting past any deadline.
+    pub(crate) const SLOWEST: f64 = 1.0 / 3600.0;
+    /// A million a second: beyond any fleet, short of where the arithmetic of a
+    /// governor's cell (one period in nanoseconds) loses its precision.
+    pub(crate) const FASTEST: f64 = 1e6;
+
+    pub fn per_second(n: f64) -> Result<Rate, String> {
+        if !(Self::SLOWEST..=Self::FASTEST).contains(&n) {
+            return Err(format!(
+                "{n} a second is outside the rates rigtap takes, from `1/h` to `1000000/s`"
+            ));
+        }
+        Ok(Rate { per_second: n })
+    }
+
+    pub(crate) fn as_per_second(self) -> f64 {
+        self.per_second
+    }
+
+    /// The time between two events.
+    pub(crate) fn period(self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.per_second)
+    }
+
+    /// How many events fit in `window` at this rate, at least one.
+    pub(crate) fn events_in(self, window: Duration) -> u32 {
+        (self.per_second * window.as_secs_f64()).clamp(1.0, f64::from(u32::MAX)) as u32
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let hint = || {
+            format!("`{text}` is not a rate; write e.g. `200` or `200/s` (a second), `30/min`, `0.5/s`, `90/h`")
+        };
+        let (number, unit) = match text.trim().split_once('/') {
+            Some((number, unit)) => (number.trim(), unit.trim()),
+            None => (text.trim(), "s"),
+        };
+        let seconds = match unit {
+            "s" | "sec" | "second" => 1.0,
+            "m" | "min" | "minute" => 60.0,
+            "h" | "hour" => 3600.0,
+            _ => return Err(hint()),
+        };
+        let n: f64 = number.parse().map_err(|_| hint())?;
+        if !n.is_finite() || n <= 0.0 {
+            return Err(format!("{}; a rate is above zero", hint()));
+        }
+        Rate::per_second(n / seconds).map_err(|e| format!("`{text}`: {e}"))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.per_second >= 1.0 {
+            write!(f, "{}/s", self.per_second)
+        } else {
+            write!(f, "{}/min", self.per_second * 60.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserialize_from_str(deserializer)
+    }
+}
+
 /// Both types are written as strings; a duration always names its unit.
 fn deserialize_from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
@@ -206,6 +287,34 @@ mod tests {
         assert!(s("64 bananas").unwrap_err().contains("not a size"));
         assert!(s("2000TiB").unwrap_err().contains("largest size"));
         assert_eq!(ByteSize(64 << 20).to_string(), "64MiB");
+    }
+
+    #[test]
+    fn rates() {
+        let r = |t: &str| t.parse::<Rate>().map(Rate::as_per_second);
+        assert_eq!(r("200"), Ok(200.0));
+        assert_eq!(r("200/s"), Ok(200.0));
+        assert_eq!(r("30/min"), Ok(0.5));
+        assert_eq!(r("0.5/s"), Ok(0.5));
+        assert_eq!(r("90/h"), Ok(0.025));
+        assert_eq!(r("2.5"), Ok(2.5));
+        assert!(r("0").unwrap_err().contains("above zero"));
+        assert!(r("-3/s").unwrap_err().contains("above zero"));
+        assert!(r("NaN").unwrap_err().contains("above zero"));
+        assert!(r("1e-20").unwrap_err().contains("from `1/h`"));
+        assert!(r("1e12").unwrap_err().contains("from `1/h`"));
+        assert!(r("5/fortnight").unwrap_err().contains("not a rate"));
+        let rate: Rate = "30/min".parse().unwrap();
+        assert_eq!(rate.period(), Duration::from_secs(2));
+        assert_eq!(rate.to_string(), "30/min");
+        assert_eq!(rate.events_in(Duration::from_millis(100)), 1);
+        assert_eq!(
+            "2000/s"
+                .parse::<Rate>()
+                .unwrap()
+                .events_in(Duration::from_millis(100)),
+            200
+        );
     }
 
     proptest! {

@@ -131,6 +131,7 @@ pub(crate) fn to_proto(s: &Sample) -> pb::Sample {
             };
             state as i32
         }),
+        code: s.code.map(|code| code.as_str().to_string()),
         message: s.message.clone(),
         miner_status: s.miner_status.clone(),
         hashrate_ths: s.hashrate_ths,

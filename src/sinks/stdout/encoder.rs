@@ -34,6 +34,7 @@ fn write_text(s: &Sample, out: &mut Vec<u8>) {
     };
     field("board", s.board.map(|b| b.to_string()));
     field("state", s.state.map(|st| st.as_str().to_string()));
+    field("code", s.code.map(|code| code.as_str().to_string()));
     field("status", s.miner_status.clone());
     field("hashrate", s.hashrate_ths.map(|v| format!("{v:.1}TH/s")));
     field("power", s.power_w.map(|v| format!("{v:.0}W")));

@@ -19,6 +19,31 @@ pub(crate) struct BackoffConfig {
     pub(crate) multiplier: f64,
 }
 
+impl BackoffConfig {
+    /// The rules `serde` cannot say: the bad key, and what to change.
+    pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1.0..=100.0).contains(&self.multiplier) {
+            return Err((
+                "multiplier",
+                format!(
+                    "`multiplier` grows each wait: from 1 (constant) to 100, found {}",
+                    self.multiplier
+                ),
+            ));
+        }
+        if self.initial > self.max {
+            return Err((
+                "initial",
+                format!(
+                    "`initial` ({}) is longer than `max` ({}): the first wait would exceed the longest",
+                    self.initial, self.max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) struct Backoff {
     config: BackoffConfig,
     failures: u32,

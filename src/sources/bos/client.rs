@@ -4,20 +4,24 @@
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::DefaultDirectRateLimiter;
+use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::backoff::Backoff;
 use super::channel::MinerChannel;
 use super::connect::TlsProblem;
 use super::fair_rate::FairRateLimiter;
-use super::stats::{Method, PoolStats};
+use super::retry::RetryConfig;
+use super::stats::{BackoffKind, Method, PoolStats};
 use crate::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{ApiVersion, ApiVersionRequest};
+use crate::toolkit::sample::StatusCode;
 use crate::toolkit::secret::Secret;
 use api::authentication_service_client::AuthenticationServiceClient;
 use api::cooling_service_client::CoolingServiceClient;
@@ -58,8 +62,10 @@ pub(crate) enum CallError {
 }
 
 impl CallError {
-    /// Worth trying again soon: the miner is busy, restarting, or unreachable.
-    pub(crate) fn retryable(&self) -> bool {
+    /// A failure of the miner or the way to it (busy, restarting, unreachable, too
+    /// slow), not of one call: what ends a session when every call fails this way, and
+    /// what the breaker's failure rate counts.
+    pub(crate) fn transient(&self) -> bool {
         match self {
             CallError::Status { status, .. } => matches!(
                 status.code(),
@@ -67,8 +73,30 @@ impl CallError {
                     | Code::DeadlineExceeded
                     | Code::ResourceExhausted
                     | Code::Aborted
+                    | Code::Cancelled
+                    | Code::Unknown
             ),
             CallError::BadCredentials { .. } => false,
+        }
+    }
+
+    /// The stable code of the status this failure leads to.
+    pub(crate) fn status_code(&self) -> StatusCode {
+        if self.tls_problem().is_some() {
+            return StatusCode::TlsFailed;
+        }
+        match self.code() {
+            Code::Unauthenticated | Code::PermissionDenied => StatusCode::AuthFailed,
+            Code::DeadlineExceeded => StatusCode::Timeout,
+            Code::ResourceExhausted => StatusCode::RateLimited,
+            Code::Unimplemented => StatusCode::UnsupportedFirmware,
+            Code::OutOfRange | Code::Internal | Code::DataLoss | Code::InvalidArgument => {
+                StatusCode::BadAnswer
+            }
+            Code::Unavailable | Code::Cancelled | Code::Unknown | Code::Aborted => {
+                StatusCode::Unreachable
+            }
+            _ => StatusCode::MinerError,
         }
     }
 
@@ -95,8 +123,11 @@ impl CallError {
 pub(crate) struct CallSettings {
     pub credentials: Credentials,
     pub gzip: bool,
+    /// The deadline of a call, its retries included.
     pub timeout: Duration,
-    pub(crate) fleet_rpcs: FairRateLimiter,
+    pub(crate) retry: RetryConfig,
+    pub(crate) max_message_size: usize,
+    pub(crate) fleet_rpcs: Arc<FairRateLimiter>,
     pub stats: Arc<PoolStats>,
 }
 
@@ -106,18 +137,22 @@ pub(crate) struct MinerClient {
     pub(crate) auth: Arc<Auth>,
     pub(crate) miner_rpcs: Arc<DefaultDirectRateLimiter>,
     pub settings: Arc<CallSettings>,
+    /// The channel served calls before this client's (pool reuse), or is new.
+    pub(crate) reused: bool,
 }
 
-/// The typed clients over one channel, with the source's compression.
+/// The typed clients over one channel, with the source's compression and limit.
 #[derive(Clone)]
 struct Services {
     channel: MinerChannel,
     gzip: bool,
+    max_message_size: usize,
 }
 
 macro_rules! client {
     ($services:expr, $client:ident) => {{
-        let client = $client::new($services.channel.clone());
+        let client = $client::new($services.channel.clone())
+            .max_decoding_message_size($services.max_message_size);
         if $services.gzip {
             client
                 .send_compressed(CompressionEncoding::Gzip)
@@ -141,31 +176,70 @@ impl MinerClient {
         Services {
             channel: self.channel.clone(),
             gzip: self.settings.gzip,
+            max_message_size: self.settings.max_message_size,
         }
     }
 
-    /// Waits for both governors, then makes the call within the deadline.
-    async fn attempt<T, Fut>(&self, method: Method, call: Fut) -> Result<Response<T>, Status>
+    /// Waits for both governors (the fleet's, then the miner's).
+    async fn admit(&self, method: Method) {
+        let fleet = &self.settings.fleet_rpcs;
+        match method.brings_online() {
+            true => fleet.until_ready_first().await,
+            false => fleet.until_ready().await,
+        }
+        self.miner_rpcs.until_ready().await;
+    }
+
+    /// Makes a call, and retries it as the retry policy says, all within the call's
+    /// deadline: it starts when the first attempt is admitted by the governors (the
+    /// wait for them before is not the miner's fault), and later attempts wait their
+    /// backoff and the governors within it.
+    async fn attempt<T, F, Fut>(&self, method: Method, call: F) -> Result<Response<T>, Status>
     where
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let settings = &self.settings;
-        match method.brings_online() {
-            true => settings.fleet_rpcs.until_ready_first().await,
-            false => settings.fleet_rpcs.until_ready().await,
+        let retry = &settings.retry;
+        self.admit(method).await;
+        let deadline = Instant::now() + settings.timeout;
+        let mut backoff: Option<Backoff> = None;
+        let mut attempts = 1;
+        loop {
+            let started = Instant::now();
+            let result = match tokio::time::timeout_at(deadline, call()).await {
+                Ok(result) => result,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "no answer within {:?} ({attempts} attempt(s))",
+                    settings.timeout
+                ))),
+            };
+            let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+            settings
+                .stats
+                .rpc(method, code, started.elapsed(), self.reused);
+            let status = match result {
+                Err(status) if attempts < retry.attempts && retry.retries(status.code()) => status,
+                result => return result,
+            };
+            let wait = backoff
+                .get_or_insert_with(|| Backoff::new(retry.backoff.clone(), fastrand::u64(..)))
+                .next_delay();
+            // The retry must also get its turn and an answer before the deadline.
+            let Some(left) = deadline.checked_duration_since(Instant::now() + wait) else {
+                return Err(status);
+            };
+            settings.stats.backoff(BackoffKind::Retry, wait);
+            tokio::time::sleep(wait).await;
+            if tokio::time::timeout(left, self.admit(method))
+                .await
+                .is_err()
+            {
+                return Err(status);
+            }
+            settings.stats.retried(method);
+            attempts += 1;
         }
-        self.miner_rpcs.until_ready().await;
-        let started = Instant::now();
-        let result = match tokio::time::timeout(settings.timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(Status::deadline_exceeded(format!(
-                "no answer within {:?}",
-                settings.timeout
-            ))),
-        };
-        let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
-        settings.stats.rpc(method, code, started.elapsed());
-        result
     }
 
     /// One authenticated call; an UNAUTHENTICATED answer (an expired session) gets
@@ -181,7 +255,8 @@ impl MinerClient {
             // Boxed: a tonic call's future is several KiB, and a miner task that held
             // its five calls inline would keep that much for its whole life, idle or
             // not (about 57 KiB a miner, measured). On the heap it exists only in flight.
-            match Box::pin(self.attempt(method, call(self.services(), token))).await {
+            let attempt = self.attempt(method, || call(self.services(), token.clone()));
+            match Box::pin(attempt).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) if status.code() == Code::Unauthenticated && !relogged => {
                     relogged = true;
@@ -201,13 +276,15 @@ impl MinerClient {
             username: credentials.username.clone(),
             password: credentials.password.expose().to_string(),
         };
-        let services = self.services();
-        let result = Box::pin(self.attempt(Method::Login, async move {
-            client!(services, AuthenticationServiceClient)
-                .login(request)
-                .await
-        }))
-        .await;
+        let login = || {
+            let (services, request) = (self.services(), request.clone());
+            async move {
+                client!(services, AuthenticationServiceClient)
+                    .login(request)
+                    .await
+            }
+        };
+        let result = Box::pin(self.attempt(Method::Login, login)).await;
         let response = match result {
             Ok(response) => response,
             Err(status) if status.code() == Code::Unauthenticated => {

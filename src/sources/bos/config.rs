@@ -12,11 +12,12 @@ use serde::Deserialize;
 
 use super::backoff::BackoffConfig;
 use super::breaker::BreakerConfig;
+use super::retry::RetryConfig;
 use super::targets::{Shard, Target, TargetError, TargetsConfig};
 use super::tls::TlsConfig;
 use crate::pipeline::component::DecodeContext;
 use crate::toolkit::secret::Secret;
-use crate::toolkit::units::{HumanDuration, MAX_DURATION};
+use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
 use crate::toolkit::yaml::decode::{from_node, unknown_name, within, DecodeError};
 use crate::toolkit::yaml::node::{self, overlay, Node, Value};
 
@@ -43,12 +44,15 @@ pub struct BosConfig {
     pub(crate) connect_timeout: HumanDuration,
     pub(crate) stream_idle_timeout: HumanDuration,
     pub(crate) compression: Compression,
+    /// The largest answer a miner may send; a larger one is a `bad_answer`.
+    pub(crate) max_message_size: ByteSize,
     pub(crate) max_connections: usize,
     pub(crate) connection_ttl: HumanDuration,
     pub(crate) idle_timeout: HumanDuration,
     pub(crate) keepalive: KeepaliveConfig,
     pub(crate) rate: RateConfig,
     pub(crate) backoff: BackoffConfig,
+    pub(crate) retry: RetryConfig,
     pub(crate) breaker: BreakerConfig,
     pub(crate) auth_retry: HumanDuration,
     pub(crate) batch_size: usize,
@@ -85,12 +89,52 @@ pub(crate) struct KeepaliveConfig {
     pub(crate) while_idle: bool,
 }
 
+/// The governors' rates.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RateConfig {
-    pub connects_per_second: u32,
-    pub rpcs_per_second: u32,
-    pub rpcs_per_second_per_miner: u32,
+    /// New connections, fleet-wide.
+    pub connects: Rate,
+    /// Calls, fleet-wide.
+    pub rpcs: Rate,
+    /// Calls to one miner.
+    pub(crate) rpcs_per_miner: Rate,
+}
+
+/// The `rate` keys of the first version, which took whole numbers a second only; a
+/// pipeline that still names them is read as if it named the new ones.
+const OLD_RATE_KEYS: [(&str, &str); 3] = [
+    ("connects_per_second", "connects"),
+    ("rpcs_per_second", "rpcs"),
+    ("rpcs_per_second_per_miner", "rpcs_per_miner"),
+];
+
+/// The user's `rate` section with its old key names replaced (marks kept, so an
+/// error still points at the user's line).
+fn renamed_rate_keys(rate: &Node) -> Node {
+    let Value::Map(entries) = &rate.value else {
+        return rate.clone();
+    };
+    let entries = entries
+        .iter()
+        .map(|(key, value)| {
+            let renamed = OLD_RATE_KEYS
+                .iter()
+                .find(|(old, _)| key.as_str() == Some(old))
+                .map(|(_, new)| Node {
+                    mark: key.mark,
+                    value: Value::Scalar {
+                        text: new.to_string(),
+                        plain: true,
+                    },
+                });
+            (renamed.unwrap_or_else(|| key.clone()), value.clone())
+        })
+        .collect();
+    Node {
+        mark: rate.mark,
+        value: Value::Map(entries),
+    }
 }
 
 pub(crate) const PROFILES: &[&str] = &["default", "development", "high_throughput"];
@@ -121,7 +165,10 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<BosConfig, DecodeE
             body.entries()
                 .iter()
                 .filter(|(key, _)| key.as_str() != Some("profile"))
-                .cloned()
+                .map(|(key, value)| match key.as_str() {
+                    Some("rate") => (key.clone(), renamed_rate_keys(value)),
+                    _ => (key.clone(), value.clone()),
+                })
                 .collect(),
         ),
     };
@@ -184,44 +231,54 @@ impl BosConfig {
             );
         }
         // Every duration is a wait or a deadline: zero would spin, and the upper bound
-        // is the longest rigtap takes.
-        let durations: [(&[&str], HumanDuration); 12] = [
+        // is the longest rigtap takes. `idle_timeout: 0` means never (no timer runs).
+        let durations: [(&[&str], HumanDuration); 14] = [
             (&["interval"], self.interval),
             (&["timeout"], self.timeout),
             (&["connect_timeout"], self.connect_timeout),
             (&["stream_idle_timeout"], self.stream_idle_timeout),
             (&["connection_ttl"], self.connection_ttl),
-            (&["idle_timeout"], self.idle_timeout),
             (&["keepalive", "interval"], self.keepalive.interval),
             (&["keepalive", "timeout"], self.keepalive.timeout),
             (&["backoff", "initial"], self.backoff.initial),
             (&["backoff", "max"], self.backoff.max),
             (&["breaker", "open_for"], self.breaker.open_for),
+            (&["breaker", "window"], self.breaker.window),
+            (&["retry", "backoff", "initial"], self.retry.backoff.initial),
+            (&["retry", "backoff", "max"], self.retry.backoff.max),
             (&["auth_retry"], self.auth_retry),
         ];
         let shortest = HumanDuration(Duration::from_millis(1));
         for (path, value) in durations {
             within(body, path, value, shortest, HumanDuration(MAX_DURATION))?;
         }
-        let rate = &self.rate;
-        for (key, value) in [
-            ("connects_per_second", rate.connects_per_second),
-            ("rpcs_per_second", rate.rpcs_per_second),
-            ("rpcs_per_second_per_miner", rate.rpcs_per_second_per_miner),
-        ] {
-            if value == 0 {
-                return at(
-                    &["rate", key],
-                    "every `rate` limit must be at least 1 per second".into(),
-                );
-            }
-        }
+        within(
+            body,
+            &["idle_timeout"],
+            self.idle_timeout,
+            HumanDuration(Duration::ZERO),
+            HumanDuration(MAX_DURATION),
+        )?;
         let needed = self.polls.len() as f64 / self.interval.0.as_secs_f64();
-        if needed > f64::from(rate.rpcs_per_second_per_miner) {
+        let per_miner = self.rate.rpcs_per_miner;
+        if needed > per_miner.as_per_second() {
             return at(&["interval"], format!(
-                "{} polls every {:?} need {needed:.1} calls a second per miner, above `rate.rpcs_per_second_per_miner` ({}); raise it, lengthen `interval`, or poll fewer calls",
-                self.polls.len(), self.interval.0, rate.rpcs_per_second_per_miner
+                "{} polls every {:?} need {needed:.1} calls a second per miner, above `rate.rpcs_per_miner` ({per_miner}); raise it, lengthen `interval`, or poll fewer calls",
+                self.polls.len(), self.interval.0
             ));
+        }
+        within(
+            body,
+            &["max_message_size"],
+            self.max_message_size,
+            ByteSize(MIN_MESSAGE),
+            ByteSize(MAX_MESSAGE),
+        )?;
+        if let Err((path, message)) = self.retry.check() {
+            return at(&path, message);
+        }
+        if let Err((key, message)) = self.breaker.check() {
+            return at(&["breaker", key], message);
         }
         for (key, value) in [
             ("max_connections", self.max_connections),
@@ -242,24 +299,8 @@ impl BosConfig {
             MAX_MINERS,
         )?;
         within(body, &["batch_size"], self.batch_size, 1, MAX_BATCH)?;
-        if self.backoff.multiplier < 1.0 {
-            return at(
-                &["backoff", "multiplier"],
-                "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
-            );
-        }
-        within(
-            body,
-            &["backoff", "multiplier"],
-            self.backoff.multiplier,
-            1.0,
-            100.0,
-        )?;
-        if self.breaker.failure_threshold == 0 || self.breaker.successes_to_close == 0 {
-            return at(
-                &["breaker"],
-                "`backoff.multiplier` must be at least 1, and `breaker` counts at least 1".into(),
-            );
+        if let Err((key, message)) = self.backoff.check() {
+            return at(&["backoff", key], message);
         }
         // The targets are resolved now, so a missing inventory, a duplicate miner or a
         // range typo is a validate error, not a failed run.
@@ -290,6 +331,11 @@ pub(crate) const MAX_MINERS: usize = 100_000;
 /// The largest batch handed downstream.
 const MAX_BATCH: usize = 100_000;
 
+/// `max_message_size` bounds: every answer rigtap reads is larger than 1 KiB's worth
+/// of limit would allow through (a hashboard list), and 1 GiB is beyond any miner.
+const MIN_MESSAGE: u64 = 1 << 10;
+const MAX_MESSAGE: u64 = 1 << 30;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,14 +359,66 @@ mod tests {
     #[test]
     fn explicit_fields_win_over_the_profile() {
         let config = decode_yaml(&format!(
-            "{MINIMAL}profile: development\ninterval: 7s\nrate: {{rpcs_per_second: 42}}\n"
+            "{MINIMAL}profile: development\ninterval: 7s\nrate: {{rpcs: 42}}\n"
         ))
         .unwrap();
         assert_eq!(config.interval.0.as_secs(), 7);
-        assert_eq!(config.rate.rpcs_per_second, 42);
-        assert_eq!(config.rate.connects_per_second, 50, "from development");
-        assert_eq!(config.rate.rpcs_per_second_per_miner, 10, "from default");
+        assert_eq!(config.rate.rpcs.as_per_second(), 42.0);
+        assert_eq!(
+            config.rate.connects.as_per_second(),
+            50.0,
+            "from development"
+        );
+        assert_eq!(
+            config.rate.rpcs_per_miner.as_per_second(),
+            10.0,
+            "from default"
+        );
         assert_eq!(config.timeout.0.as_secs(), 2, "from development");
+    }
+
+    #[test]
+    fn rates_take_fractions_per_minute_and_the_old_names() {
+        let config = decode_yaml(&format!(
+            "{MINIMAL}interval: 1m\nrate: {{rpcs_per_miner: 30/min, rpcs: 0.5/s, connects_per_second: 7}}\n"
+        ))
+        .unwrap();
+        assert_eq!(config.rate.rpcs_per_miner.as_per_second(), 0.5);
+        assert_eq!(config.rate.rpcs.as_per_second(), 0.5);
+        assert_eq!(
+            config.rate.connects.as_per_second(),
+            7.0,
+            "the old name, read"
+        );
+        let e = decode_yaml(&format!("{MINIMAL}rate: {{rpcs: 0/min}}\n")).unwrap_err();
+        assert_eq!(e.mark.unwrap().line, 4);
+        assert!(e.message.contains("above zero"), "{}", e.message);
+    }
+
+    #[test]
+    fn idle_timeout_zero_means_never_and_other_zeros_are_refused() {
+        let config = decode_yaml(&format!("{MINIMAL}idle_timeout: 0s\n")).unwrap();
+        assert!(config.idle_timeout.0.is_zero());
+        let e = decode_yaml(&format!("{MINIMAL}timeout: 0s\n")).unwrap_err();
+        assert!(e.message.contains("timeout"), "{}", e.message);
+    }
+
+    #[test]
+    fn retry_message_size_and_breaker_are_checked_at_their_keys() {
+        let config = decode_yaml(MINIMAL).unwrap();
+        assert_eq!(config.retry.attempts, 3);
+        assert_eq!(config.max_message_size.0, 4 << 20);
+        let e =
+            decode_yaml(&format!("{MINIMAL}retry: {{codes: [deadline_exceeded]}}\n")).unwrap_err();
+        assert_eq!(e.mark.unwrap().line, 4);
+        assert!(e.message.contains("lengthen `timeout`"), "{}", e.message);
+        let e = decode_yaml(&format!("{MINIMAL}retry: {{codes: [unavalable]}}\n")).unwrap_err();
+        assert!(e.message.contains("unavailable"), "{}", e.message);
+        let e = decode_yaml(&format!("{MINIMAL}max_message_size: 2GiB\n")).unwrap_err();
+        assert!(e.message.contains("max_message_size"), "{}", e.message);
+        let e = decode_yaml(&format!("{MINIMAL}breaker: {{failure_rate: 2}}\n")).unwrap_err();
+        assert_eq!(e.mark.unwrap().line, 4);
+        assert!(e.message.contains("at most 1"), "{}", e.message);
     }
 
     #[test]
@@ -351,7 +449,8 @@ mod tests {
     fn polls_must_fit_the_per_miner_budget() {
         let e = decode_yaml(&format!("{MINIMAL}interval: 100ms\n")).unwrap_err();
         assert!(
-            e.message.contains("50.0 calls a second per miner"),
+            e.message
+                .contains("50.0 calls a second per miner, above `rate.rpcs_per_miner` (10/s)"),
             "{}",
             e.message
         );

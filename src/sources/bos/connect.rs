@@ -18,6 +18,7 @@ use super::stats::PoolStats;
 use super::targets::Target;
 use super::tls::MinerTls;
 use crate::toolkit::error_chain::chain;
+use crate::toolkit::sample::StatusCode;
 
 /// HTTP/2 flow-control windows. A miner's answers are small (a few KiB, hashboards the
 /// largest), so 64 KiB per stream (HTTP/2's own default) never throttles a poll. The
@@ -73,6 +74,17 @@ const CLIENT_CERTIFICATE_ALERTS: [rustls::AlertDescription; 4] = [
     rustls::AlertDescription::UnknownCA,
     rustls::AlertDescription::HandshakeFailure,
 ];
+
+impl DialError {
+    /// The stable code of the status this failure leads to.
+    pub(crate) fn status_code(&self) -> StatusCode {
+        match self {
+            DialError::Timeout(_) => StatusCode::Timeout,
+            DialError::Transport(_) => StatusCode::Unreachable,
+            DialError::Tls { .. } => StatusCode::TlsFailed,
+        }
+    }
+}
 
 impl TlsProblem {
     /// What to check, for the status message and the log.
@@ -161,10 +173,15 @@ impl Dialer {
     pub(crate) async fn dial(&self, target: &Target) -> Result<MinerChannel, DialError> {
         self.limiter.until_ready().await;
         self.stats.connect_attempts.fetch_add(1, Ordering::Relaxed);
-        match tokio::time::timeout(self.connect_timeout, self.connect(target)).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.connect_timeout, self.connect(target)).await {
             Err(_) => Err(DialError::Timeout(self.connect_timeout)),
             Ok(result) => result,
+        };
+        if result.is_ok() {
+            self.stats.connect_duration.record(started.elapsed());
         }
+        result
     }
 
     async fn connect(&self, target: &Target) -> Result<MinerChannel, DialError> {

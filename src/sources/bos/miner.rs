@@ -2,12 +2,11 @@
 //! open, poll on an interval, and on failure back off (with the breaker deciding when
 //! a dead miner is tried at all). Every change of state is a status sample.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Streaming};
@@ -18,13 +17,14 @@ use super::client::{Auth, CallError, CallSettings, MinerClient};
 use super::config::{BosConfig, Poll};
 use super::connect::{DialError, Dialer, TlsProblem};
 use super::emit::Emitter;
+use super::fair_rate::{quota, CALL_BURST};
 use super::poll::{samples, Answers};
 use super::pool::{Connection, ConnectionPool};
-use super::stats::{GaugeGuard, PoolStats};
+use super::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use super::status::{MinerStatus, StatusLog};
 use super::targets::Target;
 use crate::toolkit::proto::bos::v1 as api;
-use crate::toolkit::sample::{MinerState, Sample};
+use crate::toolkit::sample::{MinerState, Sample, StatusCode};
 
 /// What every miner task of one source shares.
 pub(crate) struct Shared {
@@ -37,9 +37,10 @@ pub(crate) struct Shared {
     pub(crate) status_log: Arc<StatusLog>,
 }
 
-/// Why a session ended badly, with the message users see (what failed, what to check).
+/// Why a session ended badly, with the message users see (what failed, what to check)
+/// and, when offline, its stable code.
 enum Failure {
-    Offline(String),
+    Offline(StatusCode, String),
     AuthFailed(String),
     Unsupported(String),
 }
@@ -54,7 +55,7 @@ enum End {
 enum StreamEvent {
     Status(i32),
     /// Ended, failed, or silent for longer than `stream_idle_timeout`.
-    Lost(String),
+    Lost(StatusCode, String),
 }
 
 pub(crate) struct MinerTask {
@@ -70,7 +71,7 @@ pub(crate) struct MinerTask {
     /// The last status the stream reported.
     miner_status: Option<i32>,
     /// What failed in the last poll, if anything.
-    poll_problem: Option<String>,
+    poll_problem: Option<(StatusCode, String)>,
     /// Samples waiting for room downstream, in order: at most one poll's answers and a
     /// status change, since no poll is made and no state change applied while any wait.
     held: Vec<Sample>,
@@ -82,13 +83,14 @@ pub(crate) struct MinerTask {
 impl MinerTask {
     pub(crate) fn new(index: usize, target: Target, shared: Arc<Shared>) -> Self {
         let config = &shared.config;
-        let per_miner =
-            NonZeroU32::new(config.rate.rpcs_per_second_per_miner).unwrap_or(NonZeroU32::MIN);
         MinerTask {
             index,
             breaker: Breaker::new(config.breaker.clone()),
             backoff: Backoff::new(config.backoff.clone(), index as u64),
-            rpcs: Arc::new(RateLimiter::direct(Quota::per_second(per_miner))),
+            rpcs: Arc::new(RateLimiter::direct(quota(
+                config.rate.rpcs_per_miner,
+                CALL_BURST,
+            ))),
             rng: fastrand::Rng::with_seed(index as u64),
             target,
             shared,
@@ -120,7 +122,7 @@ impl MinerTask {
     async fn run_until(&mut self, stop: &CancellationToken) {
         let stop = stop.clone();
         let greeting = format!("connecting to {}", self.target.address);
-        self.enter(MinerState::Connecting, &greeting);
+        self.enter(MinerState::Connecting, StatusCode::Connecting, &greeting);
         self.flush().await;
         let shared = self.shared.clone();
         loop {
@@ -135,16 +137,26 @@ impl MinerTask {
                 Ok(End::Recycle) => continue,
                 Err(failure) => {
                     self.breaker.failure(std::time::Instant::now());
-                    let (state, message, delay) = match failure {
-                        Failure::AuthFailed(m) => {
-                            (MinerState::AuthFailed, m, shared.config.auth_retry.0)
+                    let (state, code, message, delay) = match failure {
+                        Failure::AuthFailed(m) => (
+                            MinerState::AuthFailed,
+                            StatusCode::AuthFailed,
+                            m,
+                            shared.config.auth_retry.0,
+                        ),
+                        Failure::Unsupported(m) => (
+                            MinerState::Unsupported,
+                            StatusCode::UnsupportedFirmware,
+                            m,
+                            shared.config.backoff.max.0,
+                        ),
+                        Failure::Offline(code, m) => {
+                            let delay = self.backoff.next_delay();
+                            shared.stats.backoff(BackoffKind::Reconnect, delay);
+                            (MinerState::Offline, code, m, delay)
                         }
-                        Failure::Unsupported(m) => {
-                            (MinerState::Unsupported, m, shared.config.backoff.max.0)
-                        }
-                        Failure::Offline(m) => (MinerState::Offline, m, self.backoff.next_delay()),
                     };
-                    self.enter(state, &message);
+                    self.enter(state, code, &message);
                     // Nothing is read while it waits here, so it may wait for room.
                     self.flush().await;
                     delay
@@ -241,11 +253,11 @@ impl MinerTask {
                         self.miner_status = Some(status);
                         self.refresh();
                     }
-                    StreamEvent::Lost(why) => {
+                    StreamEvent::Lost(code, why) => {
                         shared.stats.stream_reopens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(miner = %self.target.id, %why, "re-opening the status stream");
                         let Some(conn) = connection.as_ref() else {
-                            return Err(Failure::Offline(why));
+                            return Err(Failure::Offline(code, why));
                         };
                         let client = self.client(conn);
                         let Some(reopened) = stop.run_until_cancelled(client.status_stream()).await else {
@@ -303,7 +315,7 @@ impl MinerTask {
         };
         match dialled {
             Ok(channel) => Ok(Some(shared.pool.open(slot, channel))),
-            Err(e) => Err(Failure::Offline(self.connect_message(&e))),
+            Err(e) => Err(Failure::Offline(e.status_code(), self.connect_message(&e))),
         }
     }
 
@@ -323,6 +335,9 @@ impl MinerTask {
             auth: self.auth.clone(),
             miner_rpcs: self.rpcs.clone(),
             settings: self.shared.calls.clone(),
+            reused: connection
+                .served
+                .swap(true, std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -372,6 +387,7 @@ impl MinerTask {
     /// refused login or nothing answered ends the session; some calls failing
     /// degrades it.
     fn record(&mut self, answers: Answers, mut errors: Vec<CallError>) -> Result<(), Failure> {
+        let calls_answered = answers.answered();
         let at = Utc::now().trunc_subsecs(3);
         let produced = samples(&self.target, self.miner_status, &answers, at);
         let answered = !produced.is_empty();
@@ -383,14 +399,32 @@ impl MinerTask {
         {
             return Err(self.failure(errors.swap_remove(auth)));
         }
-        if !answered && !errors.is_empty() && errors.iter().all(CallError::retryable) {
+        if !answered && !errors.is_empty() && errors.iter().all(CallError::transient) {
             return Err(self.failure(errors.swap_remove(0)));
         }
-        self.poll_problem = (!errors.is_empty()).then(|| {
+        let now = std::time::Instant::now();
+        let outcomes = std::iter::repeat_n(false, calls_answered)
+            .chain(errors.iter().map(CallError::transient));
+        for failed in outcomes {
+            if let Some((calls, failures)) = self.breaker.call(failed, now) {
+                let last = errors
+                    .iter()
+                    .find(|e| e.transient())
+                    .map_or_else(String::new, |e| format!("; the last: {e}"));
+                return Err(Failure::Offline(StatusCode::BreakerOpen, format!(
+                    "{failures} of the last {calls} calls failed, at least `breaker.failure_rate` of them{last}; no calls for {:?}, then a trial",
+                    self.shared.config.breaker.open_for.0
+                )));
+            }
+        }
+        self.poll_problem = errors.first().map(|first| {
             let calls: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            format!(
-                "some calls fail: {}; the other telemetry still flows",
-                calls.join("; ")
+            (
+                first.status_code(),
+                format!(
+                    "some calls fail: {}; the other telemetry still flows",
+                    calls.join("; ")
+                ),
             )
         });
         Ok(())
@@ -409,28 +443,33 @@ impl MinerTask {
             return;
         }
         let normal = api::MinerStatus::Normal as i32;
-        let (state, message) = match (&self.poll_problem, self.miner_status) {
-            (Some(problem), _) => (MinerState::Degraded, problem.clone()),
+        let (state, code, message) = match (&self.poll_problem, self.miner_status) {
+            (Some((code, problem)), _) => (MinerState::Degraded, *code, problem.clone()),
             (None, Some(status)) if status != normal => (
                 MinerState::Degraded,
+                StatusCode::NotMining,
                 format!(
                     "the miner reports status {}; check its pools, power limits and tuner",
                     super::poll::status_name(status).unwrap_or_else(|| status.to_string())
                 ),
             ),
-            (None, _) => (MinerState::Online, "streaming and polling".to_string()),
+            (None, _) => (
+                MinerState::Online,
+                StatusCode::Ok,
+                "streaming and polling".to_string(),
+            ),
         };
-        self.enter(state, &message);
+        self.enter(state, code, &message);
     }
 
     /// Moves to `state`; a change is queued as a status sample (held until there is
     /// room) and logged.
-    fn enter(&mut self, state: MinerState, message: &str) {
+    fn enter(&mut self, state: MinerState, code: StatusCode, message: &str) {
         let shared = self.shared.clone();
         let from = self.status.state();
-        let Some(sample) = self
-            .status
-            .change(state, message, &self.target, &shared.status_log)
+        let Some(sample) =
+            self.status
+                .change(state, code, message, &self.target, &shared.status_log)
         else {
             return;
         };
@@ -465,8 +504,11 @@ impl MinerTask {
                     && matches!(error.code(), Code::Cancelled | Code::Unknown);
                 let problem = error.tls_problem().or(wants_certificate.then_some(TlsProblem::ClientCertificate));
                 match problem {
-                    Some(problem) => Failure::Offline(format!("{error}; {}", problem.hint())),
-                    None => Failure::Offline(format!(
+                    Some(problem) => Failure::Offline(
+                        StatusCode::TlsFailed,
+                        format!("{error}; {}", problem.hint()),
+                    ),
+                    None => Failure::Offline(error.status_code(), format!(
                         "{error}; check that the miner at {} is up and its gRPC API answers",
                         self.target.address
                     )),
@@ -514,13 +556,25 @@ async fn next_event(
     };
     match tokio::time::timeout_at(deadline, stream.message()).await {
         Ok(Ok(Some(message))) => StreamEvent::Status(message.status),
-        Ok(Ok(None)) => StreamEvent::Lost("the status stream ended".into()),
-        Ok(Err(status)) => StreamEvent::Lost(format!(
-            "the status stream failed: {}: {}",
-            status.code(),
-            status.message()
-        )),
-        Err(_) => StreamEvent::Lost(format!("the status stream was silent for {idle:?}")),
+        Ok(Ok(None)) => {
+            StreamEvent::Lost(StatusCode::Unreachable, "the status stream ended".into())
+        }
+        Ok(Err(status)) => {
+            let message = format!(
+                "the status stream failed: {}: {}",
+                status.code(),
+                status.message()
+            );
+            let error = CallError::Status {
+                method: Method::GetMinerStatus,
+                status,
+            };
+            StreamEvent::Lost(error.status_code(), message)
+        }
+        Err(_) => StreamEvent::Lost(
+            StatusCode::Timeout,
+            format!("the status stream was silent for {idle:?}"),
+        ),
     }
 }
 

@@ -5,7 +5,7 @@
 //! connections ([`pool`]), fleet-wide governors on new connections and on calls, a
 //! per-miner call governor, and one queue to the pipeline ([`emit`]). Failures back
 //! off with full jitter ([`backoff`]) behind a per-miner circuit breaker ([`breaker`]);
-//! every change of a miner's state becomes a status sample ([`status`]).
+//! failed calls are tried again within their deadline ([`retry`]); every change of a miner's state becomes a status sample ([`status`]).
 
 pub(crate) mod backoff;
 pub(crate) mod breaker;
@@ -18,6 +18,7 @@ pub(crate) mod fair_rate;
 pub(crate) mod miner;
 pub mod poll;
 pub(crate) mod pool;
+pub(crate) mod retry;
 mod source;
 pub mod stats;
 pub(crate) mod status;

@@ -24,11 +24,21 @@ pub struct Answers {
 
 impl Answers {
     fn is_empty(&self) -> bool {
-        self.details.is_none()
-            && self.stats.is_none()
-            && self.hashboards.is_none()
-            && self.cooling.is_none()
-            && self.pools.is_none()
+        self.answered() == 0
+    }
+
+    /// How many calls answered.
+    pub(crate) fn answered(&self) -> usize {
+        [
+            self.details.is_some(),
+            self.stats.is_some(),
+            self.hashboards.is_some(),
+            self.cooling.is_some(),
+            self.pools.is_some(),
+        ]
+        .into_iter()
+        .filter(|answered| *answered)
+        .count()
     }
 }
 

@@ -21,6 +21,8 @@ use super::stats::PoolStats;
 pub(crate) struct Connection {
     pub channel: MinerChannel,
     pub opened: Instant,
+    /// Whether it has served calls: the first client on it is a new channel's.
+    pub(crate) served: std::sync::atomic::AtomicBool,
     _permit: OwnedSemaphorePermit,
     stats: Arc<PoolStats>,
 }
@@ -80,6 +82,7 @@ impl ConnectionPool {
         Connection {
             channel,
             opened: Instant::now(),
+            served: Default::default(),
             _permit: slot.0,
             stats: self.stats.clone(),
         }

@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -12,17 +11,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use governor::Quota;
 use tokio_util::task::TaskTracker;
 
 use super::client::{CallSettings, Credentials};
 use super::config::{BosConfig, Compression};
 use super::connect::Dialer;
 use super::emit::{self, Emitter};
-use super::fair_rate::FairRateLimiter;
+use super::fair_rate::{FairRateLimiter, CALL_BURST};
 use super::miner::{MinerTask, Shared};
 use super::pool::ConnectionPool;
-use super::stats::PoolStats;
+use super::stats::{Governors, PoolStats};
 use super::status::StatusLog;
 use super::targets::Target;
 use super::tls;
@@ -140,12 +138,12 @@ async fn run_with(
         tracing::warn!(source = %ctx.id, miners = targets.len(), needed, limit, "the open-file limit is too low for this fleet: miners beyond it will fail to connect. Raise it (`ulimit -n`, or LimitNOFILE in a systemd unit) or split the fleet with `shard`");
     }
     let demand = targets.len() as f64 * config.polls.len() as f64 / config.interval.0.as_secs_f64();
-    if demand > 0.8 * f64::from(config.rate.rpcs_per_second) {
+    if demand > 0.8 * config.rate.rpcs.as_per_second() {
         tracing::warn!(
             source = %ctx.id,
             calls_per_second = demand.round(),
-            rpcs_per_second = config.rate.rpcs_per_second,
-            "the fleet's polls need most or more of `rate.rpcs_per_second`; polls will run late. Raise it, lengthen `interval`, or poll fewer calls"
+            rpcs = %config.rate.rpcs,
+            "the fleet's polls need most or more of `rate.rpcs`; polls will run late. Raise it, lengthen `interval`, or poll fewer calls"
         );
     }
     if targets.is_empty() {
@@ -153,12 +151,14 @@ async fn run_with(
     }
     tracing::info!(source = %ctx.id, miners = targets.len(), shard = ?config.shard, "bos source starting");
 
-    let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
     // Connections are admitted one at a time (a burst of 1), so no second ever sees
-    // more than `connects_per_second` of them, even right after a quiet spell.
-    let connects = Arc::new(FairRateLimiter::new(
-        per_second(config.rate.connects_per_second).allow_burst(NonZeroU32::MIN),
-    ));
+    // more than `rate.connects` of them, even right after a quiet spell.
+    let connects = Arc::new(FairRateLimiter::new(config.rate.connects, Duration::ZERO));
+    let fleet_rpcs = Arc::new(FairRateLimiter::new(config.rate.rpcs, CALL_BURST));
+    stats.set_governors(Governors {
+        connects: connects.clone(),
+        rpcs: fleet_rpcs.clone(),
+    });
     let (emitter, queue) = Emitter::new(stats.clone());
     let status_log = Arc::new(StatusLog::default());
     let shared = Arc::new(Shared {
@@ -169,7 +169,10 @@ async fn run_with(
             },
             gzip: config.compression == Compression::Gzip,
             timeout: config.timeout.0,
-            fleet_rpcs: FairRateLimiter::new(per_second(config.rate.rpcs_per_second)),
+            retry: config.retry.clone(),
+            // Within usize on every platform rigtap builds for: at most 1 GiB (checked).
+            max_message_size: usize::try_from(config.max_message_size.0).unwrap_or(usize::MAX),
+            fleet_rpcs,
             stats: stats.clone(),
         }),
         dialer: Dialer::new(&config, tls, connects, stats.clone()),
@@ -193,8 +196,9 @@ async fn run_with(
         shared,
     };
     miners.update(targets);
-    // Only poll-only miners park channels; streaming miners hold theirs.
-    if !miners.shared.config.stream {
+    // Only poll-only miners park channels; streaming miners hold theirs. An
+    // `idle_timeout` of zero keeps parked channels until the cap evicts them.
+    if !miners.shared.config.stream && !miners.shared.config.idle_timeout.0.is_zero() {
         let shared = miners.shared.clone();
         miners.tasks.spawn(close_idle(shared, stop.clone()));
     }

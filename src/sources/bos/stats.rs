@@ -5,10 +5,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tonic::Code;
 
+use super::fair_rate::FairRateLimiter;
 use crate::pipeline::component::{FleetSummary, Published};
 use crate::pipeline::metrics::Exposition;
 use crate::toolkit::histogram::{quantile_ms, LatencyHistogram, BOUNDS_MS};
@@ -71,6 +73,27 @@ impl fmt::Display for Method {
     }
 }
 
+/// What a backoff delay was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BackoffKind {
+    /// Before a new session, after one failed.
+    Reconnect,
+    /// Before a failed call is tried again.
+    Retry,
+}
+
+/// The fleet-wide governors, for their headroom; set when the source starts.
+pub(crate) struct Governors {
+    pub connects: Arc<FairRateLimiter>,
+    pub rpcs: Arc<FairRateLimiter>,
+}
+
+impl fmt::Debug for Governors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Governors")
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct PoolStats {
     pub miners: AtomicU64,
@@ -93,6 +116,18 @@ pub struct PoolStats {
     pub(crate) status_deferred: AtomicU64,
     /// Call latency by method.
     latency: [LatencyHistogram; Method::ALL.len()],
+    /// Attempts beyond the first, by method (each also counted in `calls`).
+    retries: [AtomicU64; Method::ALL.len()],
+    /// Calls made on a channel that had served calls before (pool reuse), and on one
+    /// opened for them.
+    pub(crate) calls_reused: AtomicU64,
+    pub(crate) calls_connected: AtomicU64,
+    /// TCP + TLS + HTTP/2 handshakes that succeeded.
+    pub(crate) connect_duration: LatencyHistogram,
+    /// Backoff delays chosen, by [`BackoffKind`].
+    backoff_delay: [LatencyHistogram; 2],
+    /// The running source's fleet-wide governors.
+    governors: Mutex<Option<Arc<Governors>>>,
 }
 
 impl PoolStats {
@@ -113,10 +148,52 @@ impl PoolStats {
         self.states[state.index()].load(Relaxed)
     }
 
-    pub(crate) fn rpc(&self, method: Method, code: Code, latency: Duration) {
+    /// One attempt of a call: its code, its latency, and whether its channel had
+    /// served calls before.
+    pub(crate) fn rpc(&self, method: Method, code: Code, latency: Duration, reused: bool) {
         let code = (code as usize).min(CODES - 1);
         self.calls[method as usize][code].fetch_add(1, Relaxed);
         self.latency[method as usize].record(latency);
+        match reused {
+            true => &self.calls_reused,
+            false => &self.calls_connected,
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// A failed call of `method` is tried again.
+    pub(crate) fn retried(&self, method: Method) {
+        self.retries[method as usize].fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retries(&self, method: Method) -> u64 {
+        self.retries[method as usize].load(Relaxed)
+    }
+
+    pub(crate) fn backoff(&self, kind: BackoffKind, delay: Duration) {
+        self.backoff_delay[kind as usize].record(delay);
+    }
+
+    /// Keeps the running source's fleet-wide governors (a reload that restarts the
+    /// source replaces them), for their headroom.
+    pub(crate) fn set_governors(&self, governors: Governors) {
+        *self.governors.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(governors));
+    }
+
+    /// Each fleet-wide governor by its `rate` key.
+    fn governors(&self) -> Vec<(&'static str, Arc<FairRateLimiter>)> {
+        let governors = self.governors.lock().unwrap_or_else(|e| e.into_inner());
+        governors.as_ref().map_or_else(Vec::new, |g| {
+            vec![("rpcs", g.rpcs.clone()), ("connects", g.connects.clone())]
+        })
+    }
+
+    /// The longest time a fleet-wide governor has been short of budget, and which.
+    pub(crate) fn short_of_budget(&self, now: Instant) -> Option<(&'static str, Duration)> {
+        self.governors()
+            .into_iter()
+            .filter_map(|(name, governor)| Some((name, governor.short_for(now)?)))
+            .max_by_key(|(_, lasted)| *lasted)
     }
 
     /// Calls of `method` that ended with gRPC status `code` (0..=16).
@@ -240,9 +317,49 @@ impl Published for PoolStats {
         for method in Method::ALL {
             out.histogram(
                 "rigtap_source_rpc_duration_seconds",
-                "Miner API call latency by method.",
+                "Miner API call latency by method (each attempt).",
                 &[("source", source), ("method", method.as_str())],
                 self.latency(method),
+            );
+            out.counter(
+                "rigtap_source_rpc_retries",
+                "Failed calls tried again (each retry is also in rigtap_source_rpcs).",
+                &[("source", source), ("method", method.as_str())],
+                self.retries(method),
+            );
+        }
+        for (channel, calls) in [("open", &self.calls_reused), ("new", &self.calls_connected)] {
+            out.counter(
+                "rigtap_source_channel_calls",
+                "Calls by channel: `open` had served calls before (pool reuse), `new` was opened for them.",
+                &[("source", source), ("channel", channel)],
+                calls.load(Relaxed),
+            );
+        }
+        out.histogram(
+            "rigtap_source_connect_duration_seconds",
+            "Time to open a channel to a miner: TCP, TLS and the HTTP/2 handshake.",
+            &labels,
+            &self.connect_duration,
+        );
+        for (kind, name) in [
+            (BackoffKind::Reconnect, "reconnect"),
+            (BackoffKind::Retry, "retry"),
+        ] {
+            out.histogram(
+                "rigtap_source_backoff_delay_seconds",
+                "Backoff delays chosen: before a reconnect, or before a call's retry.",
+                &[("source", source), ("kind", name)],
+                &self.backoff_delay[kind as usize],
+            );
+        }
+        let now = Instant::now();
+        for (governor, limiter) in self.governors() {
+            out.gauge(
+                "rigtap_source_rate_headroom_ratio",
+                "Share of a fleet-wide governor's budget (`rate.rpcs`, `rate.connects`) left unused over the last 10 s.",
+                &[("source", source), ("governor", governor)],
+                limiter.headroom(now),
             );
         }
     }
@@ -257,6 +374,7 @@ impl Published for PoolStats {
                 .collect(),
             failed_calls: self.rpc_failed(),
             call_p99_ms: self.latency_quantile_ms(0.99),
+            short_of_budget: self.short_of_budget(Instant::now()),
         })
     }
 }
@@ -284,13 +402,21 @@ mod tests {
     #[test]
     fn calls_by_method_and_code() {
         let stats = PoolStats::default();
-        stats.rpc(Method::GetMinerStats, Code::Ok, Duration::from_micros(500));
+        stats.rpc(
+            Method::GetMinerStats,
+            Code::Ok,
+            Duration::from_micros(500),
+            true,
+        );
         stats.rpc(
             Method::GetMinerStats,
             Code::Unavailable,
             Duration::from_millis(150),
+            true,
         );
-        stats.rpc(Method::Login, Code::Ok, Duration::from_micros(800));
+        stats.rpc(Method::Login, Code::Ok, Duration::from_micros(800), false);
+        assert_eq!(stats.calls_reused.load(Relaxed), 2);
+        assert_eq!(stats.calls_connected.load(Relaxed), 1);
         assert_eq!((stats.rpc_ok(), stats.rpc_failed()), (2, 1));
         assert_eq!(
             stats.calls(Method::GetMinerStats, Code::Unavailable as usize),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::targets::Target;
 use crate::toolkit::log_budget::LogBudget;
-use crate::toolkit::sample::{MinerState, Sample, SampleKind};
+use crate::toolkit::sample::{MinerState, Sample, SampleKind, StatusCode};
 
 /// A miner logs the same state again only after this long (a flapping miner).
 const REPEAT_AFTER: Duration = Duration::from_secs(300);
@@ -49,6 +49,7 @@ impl MinerStatus {
     pub(crate) fn change(
         &mut self,
         to: MinerState,
+        code: StatusCode,
         message: &str,
         target: &Target,
         log: &StatusLog,
@@ -70,6 +71,7 @@ impl MinerStatus {
         }
         let mut sample = Sample::new(SampleKind::Status, target.id.clone(), target.labels.clone());
         sample.state = Some(to);
+        sample.code = Some(code);
         sample.message = Some(message.to_string());
         Some(sample)
     }
@@ -120,16 +122,29 @@ mod tests {
     fn only_changes_make_samples() {
         let (log, mut status) = (StatusLog::default(), MinerStatus::default());
         let sample = status
-            .change(MinerState::Offline, "refused", &target(), &log)
+            .change(
+                MinerState::Offline,
+                StatusCode::Unreachable,
+                "refused",
+                &target(),
+                &log,
+            )
             .unwrap();
         assert_eq!(sample.kind, SampleKind::Status);
         assert_eq!(sample.state, Some(MinerState::Offline));
         assert_eq!(sample.message.as_deref(), Some("refused"));
+        assert_eq!(sample.code, Some(StatusCode::Unreachable));
         assert!(status
-            .change(MinerState::Offline, "refused again", &target(), &log)
+            .change(
+                MinerState::Offline,
+                StatusCode::Unreachable,
+                "refused again",
+                &target(),
+                &log
+            )
             .is_none());
         assert!(status
-            .change(MinerState::Online, "back", &target(), &log)
+            .change(MinerState::Online, StatusCode::Ok, "back", &target(), &log)
             .is_some());
         assert_eq!(status.state(), Some(MinerState::Online));
     }
@@ -142,7 +157,13 @@ mod tests {
             let t = targets::fixture(&format!("m{i}"));
             assert!(
                 status
-                    .change(MinerState::Offline, "down", &t, &log)
+                    .change(
+                        MinerState::Offline,
+                        StatusCode::Unreachable,
+                        "down",
+                        &t,
+                        &log
+                    )
                     .is_some(),
                 "every change is a sample"
             );
