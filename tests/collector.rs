@@ -78,6 +78,15 @@ sinks:
     for kind in ["miner", "board", "status"] {
         assert_eq!(kinds[kind].len(), 10, "{kind} samples from every miner");
     }
+    // Each status says its state and, as a stable code, why.
+    for status in samples.iter().filter(|s| s["kind"] == "status") {
+        let expected = match status["state"].as_str().unwrap() {
+            "connecting" => "connecting",
+            "online" => "ok",
+            other => panic!("a healthy fleet went {other}: {status}"),
+        };
+        assert_eq!(status["code"], expected, "{status}");
+    }
     for miner in samples.iter().filter(|s| s["kind"] == "miner") {
         let (ths, watts, jth) = (
             miner["hashrate_ths"].as_f64().unwrap(),

@@ -74,6 +74,12 @@ sinks:
                     "rigtap_component_sent_samples_total",
                     &[("component", "out")],
                 ) > 0.0
+                // Every miner has polled (its first poll lands within an interval).
+                && s["metrics"]["rigtap_source_rpcs"]["samples"]
+                    .as_array()
+                    .is_some_and(|samples| samples.iter().any(|x| {
+                        x[1]["method"] == "GetMinerStats" && x[1]["code"] == "OK" && x[2].as_f64() >= Some(MINERS as f64)
+                    }))
         })
     });
     assert_eq!(
@@ -136,6 +142,53 @@ sinks:
     assert!(
         ok > 0.0 && count == ok && inf == count,
         "every GetMinerStats call is in its histogram: {ok} ok, {count} observed"
+    );
+    // The connection layer: every miner connected once (its handshake timed), its
+    // first calls went on the new channel and the polls after them on the open one.
+    assert_eq!(
+        value(
+            &scraped,
+            "rigtap_source_connect_duration_seconds",
+            "rigtap_source_connect_duration_seconds_count",
+            &fleet_label
+        ),
+        MINERS as f64
+    );
+    let channel_calls = |channel: &str| {
+        value(
+            &scraped,
+            "rigtap_source_channel_calls",
+            "rigtap_source_channel_calls_total",
+            &[("source", "fleet"), ("channel", channel)],
+        )
+    };
+    assert_eq!(
+        channel_calls("new"),
+        3.0 * MINERS as f64,
+        "version, login and stream on each new channel"
+    );
+    assert!(
+        channel_calls("open") >= ok,
+        "every poll on the open channel"
+    );
+    for governor in ["rpcs", "connects"] {
+        let headroom = value(
+            &scraped,
+            "rigtap_source_rate_headroom_ratio",
+            "rigtap_source_rate_headroom_ratio",
+            &[("source", "fleet"), ("governor", governor)],
+        );
+        assert!((0.0..=1.0).contains(&headroom), "{governor}: {headroom}");
+    }
+    assert_eq!(
+        value(
+            &scraped,
+            "rigtap_source_rpc_retries",
+            "rigtap_source_rpc_retries_total",
+            &stats_call
+        ),
+        0.0,
+        "nothing failed, nothing retried"
     );
     let received = value(
         &scraped,
@@ -235,6 +288,14 @@ sinks:
         ),
         7.0
     );
+    // The killed miners back off before each reconnect, and each delay is observed.
+    let backoffs = value(
+        &scraped,
+        "rigtap_source_backoff_delay_seconds",
+        "rigtap_source_backoff_delay_seconds_count",
+        &[("source", "fleet"), ("kind", "reconnect")],
+    );
+    assert!(backoffs >= 3.0, "{backoffs} reconnect backoffs observed");
 
     // Back: healthy again.
     for i in 0..3 {

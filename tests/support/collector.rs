@@ -35,6 +35,16 @@ pub fn collect(fleet: &Fleet, settings: &str) -> Collector {
     let dir = tempfile::tempdir().unwrap();
     let inventory: PathBuf = dir.path().join("fleet.csv");
     fleet.write_inventory(&inventory).unwrap();
+    collect_inventory(&inventory, settings, dir)
+}
+
+/// [`collect`], from the miners of an inventory CSV (a fleet in another process);
+/// `dir` is kept until the collector is dropped.
+pub fn collect_inventory(
+    inventory: &std::path::Path,
+    settings: &str,
+    dir: tempfile::TempDir,
+) -> Collector {
     let password = if settings.contains("password") {
         ""
     } else {

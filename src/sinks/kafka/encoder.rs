@@ -201,10 +201,12 @@ mod tests {
     fn protobuf_round_trips_every_field_it_carries() {
         let encoder = Encoder::new("t", "{miner_id}", KafkaEncoding::Protobuf).unwrap();
         let mut message = Message::default();
-        let s = sample();
+        let mut s = sample();
+        s.code = Some(crate::toolkit::sample::StatusCode::RateLimited);
         encoder.encode(&s, &mut message);
         let decoded = pb::Sample::decode(message.payload.as_slice()).unwrap();
         assert_eq!(decoded, to_proto(&s));
+        assert_eq!(decoded.code.as_deref(), Some("rate_limited"));
         assert_eq!(decoded.kind(), pb::Kind::Board);
         assert_eq!(decoded.board, Some(2));
         assert_eq!(decoded.hashrate_ths, Some(80.5));

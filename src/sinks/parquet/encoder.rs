@@ -98,7 +98,8 @@ mod tests {
         let mut a = Sample::new(SampleKind::Miner, "m-1".into(), labels.clone());
         a.hashrate_ths = Some(200.5);
         a.shares_accepted = Some(u64::MAX);
-        let b = Sample::new(SampleKind::Board, "m-2".into(), Arc::default());
+        let mut b = Sample::new(SampleKind::Status, "m-2".into(), Arc::default());
+        b.code = Some(crate::toolkit::sample::StatusCode::Timeout);
         let schema = file_schema(&["site".to_string()], ["kind"].into_iter());
         assert!(
             schema.field_with_name("kind").is_err(),
@@ -117,6 +118,13 @@ mod tests {
             .unwrap()
             .as_primitive::<arrow_array::types::UInt64Type>();
         assert_eq!(shares.value(0), u64::MAX, "counters keep all 64 bits");
+        let code = batch
+            .column_by_name("code")
+            .unwrap()
+            .as_dictionary::<Int32Type>();
+        let codes = code.values().as_string::<i32>();
+        assert!(code.is_null(0));
+        assert_eq!(codes.value(code.keys().value(1) as usize), "timeout");
         let site = batch.column_by_name("site").unwrap();
         assert!(matches!(site.data_type(), DataType::Dictionary(..)));
         assert!(

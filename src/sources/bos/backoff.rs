@@ -1,9 +1,10 @@
-//! Exponential backoff with full jitter: after the n-th consecutive failure, wait a
-//! uniformly random time in `[0, min(max, initial * multiplier^n))`.
+//! Exponential backoff with jitter: after the n-th consecutive failure, with
+//! `c = min(max, initial * multiplier^n)`, wait a uniformly random time in
+//! `(c * (1 - jitter), c]`. The default `jitter: 1` is full jitter, `(0, c]`.
 //!
 //! Full jitter (rather than a fixed exponential delay) spreads a fleet that failed at
 //! the same moment, so its retries do not arrive at the miners (or the governor) in
-//! waves.
+//! waves; a smaller fraction keeps each wait closer to its ceiling.
 
 use std::time::Duration;
 
@@ -17,6 +18,13 @@ pub(crate) struct BackoffConfig {
     pub initial: HumanDuration,
     pub max: HumanDuration,
     pub(crate) multiplier: f64,
+    /// The randomised share of each wait, 0 (none) to 1 (full jitter).
+    #[serde(default = "full_jitter")]
+    pub(crate) jitter: f64,
+}
+
+fn full_jitter() -> f64 {
+    1.0
 }
 
 impl BackoffConfig {
@@ -28,6 +36,15 @@ impl BackoffConfig {
                 format!(
                     "`multiplier` grows each wait: from 1 (constant) to 100, found {}",
                     self.multiplier
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err((
+                "jitter",
+                format!(
+                    "`jitter` is the randomised share of each wait, from 0 (none) to 1 (full jitter), found {}",
+                    self.jitter
                 ),
             ));
         }
@@ -70,7 +87,7 @@ impl Backoff {
     pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.failures = self.failures.saturating_add(1);
-        ceiling.mul_f64(self.rng.f64())
+        ceiling.mul_f64(1.0 - self.config.jitter * self.rng.f64())
     }
 
     /// A success: the next failure starts from `initial` again.
@@ -89,9 +106,25 @@ mod tests {
                 initial: HumanDuration(Duration::from_millis(100)),
                 max: HumanDuration(Duration::from_secs(2)),
                 multiplier: 2.0,
+                jitter: 1.0,
             },
             7,
         )
+    }
+
+    #[test]
+    fn a_jitter_fraction_keeps_waits_near_the_ceiling() {
+        let mut b = backoff();
+        b.config.jitter = 0.2;
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        for _ in 0..1000 {
+            let delay = b.next_delay().as_millis();
+            assert!((1600..=2000).contains(&delay), "{delay} ms");
+        }
+        b.config.jitter = 0.0;
+        assert_eq!(b.next_delay(), Duration::from_secs(2));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -37,6 +37,9 @@ pub(crate) struct MinerChannel {
     origin: Arc<(Scheme, Authority)>,
     /// Calls under way (sent, and their answer not read to its end).
     active: Arc<AtomicUsize>,
+    /// Set when the miner left a keepalive ping unanswered and the connection was
+    /// closed for it: its calls then fail for that reason.
+    silent: Arc<AtomicBool>,
 }
 
 impl MinerChannel {
@@ -51,18 +54,25 @@ impl MinerChannel {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let active = Arc::new(AtomicUsize::new(0));
+        let silent = Arc::new(AtomicBool::new(false));
         let driven = drive(
             connection,
             keepalive.clone(),
-            active.clone(),
+            (active.clone(), silent.clone()),
             authority.clone(),
         );
         let channel = MinerChannel {
             send,
             origin: Arc::new((scheme, authority)),
             active,
+            silent,
         };
         (channel, driven)
+    }
+
+    /// Whether the connection was closed because the miner answered no keepalive ping.
+    pub(crate) fn went_silent(&self) -> bool {
+        self.silent.load(Relaxed)
     }
 }
 
@@ -203,7 +213,7 @@ impl Drop for Active {
 async fn drive<T>(
     mut connection: Connection<T, Bytes>,
     keepalive: KeepaliveConfig,
-    active: Arc<AtomicUsize>,
+    (active, silent): (Arc<AtomicUsize>, Arc<AtomicBool>),
     miner: Authority,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -233,8 +243,9 @@ async fn drive<T>(
                 tracing::debug!(%miner, error = %chain(&e), "connection to the miner ended");
             }
         }
-        silent = pinging => {
-            tracing::debug!(%miner, ?silent, "the miner answered no keepalive ping: closing its connection");
+        waited = pinging => {
+            silent.store(true, Relaxed);
+            tracing::debug!(%miner, ?waited, "the miner answered no keepalive ping: closing its connection");
         }
     }
 }

@@ -150,6 +150,13 @@ impl MinerTask {
                             m,
                             shared.config.backoff.max.0,
                         ),
+                        // An open breaker is the wait: it is waited out at the top.
+                        Failure::Offline(StatusCode::BreakerOpen, m) => (
+                            MinerState::Offline,
+                            StatusCode::BreakerOpen,
+                            m,
+                            Duration::ZERO,
+                        ),
                         Failure::Offline(code, m) => {
                             let delay = self.backoff.next_delay();
                             shared.stats.backoff(BackoffKind::Reconnect, delay);
@@ -224,6 +231,9 @@ impl MinerTask {
                         return Ok(End::Stopped);
                     };
                     if let Some((answers, errors)) = asked {
+                        if conn.channel.went_silent() {
+                            return Err(self.keepalive_failure());
+                        }
                         self.record(answers, errors)?;
                         self.refresh();
                     }
@@ -259,6 +269,9 @@ impl MinerTask {
                         let Some(conn) = connection.as_ref() else {
                             return Err(Failure::Offline(code, why));
                         };
+                        if conn.channel.went_silent() {
+                            return Err(self.keepalive_failure());
+                        }
                         let client = self.client(conn);
                         let Some(reopened) = stop.run_until_cancelled(client.status_stream()).await else {
                             return Ok(End::Stopped);
@@ -399,9 +412,6 @@ impl MinerTask {
         {
             return Err(self.failure(errors.swap_remove(auth)));
         }
-        if !answered && !errors.is_empty() && errors.iter().all(CallError::transient) {
-            return Err(self.failure(errors.swap_remove(0)));
-        }
         let now = std::time::Instant::now();
         let outcomes = std::iter::repeat_n(false, calls_answered)
             .chain(errors.iter().map(CallError::transient));
@@ -416,6 +426,9 @@ impl MinerTask {
                     self.shared.config.breaker.open_for.0
                 )));
             }
+        }
+        if !answered && !errors.is_empty() && errors.iter().all(CallError::transient) {
+            return Err(self.failure(errors.swap_remove(0)));
         }
         self.poll_problem = errors.first().map(|first| {
             let calls: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -515,6 +528,18 @@ impl MinerTask {
                 }
             }
         }
+    }
+
+    /// The connection was closed because the miner left a keepalive ping unanswered.
+    fn keepalive_failure(&self) -> Failure {
+        let keepalive = &self.shared.config.keepalive;
+        Failure::Offline(
+            StatusCode::Timeout,
+            format!(
+                "the miner at {} answered no keepalive ping within {:?} (one every {:?}): it accepts connections but does not answer (hung, overloaded, or a link that drops packets)",
+                self.target.address, keepalive.timeout.0, keepalive.interval.0
+            ),
+        )
     }
 
     fn connect_message(&self, error: &DialError) -> String {

@@ -53,6 +53,10 @@ impl Method {
         )
     }
 
+    fn named(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::GetApiVersion => "GetApiVersion",
@@ -199,6 +203,17 @@ impl PoolStats {
     /// Calls of `method` that ended with gRPC status `code` (0..=16).
     pub(crate) fn calls(&self, method: Method, code: usize) -> u64 {
         self.calls[method as usize][code].load(Relaxed)
+    }
+
+    /// Attempts of the call named `method` (as the API names it, `GetMinerStats`)
+    /// that ended with `code`; 0 for a name that is not a call the source makes.
+    pub fn attempts_of(&self, method: &str, code: Code) -> u64 {
+        Method::named(method).map_or(0, |m| self.calls(m, (code as usize).min(CODES - 1)))
+    }
+
+    /// Retries of the call named `method`.
+    pub fn retries_of(&self, method: &str) -> u64 {
+        Method::named(method).map_or(0, |m| self.retries(m))
     }
 
     pub(crate) fn latency(&self, method: Method) -> &LatencyHistogram {
