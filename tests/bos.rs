@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use rigtap::sim::faults::{FaultKind, FaultRule};
+use rigtap::sim::faults::FaultKind;
 use rigtap::sim::{Fleet, SimTls};
 use rigtap::toolkit::sample::{MinerState, SampleKind};
 
 use support::collector::{
     collect, expect_samples_from_every_miner, ids, in_state, miners_with, states_reported,
 };
-use support::sim_config;
+use support::{fault, sim_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_miner_streams_and_polls_over_one_connection() {
@@ -195,7 +195,7 @@ async fn a_reconnect_storm_never_exceeds_the_connect_governor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_streams_are_detected_and_reopened() {
     let mut config = sim_config(4);
-    config.faults = vec![rule(FaultKind::Stall, &[0, 1])];
+    config.faults = vec![fault(FaultKind::Stall, &[0, 1])];
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(
         &fleet,
@@ -225,18 +225,6 @@ async fn stalled_streams_are_detected_and_reopened() {
         .await;
     assert!(collector.stats.stream_reopens.load(Relaxed) >= 4);
     collector.stop().await;
-}
-
-fn rule(kind: FaultKind, miners: &[usize]) -> FaultRule {
-    FaultRule {
-        kind,
-        fraction: None,
-        miners: miners.to_vec(),
-        probability: 1.0,
-        delay: None,
-        after: None,
-        limit: None,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,7 +376,7 @@ async fn offline_message(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_firmware_is_reported_as_unsupported_and_gzip_works() {
     let mut config = sim_config(2);
-    config.faults = vec![rule(FaultKind::OldApi, &[1])];
+    config.faults = vec![fault(FaultKind::OldApi, &[1])];
     let fleet = Fleet::start(config).await.unwrap();
     // Compressed both ways, which the simulator accepts.
     let mut collector = collect(&fleet, "interval: 500ms\ncompression: gzip");
@@ -490,7 +478,7 @@ async fn connections_are_recycled_after_their_ttl_without_a_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_breaker_makes_no_connection_attempts() {
     let mut config = sim_config(1);
-    config.faults = vec![rule(FaultKind::Refuse, &[0])];
+    config.faults = vec![fault(FaultKind::Refuse, &[0])];
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(
         &fleet,

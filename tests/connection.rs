@@ -18,8 +18,10 @@ use rigtap::sim::Fleet;
 use rigtap::toolkit::sample::{MinerState, Sample, SampleKind, StatusCode};
 use tonic::Code;
 
-use support::collector::{collect, collect_inventory, ids, in_state, miners_with};
-use support::sim_config;
+use support::collector::{
+    collect, collect_inventory, collect_until_polled, ids, in_state, miners_with,
+};
+use support::{fault, sim_config};
 
 /// The unary calls a poll makes.
 const POLLS: [&str; 5] = [
@@ -29,18 +31,6 @@ const POLLS: [&str; 5] = [
     "GetCoolingState",
     "GetPoolGroups",
 ];
-
-fn rule(kind: FaultKind, miners: &[usize]) -> FaultRule {
-    FaultRule {
-        kind,
-        fraction: None,
-        miners: miners.to_vec(),
-        probability: 1.0,
-        delay: None,
-        after: None,
-        limit: None,
-    }
-}
 
 /// The status samples of `miner` (0-based), in order.
 fn statuses(samples: &[Sample], miner: usize) -> Vec<&Sample> {
@@ -56,7 +46,7 @@ async fn a_slow_miner_times_out_at_its_deadline_and_the_others_keep_their_schedu
     let mut config = sim_config(6);
     config.faults = vec![FaultRule {
         delay: Some("2s".parse().unwrap()),
-        ..rule(FaultKind::Slow, &[0, 1])
+        ..fault(FaultKind::Slow, &[0, 1])
     }];
     let fleet = Fleet::start(config).await.unwrap();
     let mut collector = collect(
@@ -130,7 +120,7 @@ async fn failed_calls_are_retried_and_fail_at_the_rate_three_tries_predict() {
     config.faults = vec![FaultRule {
         probability: 0.5,
         fraction: Some(1.0),
-        ..rule(FaultKind::Unavailable, &[])
+        ..fault(FaultKind::Unavailable, &[])
     }];
     let fleet = Fleet::start(config).await.unwrap();
     // Poll-only, so no status stream opening ends a session; the per-miner governor
@@ -402,19 +392,8 @@ async fn keepalive_finds_a_miner_that_stopped_answering_and_it_comes_back() {
 async fn compression_is_what_the_miners_receive_and_send() {
     let (gzip, plain) = tokio::join!(Fleet::start(sim_config(3)), Fleet::start(sim_config(3)));
     let (gzip, plain) = (gzip.unwrap(), plain.unwrap());
-    for (fleet, compression) in [(&gzip, "gzip"), (&plain, "none")] {
-        let mut collector = collect(
-            fleet,
-            &format!("interval: 500ms\ncompression: {compression}"),
-        );
-        let mut seen = Vec::new();
-        collector
-            .until(Duration::from_secs(15), &mut seen, |_| {
-                (0..3).all(|i| fleet.calls(i).of("GetMinerStats") >= 3)
-            })
-            .await;
-        collector.stop().await;
-    }
+    collect_until_polled(&gzip, "interval: 500ms\ncompression: gzip", 3).await;
+    collect_until_polled(&plain, "interval: 500ms\ncompression: none", 3).await;
     for i in 0..3 {
         let (calls, plain_calls) = (gzip.calls(i), plain.calls(i));
         let total = calls.total();
@@ -436,7 +415,7 @@ async fn compression_is_what_the_miners_receive_and_send() {
 async fn an_answer_above_max_message_size_is_a_bad_answer_and_below_it_is_read() {
     let mut config = sim_config(2);
     // Miner 1's hashboard answer is about 6 MiB.
-    config.faults = vec![rule(FaultKind::Oversized, &[1])];
+    config.faults = vec![fault(FaultKind::Oversized, &[1])];
     let fleet = Fleet::start(config).await.unwrap();
     for (limit, readable) in [("4MiB", false), ("16MiB", true)] {
         let mut collector = collect(
@@ -477,19 +456,9 @@ async fn an_answer_above_max_message_size_is_a_bad_answer_and_below_it_is_read()
 async fn idle_timeout_zero_keeps_parked_channels_open() {
     let (kept, closed) = tokio::join!(Fleet::start(sim_config(3)), Fleet::start(sim_config(3)));
     let (kept, closed) = (kept.unwrap(), closed.unwrap());
-    for (fleet, idle_timeout) in [(&kept, "0s"), (&closed, "100ms")] {
-        let mut collector = collect(
-            fleet,
-            &format!("interval: 600ms\nstream: false\nidle_timeout: {idle_timeout}"),
-        );
-        let mut seen = Vec::new();
-        collector
-            .until(Duration::from_secs(20), &mut seen, |_| {
-                (0..3).all(|i| fleet.calls(i).of("GetMinerStats") >= 5)
-            })
-            .await;
-        collector.stop().await;
-    }
+    let poll_only = "interval: 600ms\nstream: false\nidle_timeout:";
+    collect_until_polled(&kept, &format!("{poll_only} 0s"), 5).await;
+    collect_until_polled(&closed, &format!("{poll_only} 100ms"), 5).await;
     for i in 0..3 {
         assert_eq!(
             kept.counters(i).accepted.load(Relaxed),
@@ -509,7 +478,7 @@ async fn the_breaker_opens_on_a_failure_rate_and_makes_no_calls_while_open() {
     let mut config = sim_config(1);
     config.faults = vec![FaultRule {
         probability: 0.7,
-        ..rule(FaultKind::Unavailable, &[0])
+        ..fault(FaultKind::Unavailable, &[0])
     }];
     let fleet = Fleet::start(config).await.unwrap();
     // Some calls of nearly every poll answer, so no session fails as a whole; the

@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rigtap::sim::faults::{FaultKind, FaultRule};
+use rigtap::sim::faults::FaultKind;
 use rigtap::sim::{Fleet, SimConfig, SimTls};
 use rigtap::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
 use rigtap::toolkit::proto::bos::v1 as api;
@@ -14,6 +14,7 @@ use rigtap::toolkit::proto::bos::ApiVersionRequest;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
 
+use support::fault;
 use support::pki::pki;
 
 use api::authentication_service_client::AuthenticationServiceClient;
@@ -289,18 +290,6 @@ async fn tls_and_mtls_handshakes() {
     assert!(without_cert, "mTLS refuses a client without a certificate");
 }
 
-fn rule(kind: FaultKind, miner: usize) -> FaultRule {
-    FaultRule {
-        kind,
-        fraction: None,
-        miners: vec![miner],
-        probability: 1.0,
-        delay: None,
-        after: None,
-        limit: None,
-    }
-}
-
 /// Connects, logs in, and opens the status stream of the miner at `addr`.
 async fn status_stream(addr: SocketAddr) -> tonic::Streaming<api::GetMinerStatusResponse> {
     let ch = channel(addr).await.unwrap();
@@ -339,7 +328,11 @@ async fn each_fault_is_seen_by_the_client() {
         OldApi,
     ];
     let mut cfg = config(kinds.len());
-    cfg.faults = kinds.iter().enumerate().map(|(i, k)| rule(*k, i)).collect();
+    cfg.faults = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| fault(*k, &[i]))
+        .collect();
     cfg.faults[4].delay = Some("1s".parse().unwrap());
     cfg.faults[8].after = Some("300ms".parse().unwrap());
     let fleet = Fleet::start(cfg).await.unwrap();

@@ -159,6 +159,19 @@ pub fn ids(range: std::ops::Range<usize>) -> BTreeSet<String> {
     range.map(|i| format!("sim-{i:05}")).collect()
 }
 
+/// Collects from `fleet` with `settings` until each of its miners has been asked
+/// `GetMinerStats` `polls` times, then stops.
+pub async fn collect_until_polled(fleet: &Fleet, settings: &str, polls: u64) {
+    let mut collector = collect(fleet, settings);
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(20), &mut seen, |_| {
+            (0..fleet.len()).all(|i| fleet.calls(i).of("GetMinerStats") >= polls)
+        })
+        .await;
+    collector.stop().await;
+}
+
 /// Collects from `fleet` with `settings` until each of its `miners` has sent a
 /// `kind: miner` sample, then stops.
 pub async fn expect_samples_from_every_miner(fleet: &Fleet, settings: &str, miners: usize) {

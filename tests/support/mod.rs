@@ -33,6 +33,22 @@ pub fn sim_config(miners: usize) -> rigtap::sim::SimConfig {
     }
 }
 
+/// A fault on the simulated `miners` (0-based), on every call.
+pub fn fault(
+    kind: rigtap::sim::faults::FaultKind,
+    miners: &[usize],
+) -> rigtap::sim::faults::FaultRule {
+    rigtap::sim::faults::FaultRule {
+        kind,
+        fraction: None,
+        miners: miners.to_vec(),
+        probability: 1.0,
+        delay: None,
+        after: None,
+        limit: None,
+    }
+}
+
 pub struct Rigtap {
     pub child: Child,
     pub stdout: Option<BufReader<ChildStdout>>,
