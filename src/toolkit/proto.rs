@@ -61,9 +61,120 @@ pub mod rigtap {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use prost::Message;
+    use prost_types::field_descriptor_proto::Label;
+    use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorSet};
 
     use super::bos::v1::GetMinerDetailsResponse;
+
+    /// The protos build.rs compiled, as descriptors.
+    const OURS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+    /// braiins/bos-plus-api's interface, one fact a line (tests/py/reference_facts.py).
+    const REFERENCE: &str = include_str!("../../tests/data/bos-plus-api-1.11.0.facts");
+
+    /// The facts of our miner API protos, in the form tests/py/reference_facts.py
+    /// writes the reference's.
+    fn our_facts() -> BTreeSet<String> {
+        fn message(prefix: &str, m: &DescriptorProto, out: &mut BTreeSet<String>) {
+            let name = format!("{prefix}.{}", m.name());
+            out.insert(format!("message {name}"));
+            for f in &m.field {
+                let kind = match f.type_name() {
+                    "" => f.r#type().as_str_name()["TYPE_".len()..].to_ascii_lowercase(),
+                    named => named.to_string(),
+                };
+                let repeated = if f.label() == Label::Repeated {
+                    " repeated"
+                } else {
+                    ""
+                };
+                out.insert(format!(
+                    "field {name} {} {} {kind}{repeated}",
+                    f.number(),
+                    f.name()
+                ));
+            }
+            for nested in &m.nested_type {
+                message(&name, nested, out);
+            }
+            for e in &m.enum_type {
+                enumeration(&name, e, out);
+            }
+        }
+        fn enumeration(prefix: &str, e: &EnumDescriptorProto, out: &mut BTreeSet<String>) {
+            for v in &e.value {
+                out.insert(format!(
+                    "enum {prefix}.{} {} {}",
+                    e.name(),
+                    v.number(),
+                    v.name()
+                ));
+            }
+        }
+        let set = FileDescriptorSet::decode(OURS).expect("build.rs wrote descriptors");
+        let mut facts = BTreeSet::new();
+        for file in set
+            .file
+            .iter()
+            .filter(|f| f.package().starts_with("braiins."))
+        {
+            let package = format!(".{}", file.package());
+            for m in &file.message_type {
+                message(&package, m, &mut facts);
+            }
+            for e in &file.enum_type {
+                enumeration(&package, e, &mut facts);
+            }
+            for service in &file.service {
+                for m in &service.method {
+                    let stream = |yes: bool| if yes { "stream " } else { "" };
+                    facts.insert(format!(
+                        "rpc {package}.{}/{} {}{} -> {}{}",
+                        service.name(),
+                        m.name(),
+                        stream(m.client_streaming()),
+                        m.input_type(),
+                        stream(m.server_streaming()),
+                        m.output_type()
+                    ));
+                }
+            }
+        }
+        facts
+    }
+
+    /// Every message, field (number, name, type), enum value and rpc rigtap declares
+    /// is as braiins/bos-plus-api 1.11.0 declares it: a mismatch is a miner whose
+    /// answers fail to decode, or decode into the wrong field.
+    #[test]
+    fn the_miner_api_agrees_with_the_reference() {
+        let reference: BTreeSet<&str> = REFERENCE
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        let ours = our_facts();
+        assert!(
+            ours.len() > 150,
+            "{} facts: the protos were read",
+            ours.len()
+        );
+        let differ: Vec<&String> = ours
+            .iter()
+            .filter(|fact| !reference.contains(fact.as_str()))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "declared here, not so in the reference:\n{}",
+            differ
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 
     /// A miner that still fills the deprecated `system_uptime = 8` sends it as a varint
     /// (uint64 in braiins/bos-plus-api); a string here made every `GetMinerDetails`
