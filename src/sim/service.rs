@@ -254,6 +254,8 @@ impl api::miner_service_server::MinerService for SimMiner {
                     temperature: celsius(board.chip_temp_c),
                 }),
                 board_temp: celsius(board.board_temp_c),
+                lowest_water_inlet_temp: board.water_c.and_then(|(inlet, _)| celsius(inlet)),
+                highest_water_outlet_temp: board.water_c.and_then(|(_, outlet)| celsius(outlet)),
                 stats: Some(api::WorkSolverStats {
                     real_hashrate: real_hashrate(board.hashrate_ghs),
                     nominal_hashrate: ghs(model.nominal_ghs / f64::from(model.boards)),

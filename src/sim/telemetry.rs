@@ -16,10 +16,13 @@ pub struct Model {
     pub frequency_mhz: f64,
     pub(crate) voltage_v: f64,
     pub fans: u32,
+    /// Water-cooled: no fans; its boards report water inlet and outlet temperatures.
+    pub hydro: bool,
 }
 
-/// The models a simulated fleet is drawn from (figures of the public spec sheets).
-pub(crate) const MODELS: [Model; 3] = [
+/// The models a simulated fleet is drawn from (hashrate and power from the public spec
+/// sheets; chips, frequency and voltage illustrative).
+pub(crate) const MODELS: [Model; 4] = [
     Model {
         name: "Antminer S21 Pro",
         nominal_ghs: 247_000.0,
@@ -29,6 +32,7 @@ pub(crate) const MODELS: [Model; 3] = [
         frequency_mhz: 626.0,
         voltage_v: 13.7,
         fans: 4,
+        hydro: false,
     },
     Model {
         name: "Antminer S21",
@@ -39,6 +43,7 @@ pub(crate) const MODELS: [Model; 3] = [
         frequency_mhz: 490.0,
         voltage_v: 13.2,
         fans: 4,
+        hydro: false,
     },
     Model {
         name: "Antminer S19j Pro",
@@ -49,6 +54,18 @@ pub(crate) const MODELS: [Model; 3] = [
         frequency_mhz: 525.0,
         voltage_v: 13.8,
         fans: 4,
+        hydro: false,
+    },
+    Model {
+        name: "Antminer S21 XP Hydro",
+        nominal_ghs: 473_000.0,
+        power_w: 5_676.0,
+        boards: 3,
+        chips_per_board: 156,
+        frequency_mhz: 560.0,
+        voltage_v: 14.2,
+        fans: 0,
+        hydro: true,
     },
 ];
 
@@ -62,6 +79,8 @@ pub(crate) struct BoardState {
     pub(crate) hashrate_ghs: f64,
     pub(crate) chip_temp_c: f64,
     pub(crate) board_temp_c: f64,
+    /// Hydro models: the water's temperature into and out of the board.
+    pub(crate) water_c: Option<(f64, f64)>,
 }
 
 /// The whole miner at one moment.
@@ -115,6 +134,11 @@ pub(crate) fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration
                 // Chips run 60-80 °C and follow load; an idle board cools to the inlet.
                 chip_temp_c: 28.0 + 45.0 * load + 4.0 * rng.f64(),
                 board_temp_c: 26.0 + 32.0 * load + 3.0 * rng.f64(),
+                // Inlet 30-35 °C; the water leaves 5-10 °C warmer under load.
+                water_c: model.hydro.then(|| {
+                    let inlet = 30.0 + 5.0 * rng.f64();
+                    (inlet, inlet + 0.5 + 8.0 * load + rng.f64())
+                }),
             }
         })
         .collect();

@@ -180,6 +180,12 @@ pub struct Sample {
     pub temp_chip_c: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) temp_board_c: Option<f64>,
+    /// Hydro miners: the coolest water inlet (of a board, or of all boards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temp_water_in_c: Option<f64>,
+    /// Hydro miners: the warmest water outlet (of a board, or of all boards).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temp_water_out_c: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fan_rpm: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,6 +239,8 @@ impl Sample {
             efficiency_jth: None,
             temp_chip_c: None,
             temp_board_c: None,
+            temp_water_in_c: None,
+            temp_water_out_c: None,
             fan_rpm: None,
             frequency_mhz: None,
             voltage_v: None,
@@ -283,6 +291,8 @@ pub(crate) fn number_field(name: &str) -> Option<NumberField> {
         "efficiency_jth" => |s| s.efficiency_jth,
         "temp_chip_c" => |s| s.temp_chip_c,
         "temp_board_c" => |s| s.temp_board_c,
+        "temp_water_in_c" => |s| s.temp_water_in_c,
+        "temp_water_out_c" => |s| s.temp_water_out_c,
         "fan_rpm" => |s| s.fan_rpm,
         "frequency_mhz" => |s| s.frequency_mhz,
         "voltage_v" => |s| s.voltage_v,
@@ -310,6 +320,8 @@ pub(crate) fn float_field_mut(name: &str) -> Option<FloatFieldMut> {
         "efficiency_jth" => |s| &mut s.efficiency_jth,
         "temp_chip_c" => |s| &mut s.temp_chip_c,
         "temp_board_c" => |s| &mut s.temp_board_c,
+        "temp_water_in_c" => |s| &mut s.temp_water_in_c,
+        "temp_water_out_c" => |s| &mut s.temp_water_out_c,
         "fan_rpm" => |s| &mut s.fan_rpm,
         "frequency_mhz" => |s| &mut s.frequency_mhz,
         "voltage_v" => |s| &mut s.voltage_v,
@@ -331,7 +343,7 @@ pub(crate) fn text_field(name: &str) -> Option<TextField> {
 }
 
 /// The names of the fixed columns, in schema order. Label names must not collide.
-pub(crate) const FIXED_COLUMNS: [&str; 25] = [
+pub(crate) const FIXED_COLUMNS: [&str; 27] = [
     "timestamp",
     "kind",
     "miner_id",
@@ -346,6 +358,8 @@ pub(crate) const FIXED_COLUMNS: [&str; 25] = [
     "efficiency_jth",
     "temp_chip_c",
     "temp_board_c",
+    "temp_water_in_c",
+    "temp_water_out_c",
     "fan_rpm",
     "frequency_mhz",
     "voltage_v",
@@ -384,6 +398,8 @@ pub(crate) fn arrow_schema(labels: &[String]) -> Schema {
         f64_col("efficiency_jth"),
         f64_col("temp_chip_c"),
         f64_col("temp_board_c"),
+        f64_col("temp_water_in_c"),
+        f64_col("temp_water_out_c"),
         f64_col("fan_rpm"),
         f64_col("frequency_mhz"),
         f64_col("voltage_v"),

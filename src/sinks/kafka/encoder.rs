@@ -140,6 +140,8 @@ pub(crate) fn to_proto(s: &Sample) -> pb::Sample {
         efficiency_jth: s.efficiency_jth,
         temp_chip_c: s.temp_chip_c,
         temp_board_c: s.temp_board_c,
+        temp_water_in_c: s.temp_water_in_c,
+        temp_water_out_c: s.temp_water_out_c,
         fan_rpm: s.fan_rpm,
         frequency_mhz: s.frequency_mhz,
         voltage_v: s.voltage_v,

@@ -65,6 +65,10 @@ fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
     values.fold(None, |best, v| Some(best.map_or(v, |b: f64| b.max(v))))
 }
 
+fn min(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values.fold(None, |best, v| Some(best.map_or(v, |b: f64| b.min(v))))
+}
+
 /// The samples of one poll, all stamped `at`; none when every call failed.
 pub fn samples(
     target: &Target,
@@ -146,6 +150,12 @@ pub fn samples(
         miner.temp_board_c = max(boards
             .iter()
             .filter_map(|b| b.board_temp.as_ref().map(|t| t.degree_c)));
+        miner.temp_water_in_c = min(boards
+            .iter()
+            .filter_map(|b| b.lowest_water_inlet_temp.as_ref().map(|t| t.degree_c)));
+        miner.temp_water_out_c = max(boards
+            .iter()
+            .filter_map(|b| b.highest_water_outlet_temp.as_ref().map(|t| t.degree_c)));
         let chips: Vec<u32> = boards.iter().filter_map(|b| b.chips_count).collect();
         miner.chips =
             (!chips.is_empty()).then(|| chips.iter().fold(0u32, |sum, n| sum.saturating_add(*n)));
@@ -164,6 +174,8 @@ pub fn samples(
             .and_then(|s| s.nominal_hashrate.as_ref()));
         sample.temp_chip_c = celsius(board.highest_chip_temp.as_ref());
         sample.temp_board_c = board.board_temp.as_ref().map(|t| t.degree_c);
+        sample.temp_water_in_c = board.lowest_water_inlet_temp.as_ref().map(|t| t.degree_c);
+        sample.temp_water_out_c = board.highest_water_outlet_temp.as_ref().map(|t| t.degree_c);
         sample.frequency_mhz = board.current_frequency.as_ref().map(|f| f.hertz / 1e6);
         sample.voltage_v = board.current_voltage.as_ref().map(|v| v.volt);
         sample.chips = board.chips_count;
@@ -212,6 +224,8 @@ mod tests {
                     chips_count: Some(65),
                     current_frequency: Some(api::Frequency { hertz: 626e6 }),
                     board_temp: Some(api::Temperature { degree_c: 55.0 }),
+                    lowest_water_inlet_temp: Some(api::Temperature { degree_c: 31.5 }),
+                    highest_water_outlet_temp: Some(api::Temperature { degree_c: 39.0 }),
                     ..Default::default()
                 }],
             }),
@@ -237,6 +251,15 @@ mod tests {
         let board = &samples[1];
         assert_eq!((board.kind, board.board), (SampleKind::Board, Some(2)));
         assert_eq!(board.frequency_mhz, Some(626.0));
+        assert_eq!(
+            (board.temp_water_in_c, board.temp_water_out_c),
+            (Some(31.5), Some(39.0)),
+            "a hydro board's water"
+        );
+        assert_eq!(
+            (miner.temp_water_in_c, miner.temp_water_out_c),
+            (Some(31.5), Some(39.0))
+        );
         assert_eq!(board.hashrate_ths, None);
     }
 

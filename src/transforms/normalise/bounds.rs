@@ -19,13 +19,16 @@ impl Bound {
 
 /// The defaults: generous for any ASIC made so far, far from what a broken sensor or a
 /// unit mix-up produces (a GH/s value read as TH/s is 1,000 times too big).
-pub(super) const DEFAULTS: [(&str, [f64; 2]); 9] = [
+pub(super) const DEFAULTS: [(&str, [f64; 2]); 11] = [
     ("hashrate_ths", [0.0, 2_000.0]),
     ("hashrate_nominal_ths", [0.0, 2_000.0]),
     ("power_w", [0.0, 20_000.0]),
     ("efficiency_jth", [1.0, 500.0]),
     ("temp_chip_c", [-40.0, 150.0]),
     ("temp_board_c", [-40.0, 150.0]),
+    // Liquid water, with room for a sensor at either end of a hydro loop.
+    ("temp_water_in_c", [-20.0, 110.0]),
+    ("temp_water_out_c", [-20.0, 110.0]),
     ("fan_rpm", [0.0, 30_000.0]),
     ("frequency_mhz", [0.0, 5_000.0]),
     ("voltage_v", [0.0, 100.0]),
@@ -86,6 +89,8 @@ mod tests {
             ("efficiency_jth", 14.07),
             ("temp_chip_c", 78.0),
             ("temp_board_c", 55.0),
+            ("temp_water_in_c", 32.0),
+            ("temp_water_out_c", 40.0),
             ("fan_rpm", 5900.0),
             ("frequency_mhz", 626.0),
             ("voltage_v", 13.7),
@@ -102,7 +107,7 @@ mod tests {
             assert!(!bound.admits(f64::NAN), "{name} NaN");
             assert!(!bound.admits(f64::INFINITY), "{name} inf");
             assert!(
-                !bound.admits(-1.0) || *name == "temp_chip_c" || *name == "temp_board_c",
+                !bound.admits(-1.0) || name.starts_with("temp_"),
                 "{name} negative"
             );
             assert!(
