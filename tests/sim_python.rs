@@ -62,6 +62,15 @@ async fn grpcio_client_decodes_every_call() {
     assert_eq!(got["fans"].as_array().unwrap().len(), model.fans as usize);
     assert_eq!(got["pool_url"], "stratum+tcp://pool.example:3333");
     assert_eq!(got["backup_alive"], false);
+    assert_eq!(got["every_pool_has_stats"], true, "the backup pool too");
+    assert_eq!(
+        got["bos_version"],
+        serde_json::json!(["2026-05-18", "0", "5c8f0e1a", "26.05"])
+    );
+    assert_eq!(got["bos_major"], "26.05");
+    assert_eq!(got["tuner_state"], "TUNER_STATE_STABLE");
+    assert_eq!(got["tuner_target_w"], model.power_w as u64);
+    assert_eq!(got["locate_enabled"], false);
     assert_eq!(got["power_target_w"], model.power_w as u64);
     drop(fleet);
 }

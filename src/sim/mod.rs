@@ -28,6 +28,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::toolkit::inventory::{self, InventoryRow};
 use crate::toolkit::proto::bos::api_version_service_server::ApiVersionServiceServer;
+use crate::toolkit::proto::bos::v1::actions_service_server::ActionsServiceServer;
 use crate::toolkit::proto::bos::v1::authentication_service_server::AuthenticationServiceServer;
 use crate::toolkit::proto::bos::v1::cooling_service_server::CoolingServiceServer;
 use crate::toolkit::proto::bos::v1::miner_service_server::MinerServiceServer;
@@ -262,7 +263,8 @@ impl Fleet {
             .add_service(gzip!(MinerServiceServer::new(service.clone())))
             .add_service(gzip!(CoolingServiceServer::new(service.clone())))
             .add_service(gzip!(PoolServiceServer::new(service.clone())))
-            .add_service(gzip!(PerformanceServiceServer::new(service)));
+            .add_service(gzip!(PerformanceServiceServer::new(service.clone())))
+            .add_service(gzip!(ActionsServiceServer::new(service)));
         miner.kill = CancellationToken::new();
         let connections = incoming(
             listener,

@@ -15,6 +15,9 @@ use super::telemetry::{snapshot, Model, Snapshot};
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{self as bos_root, ApiVersion, ApiVersionRequest};
 
+/// The firmware version the simulated miners report, in Braiins OS's own format.
+pub const BOS_VERSION: &str = "2026-05-18-0-5c8f0e1a-26.05-plus";
+
 /// Everything one simulated miner knows.
 pub(crate) struct MinerShared {
     pub index: usize,
@@ -179,8 +182,9 @@ impl api::miner_service_server::MinerService for SimMiner {
                 miner_model: model.name.into(),
                 ..Default::default()
             }),
+            // As the firmware writes it: <build date>-<n>-<commit>-<version>-plus.
             bos_version: Some(api::BosVersion {
-                current: "26.05-plus".into(),
+                current: BOS_VERSION.into(),
                 major: "26.05".into(),
                 bos_plus: true,
             }),
@@ -339,12 +343,15 @@ impl api::pool_service_server::PoolService for SimMiner {
                         active: true,
                         stats: Some(pool_stats(&state)),
                     },
+                    // A backup pool not in use has its stats all the same, at zero.
                     api::Pool {
                         uid: "pool-2".into(),
                         url: "stratum+tcp://backup.example:3333".into(),
                         user: worker,
                         enabled: true,
-                        ..Default::default()
+                        alive: false,
+                        active: false,
+                        stats: Some(api::PoolStats::default()),
                     },
                 ],
             }],
@@ -353,7 +360,52 @@ impl api::pool_service_server::PoolService for SimMiner {
 }
 
 #[tonic::async_trait]
+impl api::actions_service_server::ActionsService for SimMiner {
+    async fn get_locate_device_status(
+        &self,
+        request: Request<api::GetLocateDeviceStatusRequest>,
+    ) -> Result<Response<api::LocateDeviceStatusResponse>, Status> {
+        self.0.enter(&request).await?;
+        Ok(Response::new(api::LocateDeviceStatusResponse {
+            enabled: false,
+        }))
+    }
+}
+
+#[tonic::async_trait]
 impl api::performance_service_server::PerformanceService for SimMiner {
+    async fn get_tuner_state(
+        &self,
+        request: Request<api::GetTunerStateRequest>,
+    ) -> Result<Response<api::GetTunerStateResponse>, Status> {
+        let state = self.0.enter(&request).await?;
+        let target = Some(api::Power {
+            watt: self.0.model.power_w as u64,
+        });
+        let tuned = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(Duration::from_secs(state.uptime_s));
+        use api::get_tuner_state_response::ModeState;
+        Ok(Response::new(api::GetTunerStateResponse {
+            overall_tuner_state: api::TunerState::Stable as i32,
+            mode_state: Some(ModeState::PowerTargetModeState(api::PowerTargetModeState {
+                profile: Some(api::PowerTargetProfile {
+                    created: Some(prost_types::Timestamp {
+                        seconds: tuned.as_secs() as i64,
+                        nanos: 0,
+                    }),
+                    target,
+                    measured_hashrate: ghs(self.0.model.nominal_ghs),
+                    estimated_power_consumption: Some(api::Power {
+                        watt: state.power_w as u64,
+                    }),
+                }),
+                current_target: target,
+            })),
+        }))
+    }
+
     async fn get_active_performance_mode(
         &self,
         request: Request<api::GetPerformanceModeRequest>,

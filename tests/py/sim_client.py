@@ -5,6 +5,7 @@ Usage: sim_client.py ADDRESS PROTO_DIR. Prints what it decoded as one JSON objec
 import importlib.resources
 import json
 import pathlib
+import re
 import sys
 import tempfile
 
@@ -27,7 +28,8 @@ def main() -> None:
     address, proto_dir = sys.argv[1], sys.argv[2]
     sys.path.insert(0, generate_stubs(proto_dir))
     from bos import version_pb2, version_pb2_grpc
-    from bos.v1 import (authentication_pb2, authentication_pb2_grpc, cooling_pb2,
+    from bos.v1 import (actions_pb2, actions_pb2_grpc, authentication_pb2,
+                        authentication_pb2_grpc, cooling_pb2,
                         cooling_pb2_grpc, miner_pb2, miner_pb2_grpc, performance_pb2,
                         performance_pb2_grpc, pool_pb2, pool_pb2_grpc)
 
@@ -55,6 +57,11 @@ def main() -> None:
         pool_pb2.GetPoolGroupsRequest(), metadata=md, timeout=5)
     mode = performance_pb2_grpc.PerformanceServiceStub(channel).GetActivePerformanceMode(
         performance_pb2.GetPerformanceModeRequest(), metadata=md, timeout=5)
+    # What clients call after a poll.
+    performance = performance_pb2_grpc.PerformanceServiceStub(channel)
+    tuner = performance.GetTunerState(performance_pb2.GetTunerStateRequest(), metadata=md, timeout=5)
+    locate = actions_pb2_grpc.ActionsServiceStub(channel).GetLocateDeviceStatus(
+        actions_pb2.GetLocateDeviceStatusRequest(), metadata=md, timeout=5)
     stream = miner.GetMinerStatus(miner_pb2.GetMinerStatusRequest(), metadata=md, timeout=5)
     first_status = next(stream)
     stream.cancel()
@@ -84,6 +91,16 @@ def main() -> None:
         "fans": [f.rpm for f in cooling.fans],
         "pool_url": pools.pool_groups[0].pools[0].url,
         "backup_alive": pools.pool_groups[0].pools[1].alive,
+        "every_pool_has_stats": all(
+            p.HasField("stats") for g in pools.pool_groups for p in g.pools),
+        # Braiins OS writes <build date>-<n>-<commit>-<version>-plus.
+        "bos_version": re.fullmatch(
+            r"(\d{4}-\d{2}-\d{2})-(\d+)-([0-9a-f]{8})-(\d{2}\.\d{2}(?:\.\d+)?)-plus",
+            details.bos_version.current).groups(),
+        "bos_major": details.bos_version.major,
+        "tuner_state": performance_pb2.TunerState.Name(tuner.overall_tuner_state),
+        "tuner_target_w": tuner.power_target_mode_state.current_target.watt,
+        "locate_enabled": locate.enabled,
         "power_target_w": mode.tuner_mode.power_target.power_target.watt,
     }))
 
