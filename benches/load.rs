@@ -6,13 +6,15 @@
 //!
 //! ```text
 //! cargo bench --bench load -- --miners 1000,5000,10000 [--mode stream|polls|firehose]
-//!     [--sink stdout|parquet|blocked] [--partition TEMPLATE] [--budget 256MiB]
+//!     [--sink stdout|parquet|kafka|blocked] [--partition TEMPLATE] [--budget 256MiB]
 //!     [--duration 120s] [--warmup 30s] [--soak 30m] [--ceiling] [--collector PATH]
 //! ```
 //!
 //! `stream` holds every miner's status stream and polls every 10 s (the default
 //! profile); `polls` polls only; `firehose` polls every `--interval` (500 ms) with the
-//! simulator's think time removed, for throughput. `blocked` is a stdout nobody reads:
+//! simulator's think time removed, for throughput. `kafka` starts tansu (in memory, a
+//! topic of 3 partitions; needs the test venv of tests/run.sh for kafka-python, which
+//! creates the topic) and delivers to it. `blocked` is a stdout nobody reads:
 //! with it, memory must stay within the budget plus a cost per miner. `--soak` prints
 //! a row a minute. `--ceiling` also measures, in this process, what one core does with
 //! the same answers and no network: decode the protobuf, make the samples, build the
@@ -23,9 +25,13 @@
 
 #[path = "common/answers.rs"]
 mod answers;
+#[path = "../tests/support/kafka.rs"]
+mod kafka;
 #[path = "../tests/support/net.rs"]
-#[allow(dead_code)] // the ceiling needs only a free address
+#[allow(dead_code)] // the ceiling and tansu need only free addresses
 mod net;
+#[path = "../tests/support/python.rs"]
+mod python;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -169,8 +175,16 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
         .local_addr()
         .unwrap()
         .port();
+    // Kept until the run ends; stopped when dropped.
+    let tansu = (options.sink == "kafka").then(|| {
+        let tansu = kafka::Tansu::start();
+        tansu.create_topics(&["fleet"], 3);
+        tansu
+    });
+    let bootstrap = tansu.as_ref().map(kafka::Tansu::bootstrap);
     let config = dir.path().join("pipeline.yaml");
-    std::fs::write(&config, pipeline(options, &inventory, port, dir.path())).unwrap();
+    let yaml = pipeline(options, &inventory, port, dir.path(), bootstrap.as_deref());
+    std::fs::write(&config, yaml).unwrap();
     let stdout = match options.sink.as_str() {
         "blocked" => Stdio::piped(),
         _ => Stdio::null(),
@@ -279,7 +293,13 @@ fn expected_per_second(miners: usize, options: &Options) -> f64 {
     miners as f64 * 4.0 / interval
 }
 
-fn pipeline(options: &Options, inventory: &Path, port: u16, dir: &Path) -> String {
+fn pipeline(
+    options: &Options,
+    inventory: &Path,
+    port: u16,
+    dir: &Path,
+    kafka: Option<&str>,
+) -> String {
     let source = match options.mode.as_str() {
         "stream" => String::new(),
         "polls" => "    stream: false\n".into(),
@@ -302,7 +322,11 @@ fn pipeline(options: &Options, inventory: &Path, port: u16, dir: &Path) -> Strin
                 .map(|p| format!("    partition: \"{p}\"\n"))
                 .unwrap_or_default()
         ),
-        other => panic!("unknown sink {other}: stdout, parquet or blocked"),
+        "kafka" => format!(
+            "    type: kafka\n    brokers: {}\n    topic: fleet\n",
+            kafka.expect("a broker for the kafka sink")
+        ),
+        other => panic!("unknown sink {other}: stdout, parquet, kafka or blocked"),
     };
     format!(
         "memory_budget: {}\napi: {{address: 127.0.0.1:{port}}}\nsources:\n  fleet:\n    type: bos\n    profile: default\n    targets: {{inventory: {}}}\n    username: root\n    password: root\n{source}transforms:\n  clean: {{type: normalise, inputs: [fleet]}}\nsinks:\n  out:\n    inputs: [clean]\n{sink}",
