@@ -77,6 +77,7 @@ async fn a_slow_miner_times_out_at_its_deadline_and_the_others_keep_their_schedu
             "{offline:?}"
         );
         let took = (offline.timestamp - connecting.timestamp).num_milliseconds();
+        println!("miner {miner}: connecting to offline (timeout 500ms) in {took} ms");
         assert!(
             (500..800).contains(&took),
             "miner {miner}: offline {took} ms after it began connecting"
@@ -154,6 +155,7 @@ async fn failed_calls_are_retried_and_fail_at_the_rate_three_tries_predict() {
     // Each try fails with p = 0.5, so a call fails all three with 0.125; four
     // standard deviations of the binomial either side.
     let margin = 4.0 * (0.125 * 0.875 / calls).sqrt();
+    println!("{failed} of {calls} calls failed after 3 tries: {fraction:.4} (expected 0.125 ± {margin:.4})");
     assert!(
         (fraction - 0.125).abs() < margin,
         "{failed} of {calls} calls failed: {fraction:.4}, expected 0.125 ± {margin:.4}"
@@ -202,6 +204,7 @@ async fn the_fleet_wide_call_governor_holds_its_rate_on_the_wire() {
         })
         .await;
     let peak = fleet.call_rate().peak_per_second();
+    println!("fleet-wide governor 50/s: busiest second {peak} calls");
     // At most the rate plus its burst (a tenth of a second's calls), in any second;
     // and the governor is busy: the polls ask three times more.
     assert!(peak <= 55, "{peak} calls in one second, above 50/s + 5");
@@ -230,6 +233,7 @@ async fn the_per_miner_call_governor_holds_its_rate_on_the_wire() {
         .await;
     for i in 0..5 {
         let peak = fleet.calls(i).per_second.peak_per_second();
+        println!("per-miner governor 5/s: miner {i}'s busiest second {peak} calls");
         assert!(
             (4..=6).contains(&peak),
             "miner {i}: {peak} calls in its busiest second, against 5/s + a burst of 1"
@@ -278,12 +282,19 @@ async fn polls_spread_by_the_configured_jitter() {
     // jitter 0.5 of 200 ms: each wait uniform in 150..250 ms (10th percentile 160,
     // 90th 240). A sample is stamped when its answer is in, which adds a few ms.
     let (p10, p90) = (quantile(&jittered, 0.1), quantile(&jittered, 0.9));
+    println!(
+        "jitter 0.5: gaps p0 {} p10 {p10} p50 {} p90 {p90} p100 {} ms",
+        jittered[0],
+        quantile(&jittered, 0.5),
+        jittered[jittered.len() - 1]
+    );
     assert!(
         quantile(&jittered, 0.0) >= 145 && (150..175).contains(&p10) && (225..255).contains(&p90),
         "jitter 0.5: p0 {} p10 {p10} p90 {p90}",
         quantile(&jittered, 0.0)
     );
     let (p10, p90) = (quantile(&steady, 0.1), quantile(&steady, 0.9));
+    println!("jitter 0: gaps p10 {p10} p90 {p90} ms");
     assert!(
         p90 - p10 <= 20 && (195..215).contains(&p10),
         "jitter 0: p10 {p10} p90 {p90}"
@@ -364,6 +375,7 @@ async fn keepalive_finds_a_miner_that_stopped_answering_and_it_comes_back() {
         })
         .await;
     let noticed = stopped.elapsed();
+    println!("keepalive 1s/1s: a stopped miner process noticed after {noticed:?}");
     // A ping within 1 s of the stop, unanswered for 1 s more; and a margin.
     assert!(
         noticed < Duration::from_millis(3500),

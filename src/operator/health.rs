@@ -202,8 +202,12 @@ impl HealthWatch {
             }
             let bound = self.bounds.short_of_call_budget_for.0;
             if let Some((governor, lasted)) = fleet.short_of_budget.filter(|(_, l)| *l > bound) {
+                let (late, remedy) = match governor {
+                    "connects" => ("connect late", "raise it, or look for what makes the miners reconnect (the log says why they went offline)"),
+                    _ => ("are polled late", "raise it, lengthen `interval`, or poll fewer calls"),
+                };
                 reasons.push(format!(
-                    "source `{}` has used all of `rate.{governor}` for {}s: its miners are polled late; raise it, lengthen `interval`, or poll fewer calls",
+                    "source `{}` has used all of `rate.{governor}` for {}s: its miners {late}; {remedy}",
                     component.id,
                     lasted.as_secs()
                 ));

@@ -28,8 +28,9 @@ impl PerSecond {
     }
 
     pub(crate) fn record(&self) {
-        let second = self.epoch.elapsed().as_secs();
         let mut seconds = self.lock();
+        // Read under the lock, so seconds are pushed in order.
+        let second = self.epoch.elapsed().as_secs();
         match seconds.back_mut() {
             Some((s, count)) if *s == second => *count += 1,
             _ => seconds.push_back((second, 1)),

@@ -333,8 +333,8 @@ impl Fleet {
             .sum()
     }
 
-    /// New connections per second across the fleet, as the miners saw them.
-    /// New connections per second across the fleet (the last ten minutes).
+    /// New connections per second across the fleet, as the miners saw them (the last
+    /// ten minutes).
     pub fn connect_rate(&self) -> &PerSecond {
         &self.connect_rate
     }

@@ -16,7 +16,7 @@ use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{self as bos_root, ApiVersion, ApiVersionRequest};
 
 /// The firmware version the simulated miners report, in Braiins OS's own format.
-pub const BOS_VERSION: &str = "2026-05-18-0-5c8f0e1a-26.05-plus";
+pub(crate) const BOS_VERSION: &str = "2026-05-18-0-5c8f0e1a-26.05-plus";
 
 /// Everything one simulated miner knows.
 pub(crate) struct MinerShared {

@@ -169,16 +169,34 @@ impl Breaker {
         };
         window.record(failed, now);
         let (calls, failures) = window.totals(now);
-        let opens = self.state == BreakerState::Closed
-            && calls >= self.config.min_calls
-            && f64::from(failures) >= rate * f64::from(calls);
+        let opens = match self.state {
+            // A trial's calls are its probes: one that fails opens it again, and
+            // `successes_to_close` that answer close it.
+            BreakerState::HalfOpen if failed => true,
+            BreakerState::HalfOpen => {
+                self.success();
+                false
+            }
+            BreakerState::Closed => {
+                calls >= self.config.min_calls && f64::from(failures) >= rate * f64::from(calls)
+            }
+            BreakerState::Open { .. } => false,
+        };
         if opens {
-            window.clear();
-            self.state = BreakerState::Open {
-                until: now + self.config.open_for.0,
-            };
+            self.open(now);
         }
         opens.then_some((calls, failures))
+    }
+
+    /// Opens for `open_for`, forgetting the calls before: a miner that comes back is
+    /// judged on what it does after.
+    fn open(&mut self, now: Instant) {
+        if let Some(window) = self.calls.as_mut() {
+            window.clear();
+        }
+        self.state = BreakerState::Open {
+            until: now + self.config.open_for.0,
+        };
     }
 
     /// Records a failure; returns true when this failure opened the breaker.
@@ -190,9 +208,7 @@ impl Breaker {
             BreakerState::Open { .. } => false,
         };
         if open {
-            self.state = BreakerState::Open {
-                until: now + self.config.open_for.0,
-            };
+            self.open(now);
         }
         open
     }
@@ -272,6 +288,36 @@ mod tests {
         // 3 of 10 failed; with the old ones it would be 12 of 19.
         assert_eq!(b.call(false, later), None);
         assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_half_open_trial_is_judged_by_its_calls() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(BreakerConfig {
+            failure_rate: Some(0.5),
+            failure_threshold: 1000,
+            ..config()
+        });
+        for i in 0..10 {
+            b.call(true, t0 + Duration::from_millis(i));
+        }
+        let t1 = t0 + Duration::from_secs(11);
+        assert_eq!(b.wait(t1), None);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.call(false, t1), None);
+        assert_eq!(b.state(), BreakerState::HalfOpen, "one of two successes");
+        assert_eq!(b.call(false, t1), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+        // The failures before the open are forgotten: one more does not reopen it.
+        assert_eq!(b.call(true, t1), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+
+        for i in 0..10 {
+            b.call(true, t1 + Duration::from_millis(i));
+        }
+        let t2 = t1 + Duration::from_secs(11);
+        assert_eq!(b.wait(t2), None);
+        assert!(b.call(true, t2).is_some(), "a failed probe opens it again");
     }
 
     #[test]

@@ -205,6 +205,9 @@ impl MinerClient {
         let deadline = Instant::now() + settings.timeout;
         let mut backoff: Option<Backoff> = None;
         let mut attempts = 1;
+        // The failure a retry was made for: what the call reports if the retry only
+        // ran out of the time that was left.
+        let mut retried_for: Option<Status> = None;
         loop {
             let started = Instant::now();
             let result = match tokio::time::timeout_at(deadline, call()).await {
@@ -218,26 +221,35 @@ impl MinerClient {
             settings
                 .stats
                 .rpc(method, code, started.elapsed(), self.reused);
-            let status = match result {
-                Err(status) if attempts < retry.attempts && retry.retries(status.code()) => status,
-                result => return result,
+            let status = match (result, retried_for.take()) {
+                (Err(status), earlier) if status.code() == Code::DeadlineExceeded => {
+                    return Err(earlier.unwrap_or(status))
+                }
+                (Err(status), _) if attempts < retry.attempts && retry.retries(status.code()) => {
+                    status
+                }
+                (result, _) => return result,
             };
             let wait = backoff
                 .get_or_insert_with(|| Backoff::new(retry.backoff.clone(), fastrand::u64(..)))
                 .next_delay();
-            // The retry must also get its turn and an answer before the deadline.
-            let Some(left) = deadline.checked_duration_since(Instant::now() + wait) else {
+            // The retry must get its turn and be sent with time to answer: at least
+            // as long as this attempt took, before the deadline.
+            let needed = wait + started.elapsed();
+            if deadline.saturating_duration_since(Instant::now()) <= needed {
                 return Err(status);
-            };
-            settings.stats.backoff(BackoffKind::Retry, wait);
+            }
             tokio::time::sleep(wait).await;
-            if tokio::time::timeout(left, self.admit(method))
+            if tokio::time::timeout_at(deadline, self.admit(method))
                 .await
                 .is_err()
+                || deadline.saturating_duration_since(Instant::now()) < started.elapsed()
             {
                 return Err(status);
             }
+            settings.stats.backoff(BackoffKind::Retry, wait);
             settings.stats.retried(method);
+            retried_for = Some(status);
             attempts += 1;
         }
     }

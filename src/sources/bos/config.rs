@@ -110,31 +110,38 @@ const OLD_RATE_KEYS: [(&str, &str); 3] = [
 ];
 
 /// The user's `rate` section with its old key names replaced (marks kept, so an
-/// error still points at the user's line).
-fn renamed_rate_keys(rate: &Node) -> Node {
+/// error still points at the user's line); an old name beside its new one is an error.
+fn renamed_rate_keys(rate: &Node) -> Result<Node, DecodeError> {
     let Value::Map(entries) = &rate.value else {
-        return rate.clone();
+        return Ok(rate.clone());
     };
-    let entries = entries
-        .iter()
-        .map(|(key, value)| {
-            let renamed = OLD_RATE_KEYS
-                .iter()
-                .find(|(old, _)| key.as_str() == Some(old))
-                .map(|(_, new)| Node {
-                    mark: key.mark,
-                    value: Value::Scalar {
-                        text: new.to_string(),
-                        plain: true,
-                    },
-                });
-            (renamed.unwrap_or_else(|| key.clone()), value.clone())
-        })
-        .collect();
-    Node {
-        mark: rate.mark,
-        value: Value::Map(entries),
+    let mut renamed = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        let Some((old, new)) = OLD_RATE_KEYS
+            .iter()
+            .find(|(old, _)| key.as_str() == Some(old))
+        else {
+            renamed.push((key.clone(), value.clone()));
+            continue;
+        };
+        if rate.get(new).is_some() {
+            return Err(DecodeError::at_key(rate, old, format!(
+                "`{old}` is the old name of `{new}`, which is also set: keep one (`{new}: 200/s` takes a rate per second, minute or hour)"
+            )));
+        }
+        let key = Node {
+            mark: key.mark,
+            value: Value::Scalar {
+                text: new.to_string(),
+                plain: true,
+            },
+        };
+        renamed.push((key, value.clone()));
     }
+    Ok(Node {
+        mark: rate.mark,
+        value: Value::Map(renamed),
+    })
 }
 
 pub(crate) const PROFILES: &[&str] = &["default", "development", "high_throughput"];
@@ -159,18 +166,17 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<BosConfig, DecodeE
         &PRESETS.get("default").cloned().unwrap_or_else(empty),
         preset,
     );
+    let mut entries = Vec::with_capacity(body.entries().len());
+    for (key, value) in body.entries() {
+        match key.as_str() {
+            Some("profile") => {}
+            Some("rate") => entries.push((key.clone(), renamed_rate_keys(value)?)),
+            _ => entries.push((key.clone(), value.clone())),
+        }
+    }
     let mine = Node {
         mark: body.mark,
-        value: Value::Map(
-            body.entries()
-                .iter()
-                .filter(|(key, _)| key.as_str() != Some("profile"))
-                .map(|(key, value)| match key.as_str() {
-                    Some("rate") => (key.clone(), renamed_rate_keys(value)),
-                    _ => (key.clone(), value.clone()),
-                })
-                .collect(),
-        ),
+        value: Value::Map(entries),
     };
     let mut config: BosConfig = from_node(&overlay(&base, &mine))?;
     if config.targets.simulator {
@@ -390,6 +396,11 @@ mod tests {
             7.0,
             "the old name, read"
         );
+        let e = decode_yaml(&format!(
+            "{MINIMAL}rate: {{rpcs: 5/s, rpcs_per_second: 7}}\n"
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("old name of `rpcs`"), "{}", e.message);
         let e = decode_yaml(&format!("{MINIMAL}rate: {{rpcs: 0/min}}\n")).unwrap_err();
         assert_eq!(e.mark.unwrap().line, 4);
         assert!(e.message.contains("above zero"), "{}", e.message);

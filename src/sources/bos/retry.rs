@@ -1,8 +1,12 @@
 //! Which failed calls are tried again, how often, and how long to wait between tries.
 //!
 //! A call's `timeout` is its deadline, retries included: a retry waits its backoff and
-//! its turn at the governors within what is left, and a call whose time is up is not
-//! tried again. So a poll never outlasts `timeout`, however many attempts it is allowed.
+//! its turn at the governors within what is left, is made only with at least as much
+//! time left as the attempt before it took, and a call whose time is up is not tried
+//! again; a retry that runs out of time reports the failure it was made for. So a
+//! call never outlasts `timeout`, however many attempts it is allowed. (An expired
+//! session is the exception: its re-login, and the call made again after it, have
+//! deadlines of their own.)
 
 use serde::Deserialize;
 use tonic::Code;

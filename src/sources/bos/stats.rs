@@ -229,7 +229,8 @@ impl PoolStats {
             .iter()
             .flat_map(|m| (0..CODES).map(|code| self.calls(*m, code)))
             .sum();
-        all - self.rpc_ok()
+        // Read apart from `all`: an OK counted in between must not underflow.
+        all.saturating_sub(self.rpc_ok())
     }
 
     /// The latency quantile `q` over every method, as a bucket bound in ms.

@@ -36,6 +36,7 @@ impl StatusLog {
 #[derive(Default)]
 pub(crate) struct MinerStatus {
     state: Option<MinerState>,
+    code: Option<StatusCode>,
     logged: [Option<Instant>; MinerState::COUNT],
 }
 
@@ -44,8 +45,9 @@ impl MinerStatus {
         self.state
     }
 
-    /// Moves to `to`; returns the status sample to emit, or `None` if nothing changed.
-    /// `message` says why, and what to check.
+    /// Moves to `to` for `code`; returns the status sample to emit, or `None` if
+    /// neither changed. `message` says why, and what to check. A new code in the same
+    /// state (offline: `breaker_open`, then `unreachable`) is a sample, not a log line.
     pub(crate) fn change(
         &mut self,
         to: MinerState,
@@ -55,7 +57,8 @@ impl MinerStatus {
         log: &StatusLog,
     ) -> Option<Sample> {
         let from = self.state.replace(to);
-        if from == Some(to) {
+        let was = self.code.replace(code);
+        if from == Some(to) && was == Some(code) {
             return None;
         }
         let last = &mut self.logged[to.index()];
@@ -63,7 +66,9 @@ impl MinerStatus {
         // budget; the budget is for lines an operator sees.
         let quiet = matches!(to, MinerState::Connecting)
             || (to == MinerState::Online && from.is_none_or(|f| f == MinerState::Connecting));
-        if quiet {
+        if from == Some(to) {
+            // Only the code changed: the state's line was written.
+        } else if quiet {
             write(from, to, message, target, 0);
         } else if last.is_none_or(|at| at.elapsed() >= REPEAT_AFTER) && log.0.allow() {
             *last = Some(Instant::now());
@@ -143,6 +148,16 @@ mod tests {
                 &log
             )
             .is_none());
+        let same_state = status
+            .change(
+                MinerState::Offline,
+                StatusCode::Timeout,
+                "silent",
+                &target(),
+                &log,
+            )
+            .expect("a new code in the same state is a sample");
+        assert_eq!(same_state.code, Some(StatusCode::Timeout));
         assert!(status
             .change(MinerState::Online, StatusCode::Ok, "back", &target(), &log)
             .is_some());
