@@ -8,20 +8,24 @@
 //!    templates, histograms, the wire types. Knows nothing of components.
 //! 2. [`pipeline`]: batches and the memory budget, queues, fan-out, counters, and what
 //!    a component is given and gives back.
-//! 3. [`sources`], [`transforms`], [`sinks`]: the components, each folder owning its
+//! 3. [`fleet`]: what the miner sources share: targets, governors, backoff, breaker,
+//!    status samples, the queue to the pipeline, the pool's counters.
+//! 4. [`sources`], [`transforms`], [`sinks`]: the components, each folder owning its
 //!    config, loop, encoder and metrics. [`sim`], the simulated fleet, stands beside
 //!    them: a tool, not part of the pipeline.
-//! 4. [`topology`]: the registry of component types, the config file's pipeline, the
+//! 5. [`topology`]: the registry of component types, the config file's pipeline, the
 //!    graph check, building and running the pipeline.
-//! 5. [`operator`]: what the operator sees and drives: the API, health, progress, logs,
+//! 6. [`operator`]: what the operator sees and drives: the API, health, progress, logs,
 //!    signals, and the agent that puts a run together.
-//! 6. `main.rs`: arguments and exit codes.
+//! 7. `main.rs`: arguments and exit codes.
 
 #![warn(unreachable_pub)]
 
 pub mod toolkit;
 
 pub mod pipeline;
+
+pub mod fleet;
 
 pub mod sim;
 pub mod sinks;

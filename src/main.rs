@@ -124,6 +124,13 @@ struct SimArgs {
     /// Pause between status stream messages.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     status_interval: Duration,
+    /// The share of miners (0 to 1) on stock firmware (Antminer, Whatsminer, Avalon),
+    /// serving only the CGMiner API; the inventory's `api` column says which.
+    #[arg(long, default_value_t = 0.0)]
+    stock: f64,
+    /// Serve the CGMiner API on this port of every miner too (stock miners use 4028).
+    #[arg(long)]
+    cgminer_port: Option<u16>,
     /// Benchmark mode: no think time, status stream as fast as flow control allows.
     #[arg(long, conflicts_with_all = ["faults", "faults_file"])]
     firehose: bool,
@@ -295,5 +302,7 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
         } else {
             args.status_interval
         },
+        cgminer_port: args.cgminer_port,
+        stock: args.stock,
     })
 }

@@ -131,7 +131,7 @@ async fn failed_calls_are_retried_and_fail_at_the_rate_three_tries_predict() {
         "interval: 1s\nstream: false\nretry: {attempts: 3, codes: [unavailable]}\nrate: {rpcs_per_miner: 100/s}\nbreaker: {failure_threshold: 1000}",
     );
     let stats = collector.stats.clone();
-    let logical = |stats: &rigtap::sources::bos::stats::PoolStats| -> (u64, u64) {
+    let logical = |stats: &rigtap::fleet::stats::PoolStats| -> (u64, u64) {
         POLLS.iter().fold((0, 0), |(ok, failed), m| {
             let unavailable = stats.attempts_of(m, Code::Unavailable);
             (

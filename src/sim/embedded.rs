@@ -33,6 +33,13 @@ pub(crate) struct EmbeddedSim {
     /// Fault rules, as in `rigtap sim --faults-file`.
     #[serde(default)]
     pub faults: Vec<FaultRule>,
+    /// The share of miners on stock firmware (Antminer, Whatsminer, Avalon), which
+    /// only a `cgminer` source reads.
+    #[serde(default)]
+    pub stock: f64,
+    /// Serve the CGMiner API on this port too (stock miners serve it on 4028).
+    #[serde(default)]
+    pub cgminer_port: Option<u16>,
 }
 
 fn default_miners() -> usize {
@@ -67,6 +74,8 @@ impl EmbeddedSim {
             tls: None,
             faults: self.faults.clone(),
             status_interval: self.status_interval.0,
+            cgminer_port: self.cgminer_port,
+            stock: self.stock,
         }
     }
 }

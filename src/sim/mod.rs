@@ -8,6 +8,7 @@
 //! collector's own process.
 
 pub(crate) mod auth;
+pub mod cgminer;
 pub mod counting;
 pub(crate) mod embedded;
 pub mod faults;
@@ -38,6 +39,7 @@ use counting::{CallCounters, CountCalls, PerSecond};
 use faults::{FaultRule, MinerFaults};
 use listener::{incoming, ConnectionCounters};
 use service::{MinerShared, SimMiner};
+use telemetry::{Dialect, Firmware};
 
 /// How to run a simulated fleet.
 #[derive(Clone, Debug)]
@@ -54,6 +56,12 @@ pub struct SimConfig {
     pub faults: Vec<FaultRule>,
     /// Pause between status stream messages (zero: as fast as flow control allows).
     pub status_interval: Duration,
+    /// Serve the CGMiner-style API on this port of each miner's address, as the
+    /// firmware does on 4028 (stock miners always serve it, on 4028 by default).
+    pub cgminer_port: Option<u16>,
+    /// The share of miners (0 to 1) on stock firmware: Antminer, Whatsminer or Avalon,
+    /// serving only the CGMiner API; their inventory rows say `api: cgminer`.
+    pub stock: f64,
 }
 
 /// PEM files' contents for the fleet's TLS; with `client_ca`, clients need certificates.
@@ -76,6 +84,8 @@ impl Default for SimConfig {
             tls: None,
             faults: Vec::new(),
             status_interval: Duration::from_secs(5),
+            cgminer_port: None,
+            stock: 0.0,
         }
     }
 }
@@ -94,6 +104,8 @@ pub enum SimError {
     NotLoopback { first: SocketAddrV4, miners: usize },
     #[error("a simulated fleet has from 1 to {MAX_MINERS} miners, not {0}")]
     Miners(usize),
+    #[error("`stock` is the share of miners on stock firmware, from 0 to 1, not {0}")]
+    Stock(f64),
     #[error("TLS setup failed: {0}")]
     Tls(#[from] tonic::transport::Error),
 }
@@ -111,6 +123,10 @@ macro_rules! gzip {
 /// One miner's server and counters.
 struct MinerHandle {
     addr: SocketAddr,
+    firmware: Firmware,
+    /// Where it serves the CGMiner API, and in which dialect; and that server.
+    cgminer: Option<(SocketAddr, Dialect)>,
+    cgminer_task: Option<JoinHandle<()>>,
     shared: Arc<MinerShared>,
     counters: Arc<ConnectionCounters>,
     task: Option<JoinHandle<()>>,
@@ -118,8 +134,26 @@ struct MinerHandle {
     kill: CancellationToken,
 }
 
-/// The label columns of a simulated fleet's inventory.
-pub(crate) const INVENTORY_LABELS: [&str; 3] = ["site", "rack", "model"];
+/// The label columns of a simulated fleet's inventory; a fleet with stock miners adds
+/// `api` (`bos` or `cgminer`), which gives each source its own miners.
+pub(crate) const INVENTORY_LABELS: [&str; 4] = ["site", "rack", "model", "api"];
+
+/// The CGMiner API's port when a fleet has stock miners and names none.
+const CGMINER_PORT: u16 = 4028;
+
+impl SimConfig {
+    fn labels(&self) -> &'static [&'static str] {
+        match self.stock > 0.0 {
+            true => &INVENTORY_LABELS,
+            false => &INVENTORY_LABELS[..3],
+        }
+    }
+
+    fn cgminer_port(&self) -> Option<u16> {
+        self.cgminer_port
+            .or((self.stock > 0.0).then_some(CGMINER_PORT))
+    }
+}
 
 /// The most miners one simulated fleet serves: each costs a listener and a connection
 /// (two open files), so one process needs a raised open-file limit long before this.
@@ -128,24 +162,36 @@ pub const MAX_MINERS: usize = 100_000;
 /// The inventory of the fleet `config` describes, without starting it: ids
 /// `sim-00000`..., 2,500 miners a site and 40 a rack.
 pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
+    if !(0.0..=1.0).contains(&config.stock) {
+        return Err(SimError::Stock(config.stock));
+    }
     (0..config.miners)
         .map(|i| {
             let address = address_of(config.first, i).ok_or(SimError::NotLoopback {
                 first: config.first,
                 miners: config.miners,
             })?;
+            let (firmware, model) = telemetry::firmware_of(config.seed, i, config.stock);
+            let (address, api) = match (firmware, config.cgminer_port()) {
+                (Firmware::Stock(_), Some(port)) => {
+                    (SocketAddrV4::new(*address.ip(), port), "cgminer")
+                }
+                _ => (address, "bos"),
+            };
             let labels = [
                 format!("site-{}", i / 2500 + 1),
                 format!("rack-{:03}", (i / 40) % 1000),
-                telemetry::model_of(config.seed, i).name.to_string(),
+                model.name.to_string(),
+                api.to_string(),
             ];
             Ok(InventoryRow {
                 id: format!("sim-{i:05}").into(),
                 address: address.to_string(),
                 labels: Arc::new(
-                    INVENTORY_LABELS
-                        .map(String::from)
-                        .into_iter()
+                    config
+                        .labels()
+                        .iter()
+                        .map(|l| l.to_string())
                         .zip(labels)
                         .collect(),
                 ),
@@ -210,9 +256,20 @@ impl Fleet {
                 miners: config.miners,
             })?;
             let faults = MinerFaults::resolve(&config.faults, config.seed, index);
+            let (firmware, model) = telemetry::firmware_of(config.seed, index, config.stock);
+            let dialect = match firmware {
+                Firmware::BraiinsOs => Dialect::Antminer,
+                Firmware::Stock(dialect) => dialect,
+            };
+            let cgminer = config.cgminer_port().map(|port| {
+                (
+                    SocketAddr::from(SocketAddrV4::new(*addr.ip(), port)),
+                    dialect,
+                )
+            });
             let shared = Arc::new(MinerShared {
                 index,
-                model: telemetry::model_of(config.seed, index),
+                model,
                 seed: config.seed,
                 started,
                 sessions: auth::Sessions::new(
@@ -226,6 +283,9 @@ impl Fleet {
             });
             fleet.miners.push(MinerHandle {
                 addr: addr.into(),
+                firmware,
+                cgminer,
+                cgminer_task: None,
                 shared,
                 counters: Arc::default(),
                 task: None,
@@ -238,9 +298,27 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Starts (or restarts) miner `index`'s server.
+    /// Starts (or restarts) miner `index`'s servers: gRPC unless it runs stock
+    /// firmware, and the CGMiner API where it serves one.
     async fn serve(&mut self, index: usize) -> Result<(), SimError> {
         let miner = &mut self.miners[index];
+        miner.kill = CancellationToken::new();
+        if let Some((addr, dialect)) = miner.cgminer {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind {
+                    index,
+                    addr,
+                    source,
+                })?;
+            let (shared, kill) = (miner.shared.clone(), miner.kill.clone());
+            miner.cgminer_task = Some(tokio::spawn(cgminer::serve(
+                listener, shared, dialect, kill,
+            )));
+        }
+        if miner.firmware != Firmware::BraiinsOs {
+            return Ok(());
+        }
         let listener = TcpListener::bind(miner.addr)
             .await
             .map_err(|source| SimError::Bind {
@@ -265,7 +343,6 @@ impl Fleet {
             .add_service(gzip!(PoolServiceServer::new(service.clone())))
             .add_service(gzip!(PerformanceServiceServer::new(service.clone())))
             .add_service(gzip!(ActionsServiceServer::new(service)));
-        miner.kill = CancellationToken::new();
         let connections = incoming(
             listener,
             miner.shared.faults.clone(),
@@ -297,8 +374,12 @@ impl Fleet {
     /// Stops miner `index` at once: its listener closes and its connections drop,
     /// like a miner that lost power.
     pub async fn kill(&mut self, index: usize) {
-        self.miners[index].kill.cancel();
-        if let Some(task) = self.miners[index].task.take() {
+        let miner = &mut self.miners[index];
+        miner.kill.cancel();
+        for task in [miner.task.take(), miner.cgminer_task.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
             let _ = task.await;
         }
@@ -344,9 +425,30 @@ impl Fleet {
         &self.call_rate
     }
 
-    /// Writes the inventory CSV a collector can read: id, address, site, rack, model.
+    /// Writes the inventory CSV a collector can read: id, address, site, rack, model
+    /// (and api, in a fleet with stock miners).
     pub fn write_inventory(&self, path: &Path) -> std::io::Result<()> {
-        inventory::write(path, &self.inventory, &INVENTORY_LABELS)
+        let labels: Vec<&str> = self
+            .inventory
+            .first()
+            .map(|row| row.labels.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let order: Vec<&str> = INVENTORY_LABELS
+            .iter()
+            .copied()
+            .filter(|l| labels.contains(l))
+            .collect();
+        inventory::write(path, &self.inventory, &order)
+    }
+
+    /// What miner `index` runs.
+    pub fn firmware(&self, index: usize) -> Firmware {
+        self.miners[index].firmware
+    }
+
+    /// Where miner `index` serves the CGMiner API, if it does.
+    pub fn cgminer_address(&self, index: usize) -> Option<SocketAddr> {
+        self.miners[index].cgminer.map(|(addr, _)| addr)
     }
 
     /// Stops every miner.
@@ -361,7 +463,10 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         for miner in &mut self.miners {
             miner.kill.cancel();
-            if let Some(task) = miner.task.take() {
+            for task in [miner.task.take(), miner.cgminer_task.take()]
+                .into_iter()
+                .flatten()
+            {
                 task.abort();
             }
         }

@@ -69,6 +69,69 @@ pub(crate) const MODELS: [Model; 4] = [
     },
 ];
 
+/// Stock-firmware models of the other families (hashrate and power from the public
+/// spec sheets; chips, frequency and voltage illustrative).
+pub(crate) const WHATSMINER: Model = Model {
+    name: "Whatsminer M50S",
+    nominal_ghs: 126_000.0,
+    power_w: 3_276.0,
+    boards: 3,
+    chips_per_board: 105,
+    frequency_mhz: 575.0,
+    voltage_v: 13.4,
+    fans: 2,
+    hydro: false,
+};
+
+pub(crate) const AVALON: Model = Model {
+    name: "Avalon A1366",
+    nominal_ghs: 130_000.0,
+    power_w: 3_250.0,
+    boards: 3,
+    chips_per_board: 120,
+    frequency_mhz: 500.0,
+    voltage_v: 13.0,
+    fans: 4,
+    hydro: false,
+};
+
+/// Which firmware family's CGMiner-API dialect a miner speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Antminer,
+    Whatsminer,
+    Avalon,
+}
+
+impl Dialect {
+    pub const ALL: [Dialect; 3] = [Dialect::Antminer, Dialect::Whatsminer, Dialect::Avalon];
+}
+
+/// What a simulated miner runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Firmware {
+    /// Braiins OS: the gRPC API, and the CGMiner API beside it (Antminer's dialect).
+    BraiinsOs,
+    /// Stock firmware: only the CGMiner API, in its family's dialect.
+    Stock(Dialect),
+}
+
+/// The firmware and model of miner `index`: a `stock` share of the fleet (0 to 1,
+/// picked by seeded hash) runs stock firmware of one of the three families.
+pub fn firmware_of(seed: u64, index: usize, stock: f64) -> (Firmware, &'static Model) {
+    let pick = mix(seed ^ 0x5_70C4, index as u64, 1);
+    if (pick % 1_000_000) as f64 >= stock * 1_000_000.0 {
+        return (Firmware::BraiinsOs, model_of(seed, index));
+    }
+    let dialect = Dialect::ALL[(pick / 1_000_000 % 3) as usize];
+    let model = match dialect {
+        Dialect::Antminer => model_of(seed, index),
+        Dialect::Whatsminer => &WHATSMINER,
+        Dialect::Avalon => &AVALON,
+    };
+    (Firmware::Stock(dialect), model)
+}
+
 /// How often the simulated values change: callers in one window see one state.
 const WINDOW: Duration = Duration::from_secs(5);
 

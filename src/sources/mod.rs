@@ -1,4 +1,5 @@
 //! Source stages: where samples enter the pipeline.
 
 pub mod bos;
+pub mod cgminer;
 pub(crate) mod generate;

@@ -4,8 +4,11 @@
 use crate::pipeline::component::{ComponentType, SinkConfig, SourceConfig, TransformConfig};
 use crate::{sinks, sources, transforms};
 
-pub(crate) const SOURCES: &[ComponentType<dyn SourceConfig>] =
-    &[sources::generate::TYPE, sources::bos::TYPE];
+pub(crate) const SOURCES: &[ComponentType<dyn SourceConfig>] = &[
+    sources::generate::TYPE,
+    sources::bos::TYPE,
+    sources::cgminer::TYPE,
+];
 
 pub(crate) const TRANSFORMS: &[ComponentType<dyn TransformConfig>] = &[
     transforms::normalise::TYPE,

@@ -7,6 +7,8 @@ usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate p
                                              as DuckDB and as pyarrow read them
        parquet_read.py ROOT shares        -> rows, distinct (miner, counter) pairs, whether
                                              each miner's counters are 1..n, and the codecs
+       parquet_read.py ROOT fleet         -> per miner (labels model and api declared): its
+                                             miner rows' figures, its boards, its status codes
 """
 import glob
 import json
@@ -59,5 +61,26 @@ elif mode == "shares":
         for path in glob.glob(pattern, recursive=True)
     })
     print(json.dumps({"rows": rows, "distinct": distinct, "contiguous": gaps == 0, "codecs": codecs}))
+elif mode == "fleet":
+    table = f"read_parquet('{pattern}', hive_partitioning=true)"
+    query = f"""
+        select miner_id, any_value(model), any_value(api),
+               count(*) filter (where kind = 'miner'),
+               min(hashrate_ths) filter (where kind = 'miner'),
+               max(hashrate_nominal_ths) filter (where kind = 'miner'),
+               avg(power_w) filter (where kind = 'miner'),
+               max(temp_chip_c) filter (where kind = 'miner'),
+               max(fan_rpm) filter (where kind = 'miner'),
+               count(distinct board) filter (where kind = 'board'),
+               min(hashrate_ths) filter (where kind = 'board'),
+               list(distinct code) filter (where kind = 'status')
+        from {table} group by miner_id order by miner_id
+    """
+    names = ["model", "api", "polls", "min_ths", "nominal_ths", "power_w", "chip_c", "fan_rpm",
+             "boards", "min_board_ths", "codes"]
+    rows = {r[0]: dict(zip(names, r[1:])) for r in duckdb.sql(query).fetchall()}
+    for row in rows.values():
+        row["codes"] = sorted(row["codes"] or [])
+    print(json.dumps(rows))
 else:
     sys.exit(f"unknown mode {mode}")

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rigtap::fleet::stats::PoolStats;
 use rigtap::pipeline::batch::{MemoryBudget, SharedBatch};
 use rigtap::pipeline::component::{ComponentResult, DecodeContext, SourceContext};
 use rigtap::pipeline::fanout::{Fanout, Output};
 use rigtap::pipeline::queue::WhenFull;
 use rigtap::sim::Fleet;
 use rigtap::sources::bos;
-use rigtap::sources::bos::stats::PoolStats;
 use rigtap::toolkit::sample::{MinerState, Sample, SampleKind};
 use rigtap::toolkit::yaml::node;
 use tokio::sync::mpsc;

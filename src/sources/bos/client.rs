@@ -12,12 +12,12 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::backoff::Backoff;
 use super::channel::MinerChannel;
 use super::connect::TlsProblem;
-use super::fair_rate::FairRateLimiter;
 use super::retry::RetryConfig;
-use super::stats::{BackoffKind, Method, PoolStats};
+use crate::fleet::backoff::Backoff;
+use crate::fleet::fair_rate::FairRateLimiter;
+use crate::fleet::stats::{BackoffKind, Method, PoolStats};
 use crate::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{ApiVersion, ApiVersionRequest};

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::backoff::BackoffConfig;
-use super::breaker::BreakerConfig;
 use super::retry::RetryConfig;
-use super::targets::{Shard, Target, TargetError, TargetsConfig};
 use super::tls::TlsConfig;
+use crate::fleet::backoff::BackoffConfig;
+use crate::fleet::breaker::BreakerConfig;
+use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
 use crate::toolkit::secret::Secret;
 use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
@@ -321,7 +321,7 @@ impl BosConfig {
 
     /// This agent's miners: the targets, then its shard of them.
     pub(crate) fn miners(&self) -> Result<Vec<Target>, TargetError> {
-        let mut targets = self.targets.resolve()?;
+        let mut targets = self.targets.resolve_for("bos")?;
         if let Some(shard) = self.shard {
             targets.retain(|t| shard.owns(&t.id));
         }

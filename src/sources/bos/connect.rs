@@ -13,10 +13,10 @@ use tokio_util::either::Either;
 
 use super::channel::MinerChannel;
 use super::config::BosConfig;
-use super::fair_rate::FairRateLimiter;
-use super::stats::PoolStats;
-use super::targets::Target;
 use super::tls::MinerTls;
+use crate::fleet::fair_rate::FairRateLimiter;
+use crate::fleet::stats::PoolStats;
+use crate::fleet::targets::Target;
 use crate::toolkit::error_chain::chain;
 use crate::toolkit::sample::StatusCode;
 

@@ -11,18 +11,18 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, Streaming};
 
-use super::backoff::Backoff;
-use super::breaker::Breaker;
 use super::client::{Auth, CallError, CallSettings, MinerClient};
 use super::config::{BosConfig, Poll};
 use super::connect::{DialError, Dialer, TlsProblem};
-use super::emit::Emitter;
-use super::fair_rate::{quota, CALL_BURST};
 use super::poll::{samples, Answers};
 use super::pool::{Connection, ConnectionPool};
-use super::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
-use super::status::{MinerStatus, StatusLog};
-use super::targets::Target;
+use crate::fleet::backoff::Backoff;
+use crate::fleet::breaker::Breaker;
+use crate::fleet::emit::Emitter;
+use crate::fleet::fair_rate::{quota, CALL_BURST};
+use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
+use crate::fleet::status::{MinerStatus, StatusLog};
+use crate::fleet::targets::Target;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::sample::{MinerState, Sample, StatusCode};
 

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::targets::Target;
+use crate::fleet::targets::Target;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::sample::{Sample, SampleKind};
 
@@ -187,7 +187,7 @@ pub fn samples(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::bos::targets;
+    use crate::fleet::targets;
 
     fn target() -> Target {
         targets::fixture("m1")

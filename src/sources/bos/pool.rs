@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::channel::MinerChannel;
-use super::stats::PoolStats;
+use crate::fleet::stats::PoolStats;
 
 /// An open channel to one miner and its place under the cap.
 pub(crate) struct Connection {

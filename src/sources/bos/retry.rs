@@ -11,7 +11,7 @@
 use serde::Deserialize;
 use tonic::Code;
 
-use super::backoff::BackoffConfig;
+use crate::fleet::backoff::BackoffConfig;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -16,14 +16,14 @@ use tokio_util::task::TaskTracker;
 use super::client::{CallSettings, Credentials};
 use super::config::{BosConfig, Compression};
 use super::connect::Dialer;
-use super::emit::{self, Emitter};
-use super::fair_rate::{FairRateLimiter, CALL_BURST};
 use super::miner::{MinerTask, Shared};
 use super::pool::ConnectionPool;
-use super::stats::{Governors, PoolStats};
-use super::status::StatusLog;
-use super::targets::Target;
 use super::tls;
+use crate::fleet::emit::{self, Emitter};
+use crate::fleet::fair_rate::{FairRateLimiter, CALL_BURST};
+use crate::fleet::stats::{Governors, PoolStats};
+use crate::fleet::status::StatusLog;
+use crate::fleet::targets::Target;
 use crate::pipeline::component::{
     ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
 };

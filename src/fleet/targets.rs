@@ -59,6 +59,8 @@ pub(crate) enum TargetError {
         "`targets` lists no miners; add `addresses`, an `inventory` file, or `simulator: true`"
     )]
     Empty,
+    #[error("`targets` lists no `{0}` miners: the inventory's `api` column gives every one to another source")]
+    NoneFor(&'static str),
 }
 
 /// The most addresses one range may expand to: a /16, or every port of a host. A
@@ -92,6 +94,19 @@ impl TargetsConfig {
         }
         if targets.is_empty() {
             return Err(TargetError::Empty);
+        }
+        Ok(targets)
+    }
+}
+
+impl TargetsConfig {
+    /// The targets for a source of `api` (`bos`, `cgminer`): a row whose inventory
+    /// names another API in an `api` column (a mixed fleet) is that source's.
+    pub(crate) fn resolve_for(&self, api: &'static str) -> Result<Vec<Target>, TargetError> {
+        let mut targets = self.resolve()?;
+        targets.retain(|t| t.labels.get("api").is_none_or(|a| a == api));
+        if targets.is_empty() {
+            return Err(TargetError::NoneFor(api));
         }
         Ok(targets)
     }

@@ -117,7 +117,7 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sources::bos::targets;
+    use crate::fleet::targets;
 
     fn target() -> Target {
         targets::fixture("m1")

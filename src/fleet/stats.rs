@@ -30,10 +30,15 @@ pub(crate) enum Method {
     GetHashboards,
     GetCoolingState,
     GetPoolGroups,
+    /// The CGMiner-style API's commands (the `cgminer` source).
+    Summary,
+    Stats,
+    Devs,
+    Pools,
 }
 
 impl Method {
-    pub(crate) const ALL: [Method; 8] = [
+    pub(crate) const ALL: [Method; 12] = [
         Method::GetApiVersion,
         Method::Login,
         Method::GetMinerStatus,
@@ -42,6 +47,10 @@ impl Method {
         Method::GetHashboards,
         Method::GetCoolingState,
         Method::GetPoolGroups,
+        Method::Summary,
+        Method::Stats,
+        Method::Devs,
+        Method::Pools,
     ];
 
     /// The calls of a new connection (and a re-login), which the fleet-wide governor
@@ -67,6 +76,10 @@ impl Method {
             Method::GetHashboards => "GetHashboards",
             Method::GetCoolingState => "GetCoolingState",
             Method::GetPoolGroups => "GetPoolGroups",
+            Method::Summary => "summary",
+            Method::Stats => "stats",
+            Method::Devs => "devs",
+            Method::Pools => "pools",
         }
     }
 }
@@ -337,6 +350,9 @@ impl Published for PoolStats {
                 &[("source", source), ("method", method.as_str())],
                 self.latency(method),
             );
+            if self.latency(method).count() == 0 {
+                continue;
+            }
             out.counter(
                 "rigtap_source_rpc_retries",
                 "Failed calls tried again (each retry is also in rigtap_source_rpcs).",

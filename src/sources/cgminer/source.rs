@@ -1,0 +1,270 @@
+//! The fleet's loop for stock firmware: one task per miner asks its commands each
+//! interval, one short connection per command and never two at once (many of these
+//! firmwares serve one client at a time), behind the fleet-wide connect governor; it
+//! backs off on failure behind the same breaker as `bos`, and every change of state is
+//! a status sample with its code.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::Code;
+
+use super::config::{CgminerConfig, Command};
+use super::dialect::{samples, Answers};
+use super::wire::{ask, WireError};
+use crate::fleet::backoff::Backoff;
+use crate::fleet::breaker::Breaker;
+use crate::fleet::emit::{self, Emitter};
+use crate::fleet::fair_rate::FairRateLimiter;
+use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
+use crate::fleet::status::{MinerStatus, StatusLog};
+use crate::fleet::targets::Target;
+use crate::pipeline::component::{ComponentResult, SourceConfig, SourceContext, Started};
+use crate::toolkit::sample::{MinerState, StatusCode};
+
+impl SourceConfig for CgminerConfig {
+    fn start(self: Box<Self>, ctx: SourceContext) -> Started {
+        let stats = ctx.kept.get::<PoolStats>();
+        Started::task(run(*self, ctx, stats.clone())).publishing(stats)
+    }
+}
+
+/// What every miner task shares.
+struct Shared {
+    config: CgminerConfig,
+    connects: FairRateLimiter,
+    emitter: Emitter,
+    stats: Arc<PoolStats>,
+    log: StatusLog,
+}
+
+async fn run(
+    config: CgminerConfig,
+    mut ctx: SourceContext,
+    stats: Arc<PoolStats>,
+) -> ComponentResult {
+    let targets = config.miners()?;
+    stats.miners.store(targets.len() as u64, Relaxed);
+    tracing::info!(source = %ctx.id, miners = targets.len(), "cgminer source starting");
+    let (emitter, queue) = Emitter::new(stats.clone());
+    let batch_size = config.batch_size;
+    let shared = Arc::new(Shared {
+        connects: FairRateLimiter::new(config.connects, Duration::ZERO),
+        config,
+        emitter,
+        stats: stats.clone(),
+        log: StatusLog::default(),
+    });
+    let tasks = TaskTracker::new();
+    let stop = ctx.stop.child_token();
+    for (index, target) in targets.into_iter().enumerate() {
+        tasks.spawn(miner(index, target, shared.clone(), stop.clone()));
+    }
+    tasks.close();
+    drop(shared);
+    tokio::join!(
+        emit::forward(queue, &mut ctx.out, &ctx.budget, batch_size),
+        tasks.wait()
+    );
+    tracing::info!(
+        source = %ctx.id,
+        online = stats.in_state(MinerState::Online),
+        degraded = stats.in_state(MinerState::Degraded),
+        offline = stats.in_state(MinerState::Offline),
+        connect_attempts = stats.connect_attempts.load(Relaxed),
+        polls_skipped = stats.polls_skipped.load(Relaxed),
+        "cgminer source finished"
+    );
+    Ok(())
+}
+
+/// What one poll found wrong, for the miner's state.
+struct Problem {
+    code: StatusCode,
+    message: String,
+}
+
+/// One miner, until `stop`.
+async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: CancellationToken) {
+    let config = &shared.config;
+    let mut status = MinerStatus::default();
+    let mut breaker = Breaker::new(config.breaker.clone());
+    let mut backoff = Backoff::new(config.backoff.clone(), index as u64);
+    let mut rng = fastrand::Rng::with_seed(index as u64);
+    // Commands the firmware refused: not asked again.
+    let mut refused: HashSet<Command> = HashSet::new();
+    let enter = |status: &mut MinerStatus, state, code, message: &str| {
+        let from = status.state();
+        let sample = status.change(state, code, message, &target, &shared.log)?;
+        shared.stats.transition(from, state);
+        Some(sample)
+    };
+    let greeting = format!("asking {} over the CGMiner API", target.address);
+    if let Some(sample) = enter(
+        &mut status,
+        MinerState::Connecting,
+        StatusCode::Connecting,
+        &greeting,
+    ) {
+        shared.emitter.send(vec![sample]).await;
+    }
+    // The first poll lands anywhere in the first interval, spreading the fleet.
+    let mut next = Instant::now() + config.interval.0.mul_f64(rng.f64());
+    loop {
+        if let Some(wait) = breaker.wait(std::time::Instant::now()) {
+            let _open = GaugeGuard::up(&shared.stats.breaker_open);
+            next = next.max(Instant::now() + wait);
+        }
+        if stop.run_until_cancelled(sleep_until(next)).await.is_none() {
+            break;
+        }
+        let spread = 1.0 + config.jitter * (rng.f64() - 0.5);
+        next = Instant::now() + config.interval.0.mul_f64(spread);
+        if !shared.emitter.room_for_a_poll() {
+            continue;
+        }
+        let Some(polled) = stop
+            .run_until_cancelled(poll(&target, &shared, &mut refused))
+            .await
+        else {
+            break;
+        };
+        let mut out = Vec::new();
+        match polled {
+            Ok((answers, problem)) => {
+                breaker.success();
+                backoff.reset();
+                out = samples(&target, &answers, Utc::now().trunc_subsecs(3));
+                let (state, code, message) = match problem {
+                    Some(p) => (MinerState::Degraded, p.code, p.message),
+                    None => (MinerState::Online, StatusCode::Ok, "polling".to_string()),
+                };
+                out.extend(enter(&mut status, state, code, &message));
+            }
+            Err(problem) => {
+                breaker.failure(std::time::Instant::now());
+                let delay = backoff.next_delay();
+                shared.stats.backoff(BackoffKind::Reconnect, delay);
+                next = next.max(Instant::now() + delay);
+                let message = format!("{}; check that the miner is powered, reachable from this host, and serves its API on that port", problem.message);
+                out.extend(enter(
+                    &mut status,
+                    MinerState::Offline,
+                    problem.code,
+                    &message,
+                ));
+            }
+        }
+        shared.emitter.send(out).await;
+    }
+}
+
+/// Asks the miner's commands in turn (or at once, combined): the answers, and what
+/// failed if only some did; an error when none answered.
+async fn poll(
+    target: &Target,
+    shared: &Shared,
+    refused: &mut HashSet<Command>,
+) -> Result<(Answers, Option<Problem>), Problem> {
+    let config = &shared.config;
+    let wanted: Vec<Command> = config
+        .commands
+        .iter()
+        .copied()
+        .filter(|c| !refused.contains(c))
+        .collect();
+    let asks: Vec<(Vec<Command>, String)> = match config.combine {
+        true => vec![(
+            wanted.clone(),
+            wanted
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        )],
+        false => wanted
+            .iter()
+            .map(|c| (vec![*c], c.as_str().to_string()))
+            .collect(),
+    };
+    let max = usize::try_from(config.max_answer_size.0).unwrap_or(usize::MAX);
+    let mut answers = Answers::default();
+    let (mut answered, mut failures) = (0, Vec::new());
+    for (commands, text) in asks {
+        shared.connects.until_ready().await;
+        shared.stats.connect_attempts.fetch_add(1, Relaxed);
+        let started = std::time::Instant::now();
+        let result = ask(&target.address, &text, config.timeout.0, max).await;
+        let code = match &result {
+            Ok(_) => Code::Ok,
+            Err(e) => grpc_code(e),
+        };
+        for command in &commands {
+            shared
+                .stats
+                .rpc(method(*command), code, started.elapsed(), false);
+        }
+        match result {
+            Ok(answer) => {
+                answered += 1;
+                answers.add(&answer);
+            }
+            // One command this firmware does not know: not asked again.
+            Err(WireError::Refused { .. }) if commands.len() == 1 => {
+                refused.insert(commands[0]);
+            }
+            Err(e) => failures.push((text, e)),
+        }
+    }
+    let problem = |failures: &[(String, WireError)]| {
+        let (_, first) = &failures[0];
+        Problem {
+            code: status_code(first),
+            message: failures
+                .iter()
+                .map(|(command, e)| format!("{command}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    };
+    match (answered, failures.is_empty()) {
+        (_, true) => Ok((answers, None)),
+        (0, false) => Err(problem(&failures)),
+        (_, false) => Ok((answers, Some(problem(&failures)))),
+    }
+}
+
+fn method(command: Command) -> Method {
+    match command {
+        Command::Summary => Method::Summary,
+        Command::Stats | Command::Estats => Method::Stats,
+        Command::Edevs | Command::Devs => Method::Devs,
+        Command::Pools => Method::Pools,
+    }
+}
+
+/// The gRPC-style code the source's call counters use for a command's outcome.
+fn grpc_code(error: &WireError) -> Code {
+    match error {
+        WireError::Connect(_) | WireError::Io(_) => Code::Unavailable,
+        WireError::Timeout(_) => Code::DeadlineExceeded,
+        WireError::TooLarge(_) => Code::OutOfRange,
+        WireError::Json(_) => Code::DataLoss,
+        WireError::Refused { .. } => Code::Unimplemented,
+    }
+}
+
+fn status_code(error: &WireError) -> StatusCode {
+    match error {
+        WireError::Connect(_) | WireError::Io(_) => StatusCode::Unreachable,
+        WireError::Timeout(_) => StatusCode::Timeout,
+        WireError::TooLarge(_) | WireError::Json(_) => StatusCode::BadAnswer,
+        WireError::Refused { .. } => StatusCode::MinerError,
+    }
+}

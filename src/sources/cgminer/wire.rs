@@ -1,0 +1,161 @@
+//! One command to one miner over the CGMiner-style API: a TCP connection per command
+//! (how these firmwares work; many serve one client at a time), the command as JSON,
+//! and the answer read to the end of the connection or its NUL terminator.
+//!
+//! Answers are tidied before they are parsed, for the dialects real firmware sends: a
+//! trailing NUL byte, `}{` with no comma between the objects of a list (bmminer's
+//! `stats`), a stray comma before a closing brace or after an opening bracket
+//! (btminer), and a bare `nan` or `inf` for a number (Avalon), read as absent. A
+//! command the firmware refuses answers `STATUS: E`, which is an error here, with the
+//! firmware's words.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a command got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WireError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("the connection failed: {0}")]
+    Io(std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the answer is longer than {0} bytes")]
+    TooLarge(usize),
+    #[error("the answer is not JSON ({0})")]
+    Json(String),
+    #[error("the miner refused `{command}`: {message}")]
+    Refused { command: String, message: String },
+}
+
+/// Sends `command` (e.g. `summary`, or `summary+pools` where the firmware combines)
+/// to `address` and returns its parsed answer, all within `timeout`.
+pub(crate) async fn ask(
+    address: &str,
+    command: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Value, WireError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(address)
+            .await
+            .map_err(WireError::Connect)?;
+        let request = serde_json::json!({"command": command, "parameter": ""}).to_string();
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(WireError::Io)?;
+        let mut answer = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = stream.read(&mut chunk).await.map_err(WireError::Io)?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+            if answer.len() > max_bytes {
+                return Err(WireError::TooLarge(max_bytes));
+            }
+            // The NUL ends an answer; some firmwares keep the connection open after
+            // it, or end with a newline instead.
+            let complete = match answer.last() {
+                Some(0) => true,
+                Some(b'\n') => parse(&answer).is_ok(),
+                _ => false,
+            };
+            if complete {
+                break;
+            }
+        }
+        Ok(answer)
+    };
+    let answer = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| WireError::Timeout(timeout))??;
+    let value = parse(&answer)?;
+    refused(command, &value)?;
+    Ok(value)
+}
+
+/// Parses an answer, mending the defects of real firmware (see the module's doc).
+pub(crate) fn parse(answer: &[u8]) -> Result<Value, WireError> {
+    let text = String::from_utf8_lossy(answer);
+    let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+    let mut tidy = text
+        .replace("}{", "},{")
+        .replace(",}", "}")
+        .replace("[,{", "[{");
+    for bare in ["nan", "-inf", "inf"] {
+        for sep in [',', '}', ']'] {
+            tidy = tidy.replace(&format!(":{bare}{sep}"), &format!(":null{sep}"));
+        }
+    }
+    serde_json::from_str(&tidy).map_err(|e| WireError::Json(e.to_string()))
+}
+
+/// A `STATUS: E` (error) answer. (A combined answer's parts each have their own
+/// status: a part refused adds nothing, the others are read.)
+fn refused(command: &str, answer: &Value) -> Result<(), WireError> {
+    let Some(status) = answer
+        .get("STATUS")
+        .and_then(Value::as_array)
+        .and_then(|s| s.first())
+    else {
+        return Ok(());
+    };
+    if status.get("STATUS").and_then(Value::as_str) != Some("E") {
+        return Ok(());
+    }
+    let message = status
+        .get("Msg")
+        .and_then(Value::as_str)
+        .unwrap_or("no message")
+        .to_string();
+    Err(WireError::Refused {
+        command: command.to_string(),
+        message,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_and_missing_commas_are_tolerated() {
+        let answer = b"{\"STATUS\":[{\"STATUS\":\"S\"}],\"STATS\":[{\"Type\":\"S19j Pro\"}{\"GHS 5s\":\"104000.5\"}],\"id\":1}\0";
+        let value = parse(answer).unwrap();
+        assert_eq!(value["STATS"][1]["GHS 5s"], "104000.5");
+        let mended = parse(b"{\"SUMMARY\":[{\"MHS av\":nan,\"Accepted\":3,}]}").unwrap();
+        assert_eq!(
+            mended["SUMMARY"][0]["MHS av"],
+            Value::Null,
+            "a bare nan is absent"
+        );
+        assert_eq!(mended["SUMMARY"][0]["Accepted"], 3);
+        assert!(matches!(
+            parse(b"{\"SUMMARY\":[").unwrap_err(),
+            WireError::Json(_)
+        ));
+        assert!(matches!(parse(b"").unwrap_err(), WireError::Json(_)));
+    }
+
+    #[test]
+    fn an_error_status_is_a_refusal_with_the_firmwares_words() {
+        let answer = parse(
+            b"{\"STATUS\":[{\"STATUS\":\"E\",\"Code\":14,\"Msg\":\"Invalid command\"}],\"id\":1}",
+        )
+        .unwrap();
+        let e = refused("estats", &answer).unwrap_err();
+        assert_eq!(e.to_string(), "the miner refused `estats`: Invalid command");
+        let combined = parse(b"{\"summary\":[{\"STATUS\":[{\"STATUS\":\"S\"}]}],\"pools\":[{\"STATUS\":[{\"STATUS\":\"E\",\"Msg\":\"No pools\"}]}]}").unwrap();
+        assert!(
+            refused("summary+pools", &combined).is_ok(),
+            "a refused part of a combined answer is skipped, not the whole"
+        );
+    }
+}

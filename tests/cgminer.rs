@@ -1,0 +1,289 @@
+//! Stock firmware over the CGMiner-style API: the simulator's three dialects read by an
+//! independent client (Python sockets), and a mixed fleet (Braiins OS over gRPC beside
+//! stock Antminer, Whatsminer and Avalon miners) collected by a `bos` and a `cgminer`
+//! source into Parquet, which DuckDB reads back.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rigtap::sim::telemetry::{Dialect, Firmware};
+use rigtap::sim::{Fleet, SimConfig};
+use support::net::free_block;
+use support::python::run_script;
+use support::{sim_config, start};
+
+/// The first miner of each stock dialect in `fleet`.
+fn one_of_each(fleet: &Fleet) -> Vec<(Dialect, usize)> {
+    Dialect::ALL
+        .iter()
+        .map(|dialect| {
+            let index = (0..fleet.len())
+                .find(|i| fleet.firmware(*i) == Firmware::Stock(*dialect))
+                .unwrap_or_else(|| panic!("no {dialect:?} miner in the fleet"));
+            (*dialect, index)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_independent_client_reads_each_dialect_with_its_defects() {
+    let fleet = Fleet::start(SimConfig {
+        stock: 1.0,
+        ..sim_config(12)
+    })
+    .await
+    .unwrap();
+    for (dialect, index) in one_of_each(&fleet) {
+        let address = fleet.cgminer_address(index).unwrap().to_string();
+        let commands: &[&str] = match dialect {
+            Dialect::Antminer => &["summary", "stats", "pools", "estats"],
+            Dialect::Whatsminer => &["summary", "edevs", "pools", "stats"],
+            Dialect::Avalon => &["summary", "stats", "pools", "edevs"],
+        };
+        let mut args = vec![address.clone()];
+        args.extend(commands.iter().map(|c| c.to_string()));
+        let output = tokio::task::spawn_blocking(move || run_script("cgminer_client.py", &args))
+            .await
+            .unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&output).unwrap();
+        let answers = &got["answers"];
+        for command in commands {
+            assert_eq!(
+                got["raw_defects"][command]["nul"], true,
+                "{dialect:?} {command}: NUL-terminated"
+            );
+        }
+        let summary = &answers["summary"]["SUMMARY"][0];
+        assert!(summary["Elapsed"].as_u64().unwrap() >= 3600, "{summary}");
+        // The command this dialect does not know is refused, as firmware does.
+        let refused = &answers[commands[3]]["STATUS"][0];
+        assert_eq!(refused["STATUS"], "E", "{dialect:?}");
+        assert_eq!(refused["Msg"], "Invalid command");
+        match dialect {
+            Dialect::Antminer => {
+                assert_eq!(
+                    got["raw_defects"]["stats"]["missing_comma"], true,
+                    "bmminer's `}}{{`"
+                );
+                let ghs: f64 = summary["GHS 5s"]
+                    .as_str()
+                    .expect("a string, as bmminer sends it")
+                    .parse()
+                    .unwrap();
+                let stats = &answers["stats"]["STATS"][1];
+                let chains: f64 = (1..=3)
+                    .map(|i| {
+                        stats[format!("chain_rate{i}")]
+                            .as_str()
+                            .unwrap()
+                            .parse::<f64>()
+                            .unwrap()
+                    })
+                    .sum();
+                assert!((chains / ghs - 1.0).abs() < 0.01, "{chains} of {ghs} GH/s");
+                assert!(stats["temp2_1"].as_f64().unwrap() > 40.0);
+            }
+            Dialect::Whatsminer => {
+                assert!((2000.0..4500.0).contains(&summary["Power"].as_f64().unwrap()));
+                assert_eq!(summary["Factory GHS"], 126_000.0);
+                assert_eq!(answers["edevs"]["DEVS"].as_array().unwrap().len(), 3);
+            }
+            Dialect::Avalon => {
+                let mm = answers["stats"]["STATS"][0]["MM ID0"].as_str().unwrap();
+                assert!(mm.contains("GHSmm[130000.00]"), "{mm}");
+                let ps = mm.split("PS[").nth(1).unwrap().split(']').next().unwrap();
+                let wall: f64 = ps.split_whitespace().nth(6).unwrap().parse().unwrap();
+                assert!((2000.0..4500.0).contains(&wall), "PS[{ps}]");
+                assert_eq!(
+                    mm.split("MGHS[")
+                        .nth(1)
+                        .unwrap()
+                        .split(']')
+                        .next()
+                        .unwrap()
+                        .split(' ')
+                        .count(),
+                    3
+                );
+            }
+        }
+        assert_eq!(answers["pools"]["POOLS"].as_array().unwrap().len(), 2);
+    }
+}
+
+#[test]
+fn a_mixed_fleet_lands_in_parquet_with_every_dialect() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = free_block(12);
+    let yaml = format!(
+        "
+simulator: {{miners: 12, first: \"{first}\", seed: 7, stock: 0.6}}
+sources:
+  bos: {{type: bos, profile: development, interval: 1s, targets: {{simulator: true}}, username: root, password: root}}
+  stock: {{type: cgminer, interval: 1s, targets: {{simulator: true}}}}
+transforms:
+  clean: {{type: normalise, inputs: [bos, stock]}}
+  labelled: {{type: enrich, inputs: [clean], labels: [model, api]}}
+sinks:
+  files: {{type: parquet, inputs: [labelled], path: {}, labels: [model, api]}}
+",
+        dir.path().display()
+    );
+    let rigtap = start(&yaml, &["--duration", "6s"]);
+    let (code, _, stderr) = rigtap.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    let output = run_script(
+        "parquet_read.py",
+        &[dir.path().as_os_str(), "fleet".as_ref()],
+    );
+    let fleet: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&output).unwrap();
+    assert_eq!(fleet.len(), 12, "every miner is in the files: {fleet:?}");
+    let models: BTreeSet<&str> = fleet
+        .values()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    assert!(
+        models.contains("Whatsminer M50S") && models.contains("Avalon A1366"),
+        "{models:?}"
+    );
+    for (miner, m) in &fleet {
+        let model = m["model"].as_str().unwrap();
+        assert!(
+            m["polls"].as_u64().unwrap() >= 3,
+            "{miner}: polled every second: {m}"
+        );
+        let nominal = m["nominal_ths"].as_f64().unwrap();
+        // TH/s in every dialect: GH/s (Antminer) and MH/s (Whatsminer, Avalon) converted.
+        assert!((90.0..500.0).contains(&nominal), "{miner}: {m}");
+        assert!(
+            m["min_ths"].as_f64().unwrap() > 0.6 * nominal,
+            "{miner}: {m}"
+        );
+        assert!(
+            (40.0..110.0).contains(&m["chip_c"].as_f64().unwrap()),
+            "{miner}: {m}"
+        );
+        assert_eq!(
+            m["codes"],
+            serde_json::json!(["connecting", "ok"]),
+            "{miner}: {m}"
+        );
+        match (m["api"].as_str().unwrap(), model) {
+            ("bos", _) => assert_eq!(m["boards"], 3, "{miner}: {m}"),
+            ("cgminer", "Whatsminer M50S") => {
+                assert_eq!(nominal, 126.0);
+                assert!(
+                    (2000.0..4500.0).contains(&m["power_w"].as_f64().unwrap()),
+                    "{m}"
+                );
+                assert_eq!(m["boards"], 3, "one board per edevs entry: {m}");
+            }
+            ("cgminer", "Avalon A1366") => {
+                assert_eq!(nominal, 130.0);
+                assert!(
+                    (2000.0..4500.0).contains(&m["power_w"].as_f64().unwrap()),
+                    "{m}"
+                );
+                assert_eq!(m["boards"], 3, "one board per MGHS entry: {m}");
+            }
+            ("cgminer", _) => {
+                assert!(
+                    m["power_w"].is_null(),
+                    "stock Antminer firmware reports no power: {m}"
+                );
+                assert_eq!(m["boards"], 3, "one board per chain: {m}");
+                let board = m["min_board_ths"].as_f64().unwrap();
+                assert!((board * 3.0 / nominal - 1.0).abs() < 0.1, "{miner}: {m}");
+            }
+            (api, _) => panic!("{miner}: api {api}"),
+        }
+    }
+}
+
+/// The status samples of `miner` in `lines`, as (state, code).
+fn statuses(lines: &[serde_json::Value], miner: usize) -> Vec<(String, String)> {
+    let id = format!("sim-{miner:05}");
+    lines
+        .iter()
+        .filter(|l| l["kind"] == "status" && l["miner_id"] == id.as_str())
+        .map(|l| {
+            (
+                l["state"].as_str().unwrap().to_string(),
+                l["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_miners_go_offline_with_a_code_and_come_back() {
+    let mut config = SimConfig {
+        stock: 1.0,
+        ..sim_config(6)
+    };
+    config.faults = vec![rigtap::sim::faults::FaultRule {
+        delay: Some("2s".parse().unwrap()),
+        ..support::fault(rigtap::sim::faults::FaultKind::Slow, &[1])
+    }];
+    let mut fleet = Fleet::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    // Combined commands: each poll is one connection.
+    let yaml = format!(
+        "sources:\n  stock: {{type: cgminer, interval: 300ms, timeout: 500ms, combine: true, targets: {{inventory: {}}}, backoff: {{initial: 100ms, max: 300ms}}, breaker: {{open_for: 500ms}}}}\nsinks:\n  out: {{type: stdout, inputs: [stock]}}\n",
+        inventory.display()
+    );
+    let rigtap = start(&yaml, &["--duration", "7s"]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    fleet.kill(0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fleet.restart(0).await.unwrap();
+    let (lines, code, stderr) = tokio::task::block_in_place(|| {
+        let mut rigtap = rigtap;
+        let lines = rigtap.rest();
+        let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
+        (lines, code, stderr)
+    });
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let pair = |state: &str, code: &str| (state.to_string(), code.to_string());
+    assert_eq!(
+        statuses(&lines, 0),
+        [
+            pair("connecting", "connecting"),
+            pair("online", "ok"),
+            pair("offline", "unreachable"),
+            pair("online", "ok")
+        ],
+        "killed and back"
+    );
+    assert_eq!(
+        statuses(&lines, 1),
+        [pair("connecting", "connecting"), pair("offline", "timeout")],
+        "answers after 2 s, past the 500 ms timeout"
+    );
+    for miner in 2..6 {
+        assert_eq!(
+            statuses(&lines, miner),
+            [pair("connecting", "connecting"), pair("online", "ok")]
+        );
+    }
+    let polls = |miner: &str| {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == "miner" && l["miner_id"] == miner)
+            .count()
+    };
+    assert!(
+        polls("sim-00003") >= 15,
+        "every 300 ms for 7 s: {}",
+        polls("sim-00003")
+    );
+}
