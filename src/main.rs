@@ -78,6 +78,9 @@ enum Command {
     },
     /// Serve a fleet of simulated miners over the miner API on loopback.
     Sim(Box<SimArgs>),
+    /// Find the miners in address ranges: which answer the Braiins OS gRPC API or the
+    /// CGMiner API, with model and firmware; writes an inventory CSV for `targets`.
+    Discover(Box<DiscoverArgs>),
 }
 
 #[derive(clap::Args)]
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Sim(args) => simulate(*args),
+        Command::Discover(args) => discover(*args),
         Command::Validate { config } => match config::load(&config) {
             Ok(loaded) => {
                 println!("{}: ok: {loaded}", config.display());
@@ -221,6 +225,74 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+#[derive(clap::Args)]
+struct DiscoverArgs {
+    /// Addresses: `10.0.0.7`, `10.0.0.1-10.0.3.254` or `10.0.0.0/22`.
+    #[arg(required = true)]
+    ranges: Vec<String>,
+    /// Write the inventory CSV (id, address, api, model, firmware) here.
+    #[arg(long, default_value = "miners.csv")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 50051)]
+    grpc_port: u16,
+    #[arg(long, default_value_t = 4028)]
+    cgminer_port: u16,
+    /// Probes under way at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Probes started a second at most, e.g. `500`, `500/s`, `30/min`.
+    #[arg(long, default_value = "500/s")]
+    rate: rigtap::toolkit::units::Rate,
+    /// Each probe ends within this.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// With a password, Braiins OS miners are asked their model and firmware too.
+    #[arg(long)]
+    username: Option<String>,
+    #[arg(long, env = "BOS_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+fn discover(args: DiscoverArgs) -> ExitCode {
+    let options = rigtap::operator::discover::DiscoverOptions {
+        ranges: args.ranges,
+        grpc_port: args.grpc_port,
+        cgminer_port: args.cgminer_port,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        timeout: args.timeout,
+        username: args.username,
+        password: args.password,
+        out: args.out.clone(),
+    };
+    block_on(async move {
+        match rigtap::operator::discover::discover(options).await {
+            Ok(found) => {
+                let count = |api: &str| {
+                    found
+                        .rows
+                        .iter()
+                        .filter(|r| r.labels.get("api").is_some_and(|a| a == api))
+                        .count()
+                };
+                println!(
+                    "{} of {} addresses answered ({} Braiins OS, {} CGMiner API); inventory written to {}",
+                    found.rows.len(),
+                    found.probed,
+                    count("bos"),
+                    count("cgminer"),
+                    args.out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rigtap discover: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
 }
 
 /// Runs `future` on a new multi-threaded runtime.

@@ -10,6 +10,7 @@ pub mod agent;
 pub(crate) mod api;
 pub mod api_config;
 pub mod config;
+pub mod discover;
 pub mod health;
 pub mod logging;
 pub mod metrics;

@@ -129,6 +129,12 @@ pub(crate) fn render(
         (Dialect::Avalon, "stats" | "estats") => avalon_stats(miner, state),
         (Dialect::Whatsminer, "edevs" | "devs") => whatsminer_edevs(miner, state),
         (_, "pools") => pools(dialect, miner, state),
+        (_, "version") => version(dialect, miner),
+        (Dialect::Whatsminer, "devdetails") => json!({
+            "STATUS": status(dialect, true, "Device Details"),
+            "DEVDETAILS": [{"DEVDETAILS": 0, "Name": "SM", "ID": 0, "Driver": "bitmicro", "Model": miner.model.name.trim_start_matches("Whatsminer ")}],
+            "id": 1,
+        }),
         _ => json!({"STATUS": status(dialect, false, "Invalid command"), "id": 1}),
     };
     answer.to_string()
@@ -250,6 +256,23 @@ fn avalon_stats(miner: &MinerShared, s: &Snapshot) -> Value {
         "STATS": [{"STATS": 0, "ID": "AVA100", "Elapsed": s.uptime_s, "MM ID0": mm}],
         "id": 1,
     })
+}
+
+/// `version`: Antminer names its model (`Type`), Avalon its product (`PROD`);
+/// Whatsminer names none (its `devdetails` does).
+fn version(dialect: Dialect, miner: &MinerShared) -> Value {
+    let entry = match dialect {
+        Dialect::Antminer => {
+            json!({"BMMiner": "1.0.0", "API": "3.1", "Miner": "49.0.1.3", "CompileTime": "Sat May 15 21:17:18 CST 2021", "Type": miner.model.name})
+        }
+        Dialect::Whatsminer => {
+            json!({"API": "2.0.5", "Miner": "2.0.5", "Firmware Version": "'20230404.17.Rel'"})
+        }
+        Dialect::Avalon => {
+            json!({"CGMiner": "4.11.1", "API": "3.7", "PROD": miner.model.name, "MODEL": "1366", "LVERSION": "22061601_4ec6bb0_4f6d5b4"})
+        }
+    };
+    json!({"STATUS": status(dialect, true, "CGMiner versions"), "VERSION": [entry], "id": 1})
 }
 
 fn pools(dialect: Dialect, miner: &MinerShared, s: &Snapshot) -> Value {

@@ -91,7 +91,7 @@ fn unknown_component_type() {
     let yaml = GOOD.replace("type: generate", "type: kafka");
     assert_eq!(
         errors(&yaml),
-        ["3:11: unknown source type `kafka`; expected one of: generate, bos"]
+        ["3:11: unknown source type `kafka`; expected one of: generate, bos, cgminer"]
     );
 }
 
