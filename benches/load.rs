@@ -22,6 +22,9 @@
 //! compared with it. `--collector` runs another build of rigtap as the collector (the
 //! simulators stay this one), to compare builds in one sitting. It runs unchanged on
 //! bigger machines.
+//!
+//! Run by `cargo test --all-targets` (no `--bench` argument), it only checks that it
+//! works: 100 miners for 10 s, so the test suite holds no scale run.
 
 #[path = "common/answers.rs"]
 mod answers;
@@ -89,6 +92,12 @@ fn parse() -> Options {
             _ => panic!("`{text}`: write 90s, 5m or 1h"),
         })
     };
+    // `cargo bench` passes `--bench`; `cargo test` runs a bench target without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        options.miners = vec![100];
+        options.duration = Duration::from_secs(10);
+        options.warmup = Duration::from_secs(5);
+    }
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));

@@ -156,6 +156,14 @@ impl PoolStats {
         self.states[to.index()].fetch_add(1, Relaxed);
     }
 
+    /// Forgets which state each miner is in: a source that starts (again, after a
+    /// reload) counts its miners afresh, its predecessor's having stopped.
+    pub(crate) fn reset_states(&self) {
+        for state in &self.states {
+            state.store(0, Relaxed);
+        }
+    }
+
     /// A miner removed by a reload leaves `state`.
     pub(crate) fn leave(&self, state: MinerState) {
         self.states[state.index()].fetch_sub(1, Relaxed);

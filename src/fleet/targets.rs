@@ -59,8 +59,10 @@ pub(crate) enum TargetError {
         "`targets` lists no miners; add `addresses`, an `inventory` file, or `simulator: true`"
     )]
     Empty,
-    #[error("`targets` lists no `{0}` miners: the inventory's `api` column gives every one to another source")]
-    NoneFor(&'static str),
+    #[error(
+        "miner `{id}` has `api: {api}`; the column says `bos` or `cgminer` (or is empty: both)"
+    )]
+    UnknownApi { id: String, api: String },
 }
 
 /// The most addresses one range may expand to: a /16, or every port of a host. A
@@ -101,14 +103,25 @@ impl TargetsConfig {
 
 impl TargetsConfig {
     /// The targets for a source of `api` (`bos`, `cgminer`): a row whose inventory
-    /// names another API in an `api` column (a mixed fleet) is that source's.
+    /// names another API in an `api` column (a mixed fleet) is that source's, and a
+    /// row with the column empty is both's. None left is not an error: the source
+    /// warns and collects nothing.
     pub(crate) fn resolve_for(&self, api: &'static str) -> Result<Vec<Target>, TargetError> {
-        let mut targets = self.resolve()?;
-        targets.retain(|t| t.labels.get("api").is_none_or(|a| a == api));
-        if targets.is_empty() {
-            return Err(TargetError::NoneFor(api));
+        let targets = self.resolve()?;
+        if let Some(bad) = targets.iter().find(|t| {
+            t.labels
+                .get("api")
+                .is_some_and(|a| !matches!(a.as_str(), "" | "bos" | "cgminer"))
+        }) {
+            return Err(TargetError::UnknownApi {
+                id: bad.id.to_string(),
+                api: bad.labels["api"].clone(),
+            });
         }
-        Ok(targets)
+        Ok(targets
+            .into_iter()
+            .filter(|t| t.labels.get("api").is_none_or(|a| a.is_empty() || a == api))
+            .collect())
     }
 }
 
@@ -197,6 +210,29 @@ mod tests {
             ..TargetsConfig::default()
         };
         Ok(config.resolve()?.into_iter().map(|t| t.address).collect())
+    }
+
+    #[test]
+    fn an_api_column_gives_each_row_to_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.csv");
+        let write = |rows: &str| std::fs::write(&path, format!("id,address,api\n{rows}")).unwrap();
+        let config = TargetsConfig {
+            inventory: Some(path.clone()),
+            ..TargetsConfig::default()
+        };
+        let ids = |api| -> Vec<String> {
+            let targets = config.resolve_for(api).unwrap();
+            targets.iter().map(|t| t.id.to_string()).collect()
+        };
+        write("a,10.0.0.1:50051,bos\nb,10.0.0.2:4028,cgminer\nc,10.0.0.3:4028,\n");
+        assert_eq!(ids("bos"), ["a", "c"], "an empty cell: both");
+        assert_eq!(ids("cgminer"), ["b", "c"]);
+        write("a,10.0.0.1:50051,bos\n");
+        assert!(ids("cgminer").is_empty(), "none left is not an error");
+        write("a,10.0.0.1:50051,Cgminer\n");
+        let e = config.resolve_for("bos").unwrap_err().to_string();
+        assert!(e.contains("`api: Cgminer`"), "{e}");
     }
 
     #[test]

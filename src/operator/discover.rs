@@ -6,9 +6,10 @@
 //! Each address is asked for the bos.v1 gRPC API first (`GetApiVersion`, which needs no
 //! login; with credentials, `GetMinerDetails` too, for the model and firmware), then
 //! for the CGMiner API (`version`, then `devdetails` where the version names no
-//! model). At most `concurrency` probes run at once, at most `rate` start a second,
-//! and each ends within `timeout`: a /16 of silent addresses takes its size over the
-//! rate, never longer.
+//! model), both at once. At most `concurrency` probes run at once and at most `rate`
+//! start a second; each step ends within `timeout`, so a silent address costs one
+//! `timeout` (two for a Whatsminer's model), and a /16 takes its size over the rate,
+//! or over `concurrency / timeout`, whichever is slower.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -99,6 +100,7 @@ pub async fn discover(options: DiscoverOptions) -> Result<Discovered, DiscoverEr
     for range in &options.ranges {
         addresses.extend(expand(range)?);
     }
+    addresses.sort_unstable();
     addresses.dedup();
     let probed = addresses.len();
     let options = Arc::new(options);
@@ -146,12 +148,16 @@ fn row(ip: Ipv4Addr, port: u16, api: &str, model: String, firmware: String) -> I
 
 /// One address: the gRPC API, else the CGMiner API, else nothing.
 async fn probe(ip: Ipv4Addr, options: &DiscoverOptions) -> Option<InventoryRow> {
-    if let Ok(Some((model, firmware))) =
-        tokio::time::timeout(options.timeout, grpc(ip, options)).await
-    {
+    // Both at once: a silent address costs one timeout, not two. Braiins OS serves
+    // both APIs; its gRPC one is the one to use.
+    let (grpc, cgminer) = tokio::join!(
+        tokio::time::timeout(options.timeout, grpc(ip, options)),
+        cgminer(ip, options)
+    );
+    if let Ok(Some((model, firmware))) = grpc {
         return Some(row(ip, options.grpc_port, "bos", model, firmware));
     }
-    let (model, firmware) = cgminer(ip, options).await?;
+    let (model, firmware) = cgminer?;
     Some(row(ip, options.cgminer_port, "cgminer", model, firmware))
 }
 

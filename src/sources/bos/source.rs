@@ -132,6 +132,8 @@ async fn run_with(
         (None, None) => unreachable!("config checks require one of them"),
     };
     let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+    // The counters carry on across a restart; the states are this run's miners'.
+    stats.reset_states();
     stats.miners.store(targets.len() as u64, Relaxed);
     let needed = targets.len() as u64 + 64;
     if let Some(limit) = crate::toolkit::limits::open_files_short_of(needed) {

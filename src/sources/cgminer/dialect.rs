@@ -270,11 +270,12 @@ fn avalon(
     boards: &mut Vec<Sample>,
     new: &dyn Fn(SampleKind) -> Sample,
 ) {
-    let numbers = |key: &str| -> Vec<f64> {
+    // Each position kept (absent where unreadable), so lists stay in line.
+    let numbers = |key: &str| -> Vec<Option<f64>> {
         bracketed(mm, key)
             .map(|v| {
                 v.split_whitespace()
-                    .filter_map(|n| n.parse().ok())
+                    .map(|n| n.parse().ok().filter(|v: &f64| v.is_finite()))
                     .collect()
             })
             .unwrap_or_default()
@@ -283,17 +284,21 @@ fn avalon(
     miner.temp_chip_c = bracketed_number(mm, "TMax");
     miner.fan_rpm = mean((1..=4).filter_map(|i| bracketed_number(mm, &format!("Fan{i}"))));
     let ps = numbers("PS");
+    // The seventh figure where there are seven, else the fifth.
+    let supply = if ps.len() >= 7 { ps.get(6) } else { ps.get(4) };
     miner.power_w = bracketed_number(mm, "WALLPOWER")
-        .or_else(|| ps.get(6).copied())
-        .or_else(|| ps.get(4).copied())
+        .or(supply.copied().flatten())
         // PS[0 0 0 0 0 0]: the supply could not be read.
         .filter(|w| *w > 0.0);
     let temps = numbers("MTmax");
     for (i, ghs) in numbers("MGHS").into_iter().enumerate() {
+        let Some(ghs) = ghs else {
+            continue;
+        };
         let mut board = new(SampleKind::Board);
         board.board = Some(i as u32 + 1);
         board.hashrate_ths = Some(ghs / 1e3);
-        board.temp_chip_c = temps.get(i).copied();
+        board.temp_chip_c = temps.get(i).copied().flatten();
         boards.push(board);
     }
 }
@@ -418,6 +423,16 @@ mod tests {
         assert_eq!(boards.len(), 3);
         assert!(close(boards[2].hashrate_ths, 26.72456));
         assert_eq!(boards[2].temp_chip_c, Some(76.0));
+    }
+
+    #[test]
+    fn avalon_lists_stay_in_line_past_an_unreadable_figure() {
+        let mm = r#"{"STATS":[{"MM ID0":"MGHS[26907.01 nan 26724.56] MTmax[77 x 76] PS[0 1214 1316 242 3189 oops 3504]"}]}"#;
+        let out = samples_of(&[mm.as_bytes()]);
+        let boards: Vec<(Option<u32>, Option<f64>)> =
+            out[1..].iter().map(|b| (b.board, b.temp_chip_c)).collect();
+        assert_eq!(boards, [(Some(1), Some(77.0)), (Some(3), Some(76.0))]);
+        assert_eq!(out[0].power_w, Some(3504.0), "still the seventh figure");
     }
 
     #[test]

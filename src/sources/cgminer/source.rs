@@ -4,13 +4,13 @@
 //! backs off on failure behind the same breaker as `bos`, and every change of state is
 //! a status sample with its code.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::Code;
@@ -50,7 +50,15 @@ async fn run(
     stats: Arc<PoolStats>,
 ) -> ComponentResult {
     let targets = config.miners()?;
+    // The counters carry on across a restart; the states are this run's miners'.
+    stats.reset_states();
     stats.miners.store(targets.len() as u64, Relaxed);
+    if targets.is_empty() {
+        tracing::warn!(source = %ctx.id, "this source holds no miners (the inventory's `api` column gives them all to other sources, or its shard is empty); it collects nothing");
+        // Idle rather than finished: a source that ends would end a pipeline of one.
+        ctx.stop.cancelled().await;
+        return Ok(());
+    }
     tracing::info!(source = %ctx.id, miners = targets.len(), "cgminer source starting");
     let (emitter, queue) = Emitter::new(stats.clone());
     let batch_size = config.batch_size;
@@ -90,19 +98,24 @@ struct Problem {
     message: String,
 }
 
+/// A command a firmware refused as unknown is asked again after this long (a firmware
+/// upgrade may add it).
+const REFUSED_FOR: Duration = Duration::from_secs(3600);
+
 /// One miner, until `stop`.
 async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: CancellationToken) {
     let config = &shared.config;
+    let stats = &shared.stats;
     let mut status = MinerStatus::default();
     let mut breaker = Breaker::new(config.breaker.clone());
     let mut backoff = Backoff::new(config.backoff.clone(), index as u64);
     let mut rng = fastrand::Rng::with_seed(index as u64);
-    // Commands the firmware refused: not asked again.
-    let mut refused: HashSet<Command> = HashSet::new();
+    // Commands the firmware does not know, and since when.
+    let mut refused: HashMap<Command, Instant> = HashMap::new();
     let enter = |status: &mut MinerStatus, state, code, message: &str| {
         let from = status.state();
         let sample = status.change(state, code, message, &target, &shared.log)?;
-        shared.stats.transition(from, state);
+        stats.transition(from, state);
         Some(sample)
     };
     let greeting = format!("asking {} over the CGMiner API", target.address);
@@ -118,8 +131,10 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
     let mut next = Instant::now() + config.interval.0.mul_f64(rng.f64());
     loop {
         if let Some(wait) = breaker.wait(std::time::Instant::now()) {
-            let _open = GaugeGuard::up(&shared.stats.breaker_open);
-            next = next.max(Instant::now() + wait);
+            let _open = GaugeGuard::up(&stats.breaker_open);
+            if stop.run_until_cancelled(sleep(wait)).await.is_none() {
+                break;
+            }
         }
         if stop.run_until_cancelled(sleep_until(next)).await.is_none() {
             break;
@@ -129,6 +144,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         if !shared.emitter.room_for_a_poll() {
             continue;
         }
+        refused.retain(|_, since| since.elapsed() < REFUSED_FOR);
         let Some(polled) = stop
             .run_until_cancelled(poll(&target, &shared, &mut refused))
             .await
@@ -136,6 +152,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
             break;
         };
         let mut out = Vec::new();
+        let mut delay = None;
         match polled {
             Ok((answers, problem)) => {
                 breaker.success();
@@ -147,11 +164,19 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
                 };
                 out.extend(enter(&mut status, state, code, &message));
             }
+            Err(problem) if problem.code == StatusCode::UnsupportedFirmware => {
+                out.extend(enter(
+                    &mut status,
+                    MinerState::Unsupported,
+                    problem.code,
+                    &problem.message,
+                ));
+            }
             Err(problem) => {
                 breaker.failure(std::time::Instant::now());
-                let delay = backoff.next_delay();
-                shared.stats.backoff(BackoffKind::Reconnect, delay);
-                next = next.max(Instant::now() + delay);
+                let wait = backoff.next_delay();
+                stats.backoff(BackoffKind::Reconnect, wait);
+                delay = Some(wait);
                 let message = format!("{}; check that the miner is powered, reachable from this host, and serves its API on that port", problem.message);
                 out.extend(enter(
                     &mut status,
@@ -162,23 +187,41 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
             }
         }
         shared.emitter.send(out).await;
+        if let Some(delay) = delay {
+            let _waiting = GaugeGuard::up(&stats.in_backoff);
+            if stop.run_until_cancelled(sleep(delay)).await.is_none() {
+                break;
+            }
+            next = next.max(Instant::now());
+        }
     }
 }
 
 /// Asks the miner's commands in turn (or at once, combined): the answers, and what
-/// failed if only some did; an error when none answered.
+/// failed if only some did; an error when none answered, or when the firmware knows
+/// none of the commands.
 async fn poll(
     target: &Target,
     shared: &Shared,
-    refused: &mut HashSet<Command>,
+    refused: &mut HashMap<Command, Instant>,
 ) -> Result<(Answers, Option<Problem>), Problem> {
     let config = &shared.config;
     let wanted: Vec<Command> = config
         .commands
         .iter()
         .copied()
-        .filter(|c| !refused.contains(c))
+        .filter(|c| !refused.contains_key(c))
         .collect();
+    if wanted.is_empty() {
+        let names: Vec<&str> = config.commands.iter().map(|c| c.as_str()).collect();
+        return Err(Problem {
+            code: StatusCode::UnsupportedFirmware,
+            message: format!(
+                "the firmware knows none of the commands asked ({}); list the ones it serves under `commands`",
+                names.join(", ")
+            ),
+        });
+    }
     let asks: Vec<(Vec<Command>, String)> = match config.combine {
         true => vec![(
             wanted.clone(),
@@ -215,9 +258,10 @@ async fn poll(
                 answered += 1;
                 answers.add(&answer);
             }
-            // One command this firmware does not know: not asked again.
-            Err(WireError::Refused { .. }) if commands.len() == 1 => {
-                refused.insert(commands[0]);
+            // A command this firmware does not know: not asked again for a while.
+            // (Other refusals, "no pools" or no devices while it boots, are failures.)
+            Err(e) if commands.len() == 1 && e.unknown_command() => {
+                refused.insert(commands[0], Instant::now());
             }
             Err(e) => failures.push((text, e)),
         }

@@ -32,6 +32,14 @@ pub(crate) enum WireError {
     Refused { command: String, message: String },
 }
 
+impl WireError {
+    /// The firmware does not know the command (cgminer's code 14, "Invalid command"),
+    /// as against a refusal of the moment ("No pools" while it boots).
+    pub(crate) fn unknown_command(&self) -> bool {
+        matches!(self, WireError::Refused { message, .. } if message.contains("Invalid command"))
+    }
+}
+
 /// Sends `command` (e.g. `summary`, or `summary+pools` where the firmware combines)
 /// to `address` and returns its parsed answer, all within `timeout`.
 pub(crate) async fn ask(
@@ -64,7 +72,10 @@ pub(crate) async fn ask(
             // it, or end with a newline instead.
             let complete = match answer.last() {
                 Some(0) => true,
-                Some(b'\n') => parse(&answer).is_ok(),
+                // Only where the answer could be whole: a JSON object's end.
+                Some(b'\n') => {
+                    answer.trim_ascii_end().last() == Some(&b'}') && parse(&answer).is_ok()
+                }
                 _ => false,
             };
             if complete {
@@ -85,16 +96,55 @@ pub(crate) async fn ask(
 pub(crate) fn parse(answer: &[u8]) -> Result<Value, WireError> {
     let text = String::from_utf8_lossy(answer);
     let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-    let mut tidy = text
-        .replace("}{", "},{")
-        .replace(",}", "}")
-        .replace("[,{", "[{");
-    for bare in ["nan", "-inf", "inf"] {
-        for sep in [',', '}', ']'] {
-            tidy = tidy.replace(&format!(":{bare}{sep}"), &format!(":null{sep}"));
-        }
-    }
+    let tidy = without_bare_non_numbers(
+        &text
+            .replace("}{", "},{")
+            .replace(",}", "}")
+            .replace("[,{", "[{"),
+    );
     serde_json::from_str(&tidy).map_err(|e| WireError::Json(e.to_string()))
+}
+
+/// `nan`, `-nan`, `inf`, `-Infinity`... outside strings become `null`.
+fn without_bare_non_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+            out.push(c);
+            continue;
+        }
+        let sign = usize::from(c == '-' || c == '+');
+        let word: String = text[i + sign..]
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .collect();
+        if matches!(
+            word.to_ascii_lowercase().as_str(),
+            "nan" | "inf" | "infinity"
+        ) {
+            out.push_str("null");
+            // The rest of the word (ASCII: one char a byte) is consumed.
+            for _ in 1..word.len() + sign {
+                chars.next();
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A `STATUS: E` (error) answer. (A combined answer's parts each have their own
@@ -130,11 +180,20 @@ mod tests {
         let answer = b"{\"STATUS\":[{\"STATUS\":\"S\"}],\"STATS\":[{\"Type\":\"S19j Pro\"}{\"GHS 5s\":\"104000.5\"}],\"id\":1}\0";
         let value = parse(answer).unwrap();
         assert_eq!(value["STATS"][1]["GHS 5s"], "104000.5");
-        let mended = parse(b"{\"SUMMARY\":[{\"MHS av\":nan,\"Accepted\":3,}]}").unwrap();
+        let mended = parse(b"{\"SUMMARY\":[{\"MHS av\":nan,\"MHS 5s\": -nan,\"T\":[NaN, 3, -Infinity],\"Msg\":\"nan inside\",\"Accepted\":3,}]}").unwrap();
         assert_eq!(
             mended["SUMMARY"][0]["MHS av"],
             Value::Null,
             "a bare nan is absent"
+        );
+        assert_eq!(mended["SUMMARY"][0]["MHS 5s"], Value::Null);
+        assert_eq!(
+            mended["SUMMARY"][0]["T"],
+            serde_json::json!([null, 3, null])
+        );
+        assert_eq!(
+            mended["SUMMARY"][0]["Msg"], "nan inside",
+            "strings are left alone"
         );
         assert_eq!(mended["SUMMARY"][0]["Accepted"], 3);
         assert!(matches!(
