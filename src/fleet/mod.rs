@@ -3,12 +3,14 @@
 //! ([`fair_rate`]), backoff with jitter ([`backoff`]) behind a per-miner circuit breaker
 //! ([`breaker`]), status samples and their log budget ([`status`]), the bounded queue
 //! from the miner tasks to the pipeline ([`emit`]), and the pool's counters, published
-//! for `/metrics` and `/health` ([`stats`]).
+//! for `/metrics` and `/health` ([`stats`]); and what their answers become
+//! samples with ([`figures`]).
 
 pub(crate) mod backoff;
 pub(crate) mod breaker;
 pub(crate) mod emit;
 pub(crate) mod fair_rate;
+pub(crate) mod figures;
 pub mod stats;
 pub(crate) mod status;
 pub mod targets;

@@ -8,6 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::fleet::figures::{max, min, sample_at};
 use crate::fleet::targets::Target;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::sample::{Sample, SampleKind};
@@ -61,14 +62,6 @@ fn celsius(sensor: Option<&api::TemperatureSensor>) -> Option<f64> {
     Some(sensor?.temperature.as_ref()?.degree_c)
 }
 
-fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
-    values.fold(None, |best, v| Some(best.map_or(v, |b: f64| b.max(v))))
-}
-
-fn min(values: impl Iterator<Item = f64>) -> Option<f64> {
-    values.fold(None, |best, v| Some(best.map_or(v, |b: f64| b.min(v))))
-}
-
 /// The samples of one poll, all stamped `at`; none when every call failed.
 pub fn samples(
     target: &Target,
@@ -79,11 +72,7 @@ pub fn samples(
     if answers.is_empty() {
         return Vec::new();
     }
-    let new = |kind| {
-        let mut sample = Sample::new(kind, target.id.clone(), target.labels.clone());
-        sample.timestamp = at;
-        sample
-    };
+    let new = |kind| sample_at(target, kind, at);
     let boards: &[api::Hashboard] = answers
         .hashboards
         .as_ref()

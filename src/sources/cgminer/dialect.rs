@@ -20,6 +20,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::fleet::figures::{max, mean, sample_at};
 use crate::fleet::targets::Target;
 use crate::toolkit::sample::{Sample, SampleKind};
 
@@ -104,15 +105,6 @@ fn hashrate_ths(object: &Map<String, Value>, window: &[&str]) -> Option<f64> {
     })
 }
 
-fn max(values: impl Iterator<Item = f64>) -> Option<f64> {
-    values.fold(None, |best, v| Some(best.map_or(v, |b: f64| b.max(v))))
-}
-
-fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values.fold((0.0, 0u32), |(s, n), v| (s + v, n + 1));
-    (n > 0).then(|| sum / f64::from(n))
-}
-
 /// Avalon's `Key[value]` string: the value of `key`, whitespace-separated numbers.
 fn bracketed<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let mut rest = text;
@@ -141,11 +133,7 @@ pub(crate) fn samples(target: &Target, answers: &Answers, at: DateTime<Utc>) -> 
     if answers.is_empty() {
         return Vec::new();
     }
-    let new = |kind| {
-        let mut sample = Sample::new(kind, target.id.clone(), target.labels.clone());
-        sample.timestamp = at;
-        sample
-    };
+    let new = |kind| sample_at(target, kind, at);
     let mut miner = new(SampleKind::Miner);
     let mut boards = Vec::new();
     if let Some(summary) = &answers.summary {
