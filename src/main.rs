@@ -134,6 +134,13 @@ struct SimArgs {
     /// Serve the CGMiner API on this port of every miner too (stock miners use 4028).
     #[arg(long)]
     cgminer_port: Option<u16>,
+    /// Serve a recording (a `bos` source's `record.path`) instead of simulated
+    /// telemetry: one miner per recorded miner, under its id; `--miners` is ignored.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// The pace of a replay: 1 as recorded, 10 ten times faster.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
     /// Benchmark mode: no think time, status stream as fast as flow control allows.
     #[arg(long, conflicts_with_all = ["faults", "faults_file"])]
     firehose: bool,
@@ -360,8 +367,18 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
     if let Some(path) = &args.faults_file {
         rules.extend(faults::load(path).map_err(|e| e.to_string())?);
     }
+    let replay = match &args.replay {
+        None => None,
+        Some(dir) => {
+            if !(args.speed.is_finite() && args.speed > 0.0) {
+                return Err(format!("--speed {} is not above zero", args.speed));
+            }
+            let recording = rigtap::sim::replay::Recording::load(dir).map_err(|e| e.to_string())?;
+            Some((std::sync::Arc::new(recording), args.speed))
+        }
+    };
     Ok(SimConfig {
-        miners: args.miners,
+        miners: replay.as_ref().map_or(args.miners, |(r, _)| r.len()),
         first: args.first,
         seed: args.seed,
         username: args.username.clone(),
@@ -376,5 +393,6 @@ fn sim_config(args: &SimArgs) -> Result<SimConfig, String> {
         },
         cgminer_port: args.cgminer_port,
         stock: args.stock,
+        replay,
     })
 }

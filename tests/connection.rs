@@ -9,7 +9,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use tonic::Code;
 use support::collector::{
     collect, collect_inventory, collect_until_polled, ids, in_state, miners_with,
 };
-use support::{fault, sim_config};
+use support::{fault, sim_config, SimProcess};
 
 /// The unary calls a poll makes.
 const POLLS: [&str; 5] = [
@@ -301,59 +300,24 @@ async fn polls_spread_by_the_configured_jitter() {
     );
 }
 
-/// `rigtap sim` in its own process, so the test can stop it (SIGSTOP) without
-/// closing its connections; killed when dropped.
-struct SimProcess(Child);
-
-impl SimProcess {
-    fn signal(&self, signal: &str) {
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        self.signal("CONT");
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_finds_a_miner_that_stopped_answering_and_it_comes_back() {
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("fleet.csv");
     let first = support::net::free_block(2);
-    let sim = SimProcess(
-        Command::new(env!("CARGO_BIN_EXE_rigtap"))
-            .args([
-                "sim",
-                "--miners",
-                "2",
-                "--status-interval",
-                "200ms",
-                "--first",
-            ])
-            .arg(first.to_string())
-            .arg("--inventory")
-            .arg(&inventory)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&inventory).map_or(0, |t| t.lines().count()) < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "the simulator wrote no inventory"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sim = SimProcess::start(
+        &[
+            "--miners",
+            "2",
+            "--status-interval",
+            "200ms",
+            "--first",
+            &first.to_string(),
+        ],
+        &inventory,
+        2,
+    )
+    .await;
     // Only keepalive can see the silence: polls and the stream's idle timeout are far off.
     let mut collector = collect_inventory(
         &inventory,

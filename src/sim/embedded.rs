@@ -76,6 +76,7 @@ impl EmbeddedSim {
             status_interval: self.status_interval.0,
             cgminer_port: self.cgminer_port,
             stock: self.stock,
+            replay: None,
         }
     }
 }

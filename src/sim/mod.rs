@@ -13,6 +13,7 @@ pub mod counting;
 pub(crate) mod embedded;
 pub mod faults;
 pub mod listener;
+pub mod replay;
 pub mod service;
 pub mod telemetry;
 
@@ -38,6 +39,7 @@ use crate::toolkit::proto::bos::v1::pool_service_server::PoolServiceServer;
 use counting::{CallCounters, CountCalls, PerSecond};
 use faults::{FaultRule, MinerFaults};
 use listener::{incoming, ConnectionCounters};
+use replay::Recording;
 use service::{MinerShared, SimMiner};
 use telemetry::{Dialect, Firmware};
 
@@ -62,6 +64,9 @@ pub struct SimConfig {
     /// The share of miners (0 to 1) on stock firmware: Antminer, Whatsminer or Avalon,
     /// serving only the CGMiner API; their inventory rows say `api: cgminer`.
     pub stock: f64,
+    /// Serve a recording instead of simulated telemetry (`miners` is its miner
+    /// count), at this speed (1: the recorded pace).
+    pub replay: Option<(Arc<Recording>, f64)>,
 }
 
 /// PEM files' contents for the fleet's TLS; with `client_ca`, clients need certificates.
@@ -86,6 +91,7 @@ impl Default for SimConfig {
             status_interval: Duration::from_secs(5),
             cgminer_port: None,
             stock: 0.0,
+            replay: None,
         }
     }
 }
@@ -143,9 +149,19 @@ const CGMINER_PORT: u16 = 4028;
 
 impl SimConfig {
     fn labels(&self) -> &'static [&'static str] {
-        match self.stock > 0.0 {
-            true => &INVENTORY_LABELS,
-            false => &INVENTORY_LABELS[..3],
+        match (self.replay.is_some(), self.stock > 0.0) {
+            // A recording's miners are known by their ids alone.
+            (true, _) => &[],
+            (false, true) => &INVENTORY_LABELS,
+            (false, false) => &INVENTORY_LABELS[..3],
+        }
+    }
+
+    /// Miner `index`'s id: its recorded one when replaying.
+    fn id(&self, index: usize) -> Arc<str> {
+        match &self.replay {
+            Some((recording, _)) if index < recording.len() => recording.id(index).clone(),
+            _ => format!("sim-{index:05}").into(),
         }
     }
 
@@ -185,7 +201,7 @@ pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
                 api.to_string(),
             ];
             Ok(InventoryRow {
-                id: format!("sim-{i:05}").into(),
+                id: config.id(i),
                 address: address.to_string(),
                 labels: Arc::new(
                     config
@@ -280,6 +296,11 @@ impl Fleet {
                 faults,
                 status_interval: config.status_interval,
                 calls: Default::default(),
+                replay: config
+                    .replay
+                    .as_ref()
+                    .filter(|(recording, _)| index < recording.len())
+                    .map(|(recording, speed)| (recording.polls(index), *speed)),
             });
             fleet.miners.push(MinerHandle {
                 addr: addr.into(),

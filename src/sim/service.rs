@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::auth::Sessions;
 use super::counting::CallCounters;
 use super::faults::MinerFaults;
+use super::replay::{self, Recorded};
 use super::telemetry::{snapshot, Model, Snapshot};
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{self as bos_root, ApiVersion, ApiVersionRequest};
@@ -29,12 +30,32 @@ pub(crate) struct MinerShared {
     /// Pause between status stream messages; zero in firehose mode.
     pub status_interval: Duration,
     pub calls: Arc<CallCounters>,
+    /// `--replay`: this miner's recorded polls, and the speed.
+    pub(crate) replay: Option<(Arc<[Recorded]>, f64)>,
 }
 
 #[derive(Clone)]
 pub(crate) struct SimMiner(pub Arc<MinerShared>);
 
 impl MinerShared {
+    /// Replaying, the recorded answer of a call now; `None` without a recording. A
+    /// call the miner did not answer at that time of the recording is UNAVAILABLE.
+    fn replayed<M: prost::Message + Default>(
+        &self,
+        call: fn(&Recorded) -> &Option<Vec<u8>>,
+    ) -> Result<Option<M>, Status> {
+        let Some((polls, speed)) = &self.replay else {
+            return Ok(None);
+        };
+        let elapsed = self.started.elapsed().mul_f64(*speed);
+        let bytes = replay::at(polls, elapsed)
+            .and_then(|poll| call(poll).as_ref())
+            .ok_or_else(|| Status::unavailable("not answered at this time of the recording"))?;
+        M::decode(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| Status::internal(format!("the recorded answer does not decode: {e}")))
+    }
+
     /// The common path of every authenticated call: token, then injected faults.
     async fn enter<T>(&self, request: &Request<T>) -> Result<Snapshot, Status> {
         let token = request
@@ -172,6 +193,9 @@ impl api::miner_service_server::MinerService for SimMiner {
         request: Request<api::GetMinerDetailsRequest>,
     ) -> Result<Response<api::GetMinerDetailsResponse>, Status> {
         let state = self.0.enter(&request).await?;
+        if let Some(answer) = self.0.replayed(|p| &p.details)? {
+            return Ok(Response::new(answer));
+        }
         let i = self.0.index;
         let model = self.0.model;
         Ok(Response::new(api::GetMinerDetailsResponse {
@@ -211,6 +235,9 @@ impl api::miner_service_server::MinerService for SimMiner {
         request: Request<api::GetMinerStatsRequest>,
     ) -> Result<Response<api::GetMinerStatsResponse>, Status> {
         let state = self.0.enter(&request).await?;
+        if let Some(answer) = self.0.replayed(|p| &p.stats)? {
+            return Ok(Response::new(answer));
+        }
         Ok(Response::new(api::GetMinerStatsResponse {
             pool_stats: Some(pool_stats(&state)),
             miner_stats: Some(api::WorkSolverStats {
@@ -237,6 +264,9 @@ impl api::miner_service_server::MinerService for SimMiner {
         request: Request<api::GetHashboardsRequest>,
     ) -> Result<Response<api::GetHashboardsResponse>, Status> {
         let state = self.0.enter(&request).await?;
+        if let Some(answer) = self.0.replayed(|p| &p.hashboards)? {
+            return Ok(Response::new(answer));
+        }
         let model = self.0.model;
         let hashboards = state
             .boards
@@ -299,6 +329,9 @@ impl api::cooling_service_server::CoolingService for SimMiner {
         request: Request<api::GetCoolingStateRequest>,
     ) -> Result<Response<api::GetCoolingStateResponse>, Status> {
         let state = self.0.enter(&request).await?;
+        if let Some(answer) = self.0.replayed(|p| &p.cooling)? {
+            return Ok(Response::new(answer));
+        }
         let fans = state
             .fan_rpm
             .iter()
@@ -327,6 +360,9 @@ impl api::pool_service_server::PoolService for SimMiner {
         request: Request<api::GetPoolGroupsRequest>,
     ) -> Result<Response<api::GetPoolGroupsResponse>, Status> {
         let state = self.0.enter(&request).await?;
+        if let Some(answer) = self.0.replayed(|p| &p.pools)? {
+            return Ok(Response::new(answer));
+        }
         let worker = format!("rigtap.sim{:05}", self.0.index);
         Ok(Response::new(api::GetPoolGroupsResponse {
             pool_groups: vec![api::PoolGroup {

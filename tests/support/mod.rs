@@ -49,6 +49,53 @@ pub fn fault(
     }
 }
 
+/// `rigtap sim` in its own process (so a test can stop it with SIGSTOP, or replay a
+/// recording); killed when dropped.
+pub struct SimProcess(Child);
+
+impl SimProcess {
+    /// Starts `rigtap sim ARGS --inventory INVENTORY` and waits (up to 10 s) until the
+    /// inventory lists `miners` miners: they listen.
+    pub async fn start(args: &[&str], inventory: &std::path::Path, miners: usize) -> SimProcess {
+        let sim = SimProcess(
+            Command::new(env!("CARGO_BIN_EXE_rigtap"))
+                .arg("sim")
+                .args(args)
+                .arg("--inventory")
+                .arg(inventory)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start rigtap sim"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(inventory).map_or(0, |t| t.lines().count()) < miners + 1 {
+            assert!(
+                Instant::now() < deadline,
+                "the simulator wrote no inventory"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        sim
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Rigtap {
     pub child: Child,
     pub stdout: Option<BufReader<ChildStdout>>,

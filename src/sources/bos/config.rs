@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::record::RecordConfig;
 use super::retry::RetryConfig;
 use super::tls::TlsConfig;
 use crate::fleet::backoff::BackoffConfig;
@@ -56,6 +57,9 @@ pub struct BosConfig {
     pub(crate) breaker: BreakerConfig,
     pub(crate) auth_retry: HumanDuration,
     pub(crate) batch_size: usize,
+    /// Every poll's answers, kept for `rigtap sim --replay` (and bug reports).
+    #[serde(default)]
+    pub(crate) record: Option<RecordConfig>,
 }
 
 /// The unary calls polled every `interval`.
@@ -280,6 +284,15 @@ impl BosConfig {
             ByteSize(MIN_MESSAGE),
             ByteSize(MAX_MESSAGE),
         )?;
+        if let Some(record) = &self.record {
+            within(
+                body,
+                &["record", "max_size"],
+                record.max_size,
+                ByteSize(1 << 20),
+                ByteSize(1 << 40),
+            )?;
+        }
         if let Err((path, message)) = self.retry.check() {
             return at(&path, message);
         }

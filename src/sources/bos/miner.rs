@@ -16,6 +16,7 @@ use super::config::{BosConfig, Poll};
 use super::connect::{DialError, Dialer, TlsProblem};
 use super::poll::{samples, Answers};
 use super::pool::{Connection, ConnectionPool};
+use super::record::Recorder;
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
 use crate::fleet::emit::Emitter;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) emitter: Emitter,
     pub stats: Arc<PoolStats>,
     pub(crate) status_log: Arc<StatusLog>,
+    /// With `record:`, where each poll's answers go.
+    pub(crate) recorder: Option<Recorder>,
 }
 
 /// Why a session ended badly, with the message users see (what failed, what to check)
@@ -401,6 +404,9 @@ impl MinerTask {
     /// degrades it.
     fn record(&mut self, answers: Answers, mut errors: Vec<CallError>) -> Result<(), Failure> {
         let calls_answered = answers.answered();
+        if let Some(recorder) = &self.shared.recorder {
+            recorder.poll(&self.target, &answers);
+        }
         let at = Utc::now().trunc_subsecs(3);
         let produced = samples(&self.target, self.miner_status, &answers, at);
         let answered = !produced.is_empty();

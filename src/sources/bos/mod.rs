@@ -15,6 +15,7 @@ pub(crate) mod connect;
 pub(crate) mod miner;
 pub mod poll;
 pub(crate) mod pool;
+pub(crate) mod record;
 pub(crate) mod retry;
 mod source;
 pub(crate) mod tls;

@@ -18,6 +18,7 @@ use super::config::{BosConfig, Compression};
 use super::connect::Dialer;
 use super::miner::{MinerTask, Shared};
 use super::pool::ConnectionPool;
+use super::record::Recorder;
 use super::tls;
 use crate::fleet::emit::{self, Emitter};
 use crate::fleet::fair_rate::{FairRateLimiter, CALL_BURST};
@@ -30,6 +31,14 @@ use crate::pipeline::component::{
 use crate::toolkit::panic;
 use crate::toolkit::sample::MinerState;
 use crate::toolkit::secret::Secret;
+
+/// The recording's directory cannot be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record into {}: {source}; check `record.path`", path.display())]
+struct RecordFailed {
+    path: std::path::PathBuf,
+    source: std::io::Error,
+}
 
 /// A miner's task panicked: a bug, which fails the source.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +141,13 @@ async fn run_with(
         (None, None) => unreachable!("config checks require one of them"),
     };
     let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
+    let recorder = match &config.record {
+        None => None,
+        Some(record) => Some(Recorder::create(record).map_err(|e| RecordFailed {
+            path: record.path.clone(),
+            source: e,
+        })?),
+    };
     // The counters carry on across a restart; the states are this run's miners'.
     stats.reset_states();
     stats.miners.store(targets.len() as u64, Relaxed);
@@ -182,6 +198,7 @@ async fn run_with(
         emitter,
         stats: stats.clone(),
         status_log: status_log.clone(),
+        recorder,
         config,
     });
 
