@@ -224,10 +224,15 @@ async fn stock_miners_go_offline_with_a_code_and_come_back() {
         stock: 1.0,
         ..sim_config(6)
     };
-    config.faults = vec![rigtap::sim::faults::FaultRule {
-        delay: Some("2s".parse().unwrap()),
-        ..support::fault(rigtap::sim::faults::FaultKind::Slow, &[1])
-    }];
+    use rigtap::sim::faults::FaultKind;
+    config.faults = vec![
+        rigtap::sim::faults::FaultRule {
+            delay: Some("2s".parse().unwrap()),
+            ..support::fault(FaultKind::Slow, &[1])
+        },
+        support::fault(FaultKind::Unavailable, &[2]),
+        support::fault(FaultKind::Internal, &[3]),
+    ];
     let mut fleet = Fleet::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("fleet.csv");
@@ -269,7 +274,23 @@ async fn stock_miners_go_offline_with_a_code_and_come_back() {
         [pair("connecting", "connecting"), pair("offline", "timeout")],
         "answers after 2 s, past the 500 ms timeout"
     );
-    for miner in 2..6 {
+    assert_eq!(
+        statuses(&lines, 2),
+        [
+            pair("connecting", "connecting"),
+            pair("offline", "unreachable")
+        ],
+        "closes the connection unanswered"
+    );
+    assert_eq!(
+        statuses(&lines, 3),
+        [
+            pair("connecting", "connecting"),
+            pair("offline", "miner_error")
+        ],
+        "refuses every command (STATUS E)"
+    );
+    for miner in 4..6 {
         assert_eq!(
             statuses(&lines, miner),
             [pair("connecting", "connecting"), pair("online", "ok")]
@@ -282,8 +303,8 @@ async fn stock_miners_go_offline_with_a_code_and_come_back() {
             .count()
     };
     assert!(
-        polls("sim-00003") >= 15,
+        polls("sim-00004") >= 15,
         "every 300 ms for 7 s: {}",
-        polls("sim-00003")
+        polls("sim-00004")
     );
 }

@@ -15,7 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::service::MinerShared;
-use super::telemetry::{snapshot, Dialect, Snapshot};
+use super::telemetry::{Dialect, Snapshot};
+use tonic::Code;
 
 /// Serves the API until `kill`, one connection at a time (as many of these firmwares
 /// do).
@@ -73,13 +74,15 @@ async fn answer_one(mut stream: TcpStream, miner: &MinerShared, dialect: Dialect
     if let Some(delay) = miner.faults.slow {
         tokio::time::sleep(delay).await;
     }
-    let state = snapshot(
-        miner.model,
-        miner.seed,
-        miner.index,
-        miner.started.elapsed(),
-    );
-    let mut text = render(&command, dialect, miner, &state);
+    // The status faults: an unavailable miner drops the connection unanswered, a
+    // busy or broken one refuses the command.
+    let mut text = match miner.faults.error {
+        Some((Code::Unavailable, p)) if fastrand::f64() < p => return,
+        Some((_, p)) if fastrand::f64() < p => {
+            json!({"STATUS": status(dialect, false, "simulated fault"), "id": 1}).to_string()
+        }
+        _ => render(&command, dialect, miner, &miner.telemetry()),
+    };
     text.push('\0');
     let _ = stream.write_all(text.as_bytes()).await;
     let _ = stream.shutdown().await;

@@ -71,6 +71,11 @@ impl MinerShared {
                 return Err(Status::new(code, "simulated fault"));
             }
         }
+        Ok(self.telemetry())
+    }
+
+    /// The miner's figures now; absurd ones under the `malformed` fault.
+    pub(crate) fn telemetry(&self) -> Snapshot {
         let mut state = snapshot(self.model, self.seed, self.index, self.started.elapsed());
         if self.faults.malformed {
             state.hashrate_ghs = f64::NAN;
@@ -80,7 +85,7 @@ impl MinerShared {
                 board.chip_temp_c = -300.0;
             }
         }
-        Ok(state)
+        state
     }
 }
 

@@ -87,6 +87,12 @@ pub(crate) async fn ask(
     let answer = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| WireError::Timeout(timeout))??;
+    if answer.is_empty() {
+        return Err(WireError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the miner closed the connection without answering",
+        )));
+    }
     let value = parse(&answer)?;
     refused(command, &value)?;
     Ok(value)
