@@ -6,6 +6,7 @@
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
+use super::stats::PoolStats;
 use super::targets::Target;
 use crate::toolkit::log_budget::LogBudget;
 use crate::toolkit::sample::{MinerState, Sample, SampleKind, StatusCode};
@@ -45,22 +46,23 @@ impl MinerStatus {
         self.state
     }
 
-    /// Moves to `to` for `code`; returns the status sample to emit, or `None` if
-    /// neither changed. `message` says why, and what to check. A new code in the same
-    /// state (offline: `breaker_open`, then `unreachable`) is a sample, not a log line.
+    /// Moves to state `to` for `code` (`message` says why, and what to check), and
+    /// counts the move in `stats`; returns the status sample to emit, or `None` if
+    /// neither changed. A new code in the same state (offline: `breaker_open`, then
+    /// `unreachable`) is a sample, not a log line.
     pub(crate) fn change(
         &mut self,
-        to: MinerState,
-        code: StatusCode,
-        message: &str,
+        (to, code, message): (MinerState, StatusCode, &str),
         target: &Target,
         log: &StatusLog,
+        stats: &PoolStats,
     ) -> Option<Sample> {
         let from = self.state.replace(to);
         let was = self.code.replace(code);
         if from == Some(to) && was == Some(code) {
             return None;
         }
+        stats.transition(from, to);
         let last = &mut self.logged[to.index()];
         // Start-up (connecting, then online) is logged at debug level and costs no
         // budget; the budget is for lines an operator sees.
@@ -124,65 +126,50 @@ mod tests {
     }
 
     #[test]
-    fn only_changes_make_samples() {
-        let (log, mut status) = (StatusLog::default(), MinerStatus::default());
-        let sample = status
-            .change(
-                MinerState::Offline,
-                StatusCode::Unreachable,
-                "refused",
-                &target(),
-                &log,
-            )
-            .unwrap();
+    fn only_changes_make_samples_and_are_counted() {
+        let (log, stats) = (StatusLog::default(), PoolStats::default());
+        let mut status = MinerStatus::default();
+        let mut change =
+            |to, code, message| status.change((to, code, message), &target(), &log, &stats);
+        let sample = change(MinerState::Offline, StatusCode::Unreachable, "refused").unwrap();
         assert_eq!(sample.kind, SampleKind::Status);
         assert_eq!(sample.state, Some(MinerState::Offline));
         assert_eq!(sample.message.as_deref(), Some("refused"));
         assert_eq!(sample.code, Some(StatusCode::Unreachable));
-        assert!(status
-            .change(
-                MinerState::Offline,
-                StatusCode::Unreachable,
-                "refused again",
-                &target(),
-                &log
-            )
-            .is_none());
-        let same_state = status
-            .change(
-                MinerState::Offline,
-                StatusCode::Timeout,
-                "silent",
-                &target(),
-                &log,
-            )
+        assert!(change(
+            MinerState::Offline,
+            StatusCode::Unreachable,
+            "refused again"
+        )
+        .is_none());
+        let same_state = change(MinerState::Offline, StatusCode::Timeout, "silent")
             .expect("a new code in the same state is a sample");
         assert_eq!(same_state.code, Some(StatusCode::Timeout));
-        assert!(status
-            .change(MinerState::Online, StatusCode::Ok, "back", &target(), &log)
-            .is_some());
+        assert!(change(MinerState::Online, StatusCode::Ok, "back").is_some());
         assert_eq!(status.state(), Some(MinerState::Online));
+        assert_eq!(
+            (
+                stats.in_state(MinerState::Online),
+                stats.in_state(MinerState::Offline)
+            ),
+            (1, 0),
+            "one miner, counted where it is"
+        );
     }
 
     #[test]
     fn a_fleet_wide_flood_is_cut_to_the_budget() {
-        let log = StatusLog::default();
+        let (log, stats) = (StatusLog::default(), PoolStats::default());
         for i in 0..1000 {
             let mut status = MinerStatus::default();
             let t = targets::fixture(&format!("m{i}"));
+            let change = (MinerState::Offline, StatusCode::Unreachable, "down");
             assert!(
-                status
-                    .change(
-                        MinerState::Offline,
-                        StatusCode::Unreachable,
-                        "down",
-                        &t,
-                        &log
-                    )
-                    .is_some(),
+                status.change(change, &t, &log, &stats).is_some(),
                 "every change is a sample"
             );
         }
         assert!(log.suppressed() >= 900, "suppressed {}", log.suppressed());
+        assert_eq!(stats.in_state(MinerState::Offline), 1000);
     }
 }

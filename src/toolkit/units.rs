@@ -135,7 +135,7 @@ impl Rate {
     /// governor's cell (one period in nanoseconds) loses its precision.
     pub(crate) const FASTEST: f64 = 1e6;
 
-    pub fn per_second(n: f64) -> Result<Rate, String> {
+    fn per_second(n: f64) -> Result<Rate, String> {
         if !(Self::SLOWEST..=Self::FASTEST).contains(&n) {
             return Err(format!(
                 "{n} a second is outside the rates rigtap takes, from `1/h` to `1000000/s`"

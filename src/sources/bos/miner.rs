@@ -21,6 +21,7 @@ use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
 use crate::fleet::emit::Emitter;
 use crate::fleet::fair_rate::{quota, CALL_BURST};
+use crate::fleet::schedule;
 use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
 use crate::fleet::targets::Target;
@@ -198,8 +199,7 @@ impl MinerTask {
         self.refresh();
 
         let recycle_at = Instant::now() + config.connection_ttl.0;
-        // The first poll lands anywhere in the first interval, spreading the fleet.
-        let mut next_poll = Instant::now() + config.interval.0.mul_f64(self.rng.f64());
+        let mut next_poll = Instant::now() + schedule::first_poll(config.interval.0, &mut self.rng);
         let mut connection = Some(first);
         // Absolute, not per wait: the loop wakes for polls far more often than the
         // stream is allowed to stay silent.
@@ -213,8 +213,8 @@ impl MinerTask {
                 _ = stop.cancelled() => return Ok(End::Stopped),
                 _ = sleep_until(recycle_at), if stream.is_some() => return Ok(End::Recycle),
                 _ = sleep_until(next_poll) => {
-                    let spread = 1.0 + config.jitter * (self.rng.f64() - 0.5);
-                    next_poll = Instant::now() + config.interval.0.mul_f64(spread);
+                    next_poll = Instant::now()
+                        + schedule::next_poll(config.interval.0, config.jitter, &mut self.rng);
                     if !self.held.is_empty() {
                         // The last poll's answers still wait for room downstream.
                         shared.emitter.skipped_poll();
@@ -485,15 +485,13 @@ impl MinerTask {
     /// room) and logged.
     fn enter(&mut self, state: MinerState, code: StatusCode, message: &str) {
         let shared = self.shared.clone();
-        let from = self.status.state();
-        let Some(sample) =
+        let change = (state, code, message);
+        if let Some(sample) =
             self.status
-                .change(state, code, message, &self.target, &shared.status_log)
-        else {
-            return;
-        };
-        shared.stats.transition(from, state);
-        self.hold(vec![sample]);
+                .change(change, &self.target, &shared.status_log, &shared.stats)
+        {
+            self.hold(vec![sample]);
+        }
     }
 
     /// Queues `samples` now if there is room, else holds them (in order).

@@ -22,6 +22,7 @@ use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
 use crate::fleet::emit::{self, Emitter};
 use crate::fleet::fair_rate::FairRateLimiter;
+use crate::fleet::schedule;
 use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
 use crate::fleet::targets::Target;
@@ -113,10 +114,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
     // Commands the firmware does not know, and since when.
     let mut refused: HashMap<Command, Instant> = HashMap::new();
     let enter = |status: &mut MinerStatus, state, code, message: &str| {
-        let from = status.state();
-        let sample = status.change(state, code, message, &target, &shared.log)?;
-        stats.transition(from, state);
-        Some(sample)
+        status.change((state, code, message), &target, &shared.log, stats)
     };
     let greeting = format!("asking {} over the CGMiner API", target.address);
     if let Some(sample) = enter(
@@ -127,8 +125,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
     ) {
         shared.emitter.send(vec![sample]).await;
     }
-    // The first poll lands anywhere in the first interval, spreading the fleet.
-    let mut next = Instant::now() + config.interval.0.mul_f64(rng.f64());
+    let mut next = Instant::now() + schedule::first_poll(config.interval.0, &mut rng);
     loop {
         if let Some(wait) = breaker.wait(std::time::Instant::now()) {
             let _open = GaugeGuard::up(&stats.breaker_open);
@@ -139,8 +136,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         if stop.run_until_cancelled(sleep_until(next)).await.is_none() {
             break;
         }
-        let spread = 1.0 + config.jitter * (rng.f64() - 0.5);
-        next = Instant::now() + config.interval.0.mul_f64(spread);
+        next = Instant::now() + schedule::next_poll(config.interval.0, config.jitter, &mut rng);
         if !shared.emitter.room_for_a_poll() {
             continue;
         }
