@@ -62,7 +62,7 @@ pub(crate) async fn ask(
         loop {
             let n = stream.read(&mut chunk).await.map_err(WireError::Io)?;
             if n == 0 {
-                break;
+                return whole(&answer);
             }
             answer.extend_from_slice(&chunk[..n]);
             if answer.len() > max_bytes {
@@ -70,32 +70,34 @@ pub(crate) async fn ask(
             }
             // The NUL ends an answer; some firmwares keep the connection open after
             // it, or end with a newline instead.
-            let complete = match answer.last() {
-                Some(0) => true,
+            match answer.last() {
+                Some(0) => return whole(&answer),
                 // Only where the answer could be whole: a JSON object's end.
-                Some(b'\n') => {
-                    answer.trim_ascii_end().last() == Some(&b'}') && parse(&answer).is_ok()
+                Some(b'\n') if answer.trim_ascii_end().last() == Some(&b'}') => {
+                    if let Ok(value) = parse(&answer) {
+                        return Ok(value);
+                    }
                 }
-                _ => false,
-            };
-            if complete {
-                break;
+                _ => {}
             }
         }
-        Ok(answer)
     };
-    let answer = tokio::time::timeout(timeout, exchange)
+    let value = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| WireError::Timeout(timeout))??;
+    refused(command, &value)?;
+    Ok(value)
+}
+
+/// An answer read to its end, parsed; none at all is a connection closed unanswered.
+fn whole(answer: &[u8]) -> Result<Value, WireError> {
     if answer.is_empty() {
         return Err(WireError::Io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the miner closed the connection without answering",
         )));
     }
-    let value = parse(&answer)?;
-    refused(command, &value)?;
-    Ok(value)
+    parse(answer)
 }
 
 /// Parses an answer, mending the defects of real firmware (see the module's doc).
