@@ -4,13 +4,15 @@
 //! ([`breaker`]), status samples and their log budget ([`status`]), the bounded queue
 //! from the miner tasks to the pipeline ([`emit`]), and the pool's counters, published
 //! for `/metrics` and `/health` ([`stats`]); and what their answers become
-//! samples with ([`figures`]), and when polls come ([`schedule`]).
+//! samples with ([`figures`]), when polls come ([`schedule`]), and a recording of what
+//! the miners answered ([`record`]).
 
 pub(crate) mod backoff;
 pub(crate) mod breaker;
 pub(crate) mod emit;
 pub(crate) mod fair_rate;
 pub(crate) mod figures;
+pub(crate) mod record;
 pub(crate) mod schedule;
 pub mod stats;
 pub(crate) mod status;

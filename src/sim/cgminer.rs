@@ -76,14 +76,18 @@ async fn answer_one(mut stream: TcpStream, miner: &MinerShared, dialect: Dialect
     }
     // The status faults: an unavailable miner drops the connection unanswered, a
     // busy or broken one refuses the command.
-    let mut text = match miner.faults.error {
+    let text = match miner.faults.error {
         Some((Code::Unavailable, p)) if fastrand::f64() < p => return,
         Some((_, p)) if fastrand::f64() < p => {
-            json!({"STATUS": status(dialect, false, "simulated fault"), "id": 1}).to_string()
+            json!({"STATUS": status(dialect, false, "simulated fault"), "id": 1}).to_string() + "\0"
         }
-        _ => render(&command, dialect, miner, &miner.telemetry()),
+        // A replayed answer goes out as it came, terminator and all.
+        _ if miner.replay.is_some() => match miner.replayed_text(&command) {
+            Some(text) => text,
+            None => return,
+        },
+        _ => render(&command, dialect, miner, &miner.telemetry()) + "\0",
     };
-    text.push('\0');
     let _ = stream.write_all(text.as_bytes()).await;
     let _ = stream.shutdown().await;
 }

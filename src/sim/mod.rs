@@ -149,11 +149,12 @@ const CGMINER_PORT: u16 = 4028;
 
 impl SimConfig {
     fn labels(&self) -> &'static [&'static str] {
-        match (self.replay.is_some(), self.stock > 0.0) {
-            // A recording's miners are known by their ids alone.
-            (true, _) => &[],
-            (false, true) => &INVENTORY_LABELS,
-            (false, false) => &INVENTORY_LABELS[..3],
+        match &self.replay {
+            // A recording's miners are known by their ids (and their API) alone.
+            Some((recording, _)) if recording.has_stock() => &INVENTORY_LABELS[3..],
+            Some(_) => &[],
+            None if self.stock > 0.0 => &INVENTORY_LABELS,
+            None => &INVENTORY_LABELS[..3],
         }
     }
 
@@ -166,8 +167,26 @@ impl SimConfig {
     }
 
     fn cgminer_port(&self) -> Option<u16> {
-        self.cgminer_port
-            .or((self.stock > 0.0).then_some(CGMINER_PORT))
+        let stock = match &self.replay {
+            Some((recording, _)) => recording.has_stock(),
+            None => self.stock > 0.0,
+        };
+        self.cgminer_port.or(stock.then_some(CGMINER_PORT))
+    }
+
+    /// Miner `index`'s firmware and model: a replayed miner runs the firmware its
+    /// source recorded (its dialect is in the recorded answers).
+    fn firmware(&self, index: usize) -> (Firmware, &'static telemetry::Model) {
+        match &self.replay {
+            Some((recording, _)) if index < recording.len() => {
+                let model = telemetry::model_of(self.seed, index);
+                match recording.stock(index) {
+                    true => (Firmware::Stock(Dialect::Antminer), model),
+                    false => (Firmware::BraiinsOs, model),
+                }
+            }
+            _ => telemetry::firmware_of(self.seed, index, self.stock),
+        }
     }
 }
 
@@ -187,14 +206,14 @@ pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
                 first: config.first,
                 miners: config.miners,
             })?;
-            let (firmware, model) = telemetry::firmware_of(config.seed, i, config.stock);
+            let (firmware, model) = config.firmware(i);
             let (address, api) = match (firmware, config.cgminer_port()) {
                 (Firmware::Stock(_), Some(port)) => {
                     (SocketAddrV4::new(*address.ip(), port), "cgminer")
                 }
                 _ => (address, "bos"),
             };
-            let labels = [
+            let values = [
                 format!("site-{}", i / 2500 + 1),
                 format!("rack-{:03}", (i / 40) % 1000),
                 model.name.to_string(),
@@ -204,11 +223,11 @@ pub fn inventory(config: &SimConfig) -> Result<Vec<InventoryRow>, SimError> {
                 id: config.id(i),
                 address: address.to_string(),
                 labels: Arc::new(
-                    config
-                        .labels()
+                    INVENTORY_LABELS
                         .iter()
-                        .map(|l| l.to_string())
-                        .zip(labels)
+                        .zip(values)
+                        .filter(|(name, _)| config.labels().contains(name))
+                        .map(|(name, value)| (name.to_string(), value))
                         .collect(),
                 ),
             })
@@ -272,7 +291,7 @@ impl Fleet {
                 miners: config.miners,
             })?;
             let faults = MinerFaults::resolve(&config.faults, config.seed, index);
-            let (firmware, model) = telemetry::firmware_of(config.seed, index, config.stock);
+            let (firmware, model) = config.firmware(index);
             let dialect = match firmware {
                 Firmware::BraiinsOs => Dialect::Antminer,
                 Firmware::Stock(dialect) => dialect,

@@ -1,8 +1,11 @@
-//! `rigtap sim --replay DIR`: a recording (a `bos` source's `record:`) served back over
-//! the same API. Each recorded miner becomes a simulated one, under its recorded id,
-//! and answers each call with what the miner answered at the same time into the
-//! recording (the latest recorded answer at or before it; `--speed` runs faster). A
-//! call the miner did not answer in the recording fails with UNAVAILABLE.
+//! `rigtap sim --replay DIR`: a recording (the `record:` of `bos` and `cgminer`
+//! sources) served back over the same APIs. Each recorded miner becomes a simulated
+//! one, under its recorded id, and answers each call with what the miner answered at
+//! the same time into the recording (the latest recorded answer at or before it;
+//! `--speed` runs faster). A miner recorded by a `cgminer` source serves the CGMiner
+//! API only, each command's answer byte for byte; a `bos` one serves gRPC. A call the
+//! miner did not answer in the recording fails with UNAVAILABLE (gRPC), or has its
+//! connection closed unanswered (CGMiner API).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +29,10 @@ pub(crate) struct Recorded {
     pub cooling: Option<Vec<u8>>,
     #[serde(default, deserialize_with = "hex")]
     pub pools: Option<Vec<u8>>,
+    /// A `cgminer` source's poll: each command asked (`summary`, or `summary+pools`
+    /// combined) and the answer as it came.
+    #[serde(default)]
+    pub cgminer: BTreeMap<String, String>,
 }
 
 fn hex<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
@@ -133,6 +140,16 @@ impl Recording {
 
     pub(crate) fn polls(&self, index: usize) -> Arc<[Recorded]> {
         self.miners[index].1.clone()
+    }
+
+    /// Whether miner `index` was recorded by a `cgminer` source (stock firmware).
+    pub(crate) fn stock(&self, index: usize) -> bool {
+        self.miners[index].1.iter().any(|p| !p.cgminer.is_empty())
+    }
+
+    /// Whether any miner was recorded by a `cgminer` source.
+    pub(crate) fn has_stock(&self) -> bool {
+        (0..self.len()).any(|i| self.stock(i))
     }
 }
 

@@ -56,6 +56,14 @@ impl MinerShared {
             .map_err(|e| Status::internal(format!("the recorded answer does not decode: {e}")))
     }
 
+    /// Replaying, the recorded answer to CGMiner API `command` now, as it came; `None`
+    /// when the miner did not answer it at that time of the recording.
+    pub(crate) fn replayed_text(&self, command: &str) -> Option<String> {
+        let (polls, speed) = self.replay.as_ref()?;
+        let elapsed = self.started.elapsed().mul_f64(*speed);
+        replay::at(polls, elapsed)?.cgminer.get(command).cloned()
+    }
+
     /// The common path of every authenticated call: token, then injected faults.
     async fn enter<T>(&self, request: &Request<T>) -> Result<Snapshot, Status> {
         let token = request

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::record::RecordConfig;
 use super::retry::RetryConfig;
 use super::tls::TlsConfig;
 use crate::fleet::backoff::BackoffConfig;
 use crate::fleet::breaker::BreakerConfig;
+use crate::fleet::record::{RecordConfig, MAX_SIZE_RANGE};
 use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
 use crate::toolkit::secret::Secret;
@@ -289,8 +289,8 @@ impl BosConfig {
                 body,
                 &["record", "max_size"],
                 record.max_size,
-                ByteSize(1 << 20),
-                ByteSize(1 << 40),
+                MAX_SIZE_RANGE.0,
+                MAX_SIZE_RANGE.1,
             )?;
         }
         if let Err((path, message)) = self.retry.check() {

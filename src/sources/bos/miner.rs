@@ -16,11 +16,12 @@ use super::config::{BosConfig, Poll};
 use super::connect::{DialError, Dialer, TlsProblem};
 use super::poll::{samples, Answers};
 use super::pool::{Connection, ConnectionPool};
-use super::record::Recorder;
+use super::record;
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
 use crate::fleet::emit::Emitter;
 use crate::fleet::fair_rate::{quota, CALL_BURST};
+use crate::fleet::record::Recorder;
 use crate::fleet::schedule;
 use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
@@ -405,7 +406,7 @@ impl MinerTask {
     fn record(&mut self, answers: Answers, mut errors: Vec<CallError>) -> Result<(), Failure> {
         let calls_answered = answers.answered();
         if let Some(recorder) = &self.shared.recorder {
-            recorder.poll(&self.target, &answers);
+            recorder.poll(&self.target.id, record::fields(&answers));
         }
         let at = Utc::now().trunc_subsecs(3);
         let produced = samples(&self.target, self.miner_status, &answers, at);

@@ -18,10 +18,10 @@ use super::config::{BosConfig, Compression};
 use super::connect::Dialer;
 use super::miner::{MinerTask, Shared};
 use super::pool::ConnectionPool;
-use super::record::Recorder;
 use super::tls;
 use crate::fleet::emit::{self, Emitter};
 use crate::fleet::fair_rate::{FairRateLimiter, CALL_BURST};
+use crate::fleet::record::Recorder;
 use crate::fleet::stats::{Governors, PoolStats};
 use crate::fleet::status::StatusLog;
 use crate::fleet::targets::Target;
@@ -31,14 +31,6 @@ use crate::pipeline::component::{
 use crate::toolkit::panic;
 use crate::toolkit::sample::MinerState;
 use crate::toolkit::secret::Secret;
-
-/// The recording's directory cannot be written.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot record into {}: {source}; check `record.path`", path.display())]
-struct RecordFailed {
-    path: std::path::PathBuf,
-    source: std::io::Error,
-}
 
 /// A miner's task panicked: a bug, which fails the source.
 #[derive(Debug, thiserror::Error)]
@@ -141,13 +133,11 @@ async fn run_with(
         (None, None) => unreachable!("config checks require one of them"),
     };
     let tls = config.tls.as_ref().map(tls::client_config).transpose()?;
-    let recorder = match &config.record {
-        None => None,
-        Some(record) => Some(Recorder::create(record).map_err(|e| RecordFailed {
-            path: record.path.clone(),
-            source: e,
-        })?),
-    };
+    let recorder = config
+        .record
+        .as_ref()
+        .map(|record| Recorder::create(record, &ctx.id.to_string()))
+        .transpose()?;
     // The counters carry on across a restart; the states are this run's miners'.
     stats.reset_states();
     stats.miners.store(targets.len() as u64, Relaxed);

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::fleet::backoff::BackoffConfig;
 use crate::fleet::breaker::BreakerConfig;
+use crate::fleet::record::{RecordConfig, MAX_SIZE_RANGE};
 use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
 use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
@@ -35,6 +36,9 @@ pub struct CgminerConfig {
     pub(crate) backoff: BackoffConfig,
     pub(crate) breaker: BreakerConfig,
     pub(crate) batch_size: usize,
+    /// Keep each poll's answers, as they came, for `rigtap sim --replay`.
+    #[serde(default)]
+    pub(crate) record: Option<RecordConfig>,
 }
 
 /// Every setting's default, as YAML laid under the user's (defaults.yaml).
@@ -115,6 +119,10 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<CgminerConfig, Dec
         ByteSize(64 << 20),
     )?;
     within(body, &["batch_size"], config.batch_size, 1, 100_000)?;
+    if let Some(record) = &config.record {
+        let (least, most) = MAX_SIZE_RANGE;
+        within(body, &["record", "max_size"], record.max_size, least, most)?;
+    }
     if let Err((key, message)) = config.backoff.check() {
         return at(&["backoff", key], message);
     }

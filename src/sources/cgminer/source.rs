@@ -17,11 +17,12 @@ use tonic::Code;
 
 use super::config::{CgminerConfig, Command};
 use super::dialect::{samples, Answers};
-use super::wire::{ask, WireError};
+use super::wire::{exchange, WireError};
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
 use crate::fleet::emit::{self, Emitter};
 use crate::fleet::fair_rate::FairRateLimiter;
+use crate::fleet::record::Recorder;
 use crate::fleet::schedule;
 use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
@@ -43,6 +44,8 @@ struct Shared {
     emitter: Emitter,
     stats: Arc<PoolStats>,
     log: StatusLog,
+    /// With `record:`, where each poll's answers go.
+    recorder: Option<Recorder>,
 }
 
 async fn run(
@@ -51,6 +54,11 @@ async fn run(
     stats: Arc<PoolStats>,
 ) -> ComponentResult {
     let targets = config.miners()?;
+    let recorder = config
+        .record
+        .as_ref()
+        .map(|record| Recorder::create(record, &ctx.id.to_string()))
+        .transpose()?;
     // The counters carry on across a restart; the states are this run's miners'.
     stats.reset_states();
     stats.miners.store(targets.len() as u64, Relaxed);
@@ -69,6 +77,7 @@ async fn run(
         emitter,
         stats: stats.clone(),
         log: StatusLog::default(),
+        recorder,
     });
     let tasks = TaskTracker::new();
     let stop = ctx.stop.child_token();
@@ -235,11 +244,21 @@ async fn poll(
     let max = usize::try_from(config.max_answer_size.0).unwrap_or(usize::MAX);
     let mut answers = Answers::default();
     let (mut answered, mut failures) = (0, Vec::new());
+    let mut recorded = serde_json::Map::new();
     for (commands, text) in asks {
         shared.connects.until_ready().await;
         shared.stats.connect_attempts.fetch_add(1, Relaxed);
         let started = std::time::Instant::now();
-        let result = ask(&target.address, &text, config.timeout.0, max).await;
+        let result = match exchange(&target.address, &text, config.timeout.0, max).await {
+            Ok(reply) => {
+                if shared.recorder.is_some() {
+                    let raw = String::from_utf8_lossy(&reply.raw).into_owned();
+                    recorded.insert(text.clone(), raw.into());
+                }
+                reply.answer
+            }
+            Err(e) => Err(e),
+        };
         let code = match &result {
             Ok(_) => Code::Ok,
             Err(e) => grpc_code(e),
@@ -261,6 +280,11 @@ async fn poll(
             }
             Err(e) => failures.push((text, e)),
         }
+    }
+    if let (Some(recorder), false) = (&shared.recorder, recorded.is_empty()) {
+        let mut fields = serde_json::Map::with_capacity(1);
+        fields.insert("cgminer".into(), recorded.into());
+        recorder.poll(&target.id, fields);
     }
     let problem = |failures: &[(String, WireError)]| {
         let (_, first) = &failures[0];

@@ -48,6 +48,23 @@ pub(crate) async fn ask(
     timeout: Duration,
     max_bytes: usize,
 ) -> Result<Value, WireError> {
+    exchange(address, command, timeout, max_bytes).await?.answer
+}
+
+/// What came back for a command: the bytes as they came (a recording keeps them),
+/// and what they read as (a refusal and an unreadable answer are errors there).
+pub(crate) struct Reply {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) answer: Result<Value, WireError>,
+}
+
+/// [`ask`], keeping the bytes; an error when nothing came back.
+pub(crate) async fn exchange(
+    address: &str,
+    command: &str,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<Reply, WireError> {
     let exchange = async {
         let mut stream = TcpStream::connect(address)
             .await
@@ -57,47 +74,53 @@ pub(crate) async fn ask(
             .write_all(request.as_bytes())
             .await
             .map_err(WireError::Io)?;
-        let mut answer = Vec::with_capacity(4096);
+        let mut raw = Vec::with_capacity(4096);
         let mut chunk = [0u8; 8192];
         loop {
             let n = stream.read(&mut chunk).await.map_err(WireError::Io)?;
             if n == 0 {
-                return whole(&answer);
+                if raw.is_empty() {
+                    return Err(WireError::Io(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the miner closed the connection without answering",
+                    )));
+                }
+                let answer = parse(&raw);
+                return Ok(Reply { raw, answer });
             }
-            answer.extend_from_slice(&chunk[..n]);
-            if answer.len() > max_bytes {
+            raw.extend_from_slice(&chunk[..n]);
+            if raw.len() > max_bytes {
                 return Err(WireError::TooLarge(max_bytes));
             }
             // The NUL ends an answer; some firmwares keep the connection open after
             // it, or end with a newline instead.
-            match answer.last() {
-                Some(0) => return whole(&answer),
+            match raw.last() {
+                Some(0) => {
+                    let answer = parse(&raw);
+                    return Ok(Reply { raw, answer });
+                }
                 // Only where the answer could be whole: a JSON object's end.
-                Some(b'\n') if answer.trim_ascii_end().last() == Some(&b'}') => {
-                    if let Ok(value) = parse(&answer) {
-                        return Ok(value);
+                Some(b'\n') if raw.trim_ascii_end().last() == Some(&b'}') => {
+                    if let Ok(value) = parse(&raw) {
+                        return Ok(Reply {
+                            raw,
+                            answer: Ok(value),
+                        });
                     }
                 }
                 _ => {}
             }
         }
     };
-    let value = tokio::time::timeout(timeout, exchange)
+    let mut reply = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| WireError::Timeout(timeout))??;
-    refused(command, &value)?;
-    Ok(value)
-}
-
-/// An answer read to its end, parsed; none at all is a connection closed unanswered.
-fn whole(answer: &[u8]) -> Result<Value, WireError> {
-    if answer.is_empty() {
-        return Err(WireError::Io(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the miner closed the connection without answering",
-        )));
+    if let Ok(value) = &reply.answer {
+        if let Err(refusal) = refused(command, value) {
+            reply.answer = Err(refusal);
+        }
     }
-    parse(answer)
+    Ok(reply)
 }
 
 /// Parses an answer, mending the defects of real firmware (see the module's doc).
