@@ -1,14 +1,15 @@
 //! Stock firmware over the CGMiner-style API: the simulator's three dialects read by an
 //! independent client (Python sockets), and a mixed fleet (Braiins OS over gRPC beside
 //! stock Antminer, Whatsminer and Avalon miners) collected by a `bos` and a `cgminer`
-//! source into Parquet, which DuckDB reads back.
+//! source into Parquet, which DuckDB reads back: every stock miner's every poll holds
+//! exactly what the simulator served then.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rigtap::sim::telemetry::{Dialect, Firmware};
+use rigtap::sim::telemetry::{firmware_of, snapshot, Dialect, Firmware, Snapshot};
 use rigtap::sim::{Fleet, SimConfig};
 use support::net::free_block;
 use support::python::run_script;
@@ -201,6 +202,112 @@ sinks:
             (api, _) => panic!("{miner}: api {api}"),
         }
     }
+    every_poll_holds_what_the_simulator_served(dir.path(), 7, 0.6);
+}
+
+/// A figure as the firmware writes it with `digits` decimals, read back.
+fn written(value: f64, digits: usize) -> f64 {
+    format!("{value:.digits$}").parse().unwrap()
+}
+
+/// Checks each stock miner's every poll in the Parquet files under `root` against
+/// what the simulator (seeded `seed`, `stock` of it stock) served then, value for
+/// value in the sample's units: the miner's figures from its state at the summary's
+/// uptime, its boards' from that state or the next window's (the commands are asked
+/// one after another, and may straddle the simulator's 5 s window).
+fn every_poll_holds_what_the_simulator_served(root: &std::path::Path, seed: u64, stock: f64) {
+    let output = run_script("parquet_read.py", &[root.as_os_str(), "polls".as_ref()]);
+    let polls: Vec<serde_json::Value> = serde_json::from_slice(&output).unwrap();
+    let mut checked = std::collections::BTreeMap::new();
+    for poll in &polls {
+        let miner = poll["miner"].as_str().unwrap();
+        let index: usize = miner.trim_start_matches("sim-").parse().unwrap();
+        let (Firmware::Stock(dialect), model) = firmware_of(seed, index, stock) else {
+            panic!("{miner} is a stock miner");
+        };
+        let elapsed = poll["uptime_s"].as_u64().unwrap() - 3600;
+        let at = |seconds| snapshot(model, seed, index, Duration::from_secs(seconds));
+        let (now, next) = (at(elapsed), at(elapsed + 5));
+        let figure = |key: &str| poll[key].as_f64();
+        let boards = poll["boards"].as_array().unwrap();
+        // Each board row as (TH/s, chip °C, board °C), and as each state served it.
+        let read: Vec<(Option<f64>, Option<f64>, Option<f64>)> = boards
+            .iter()
+            .map(|b| (b["ths"].as_f64(), b["chip"].as_f64(), b["pcb"].as_f64()))
+            .collect();
+        let served = |state: &Snapshot| -> Vec<(Option<f64>, Option<f64>, Option<f64>)> {
+            state
+                .boards
+                .iter()
+                .map(|b| match dialect {
+                    Dialect::Antminer => (
+                        Some(written(b.hashrate_ghs, 2) / 1e3),
+                        Some(b.chip_temp_c.round()),
+                        Some(b.board_temp_c.round()),
+                    ),
+                    Dialect::Whatsminer => (
+                        Some(b.hashrate_ghs * 1e3 / 1e6),
+                        Some(b.chip_temp_c),
+                        Some(b.board_temp_c),
+                    ),
+                    Dialect::Avalon => (
+                        Some(written(b.hashrate_ghs, 2) / 1e3),
+                        Some(written(b.chip_temp_c, 0)),
+                        None,
+                    ),
+                })
+                .collect()
+        };
+        let board_state = [&now, &next]
+            .into_iter()
+            .find(|state| served(state) == read)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{miner} ({dialect:?}) boards {read:?}: served {:?} or {:?}",
+                    served(&now),
+                    served(&next)
+                )
+            });
+        let hottest = |state: &Snapshot| {
+            state
+                .boards
+                .iter()
+                .map(|b| b.chip_temp_c)
+                .fold(f64::MIN, f64::max)
+        };
+        let expected = match dialect {
+            // No power on stock Antminer; the hottest chip is its boards'.
+            Dialect::Antminer => (
+                Some(written(now.hashrate_ghs * 1.002, 2) / 1e3),
+                None,
+                Some(hottest(board_state).round()),
+            ),
+            // All in the summary.
+            Dialect::Whatsminer => (
+                Some(now.hashrate_ghs * 1e3 / 1e6),
+                Some(now.power_w),
+                Some(hottest(&now)),
+            ),
+            // The hashrate in the summary; power and the hottest chip in `stats`.
+            Dialect::Avalon => (
+                Some(now.hashrate_ghs * 1e3 / 1e6),
+                Some(written(board_state.power_w, 0)),
+                Some(written(hottest(board_state), 0)),
+            ),
+        };
+        assert_eq!(
+            (figure("ths"), figure("power_w"), figure("chip_c")),
+            expected,
+            "{miner} ({dialect:?}) at uptime {}",
+            elapsed + 3600
+        );
+        *checked.entry(format!("{dialect:?}")).or_insert(0) += 1;
+    }
+    assert_eq!(
+        checked.len(),
+        3,
+        "polls of every dialect were checked: {checked:?}"
+    );
 }
 
 /// The status samples of `miner` in `lines`, as (state, code).

@@ -137,26 +137,26 @@ const WINDOW: Duration = Duration::from_secs(5);
 
 /// One board's figures at one moment.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct BoardState {
-    pub(crate) enabled: bool,
-    pub(crate) hashrate_ghs: f64,
-    pub(crate) chip_temp_c: f64,
-    pub(crate) board_temp_c: f64,
+pub struct BoardState {
+    pub enabled: bool,
+    pub hashrate_ghs: f64,
+    pub chip_temp_c: f64,
+    pub board_temp_c: f64,
     /// Hydro models: the water's temperature into and out of the board.
-    pub(crate) water_c: Option<(f64, f64)>,
+    pub water_c: Option<(f64, f64)>,
 }
 
 /// The whole miner at one moment.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Snapshot {
-    pub(crate) hashrate_ghs: f64,
+pub struct Snapshot {
+    pub hashrate_ghs: f64,
     pub power_w: f64,
     pub boards: Vec<BoardState>,
     pub fan_rpm: Vec<u32>,
     pub accepted: u64,
-    pub(crate) rejected: u64,
-    pub(crate) stale: u64,
-    pub(crate) uptime_s: u64,
+    pub rejected: u64,
+    pub stale: u64,
+    pub uptime_s: u64,
 }
 
 impl Snapshot {
@@ -172,8 +172,10 @@ impl Snapshot {
     }
 }
 
-/// Computes a miner's state `elapsed` after it started.
-pub(crate) fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration) -> Snapshot {
+/// Computes a miner's state `elapsed` after it started (its uptime then reads
+/// `elapsed` + 1 h): what every API serves of it, so tests can check what a
+/// collector made of it.
+pub fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration) -> Snapshot {
     let window = elapsed.as_secs() / WINDOW.as_secs();
     let mut rng = fastrand::Rng::with_seed(mix(seed, miner as u64, window));
     // A board fails now and then: about 1% of miners have one board down in any

@@ -9,6 +9,8 @@ usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate p
                                              each miner's counters are 1..n, and the codecs
        parquet_read.py ROOT fleet         -> per miner (labels model and api declared): its
                                              miner rows' figures, its boards, its status codes
+       parquet_read.py ROOT polls         -> every poll of a `cgminer` source's miner: its
+                                             miner row's figures and its board rows
 """
 import glob
 import json
@@ -82,5 +84,21 @@ elif mode == "fleet":
     for row in rows.values():
         row["codes"] = sorted(row["codes"] or [])
     print(json.dumps(rows))
+elif mode == "polls":
+    table = f"read_parquet('{pattern}', hive_partitioning=true)"
+    query = f"""
+        select m.miner_id, any_value(m.model), any_value(m.uptime_s), any_value(m.hashrate_ths),
+               any_value(m.power_w), any_value(m.temp_chip_c),
+               list(struct_pack(board := b.board, ths := b.hashrate_ths, chip := b.temp_chip_c,
+                                pcb := b.temp_board_c) order by b.board)
+                   filter (where b.board is not null)
+        from {table} m
+        left join {table} b
+               on b.kind = 'board' and b.miner_id = m.miner_id and b.timestamp = m.timestamp
+        where m.kind = 'miner' and m.api = 'cgminer'
+        group by m.miner_id, m.timestamp order by m.miner_id, m.timestamp
+    """
+    names = ["miner", "model", "uptime_s", "ths", "power_w", "chip_c", "boards"]
+    print(json.dumps([dict(zip(names, r)) for r in duckdb.sql(query).fetchall()]))
 else:
     sys.exit(f"unknown mode {mode}")
