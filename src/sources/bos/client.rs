@@ -16,7 +16,7 @@ use super::channel::MinerChannel;
 use super::connect::TlsProblem;
 use super::retry::RetryConfig;
 use crate::fleet::backoff::Backoff;
-use crate::fleet::fair_rate::FairRateLimiter;
+use crate::fleet::fair_rate::{self, FairRateLimiter};
 use crate::fleet::stats::{BackoffKind, Method, PoolStats};
 use crate::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
 use crate::toolkit::proto::bos::v1 as api;
@@ -187,7 +187,7 @@ impl MinerClient {
             true => fleet.until_ready_first().await,
             false => fleet.until_ready().await,
         }
-        self.miner_rpcs.until_ready().await;
+        fair_rate::until_ready(&self.miner_rpcs).await;
     }
 
     /// Makes a call, and retries it as the retry policy says, all within the call's
