@@ -2,8 +2,12 @@
 //! JSON against protobuf, each message acknowledged (`acks: all`, idempotence, zstd).
 //!
 //! `cargo bench --bench kafka` (needs tansu: ./tests/run.sh installs it); compare the
-//! two within one run, as a ratio. Each iteration starts a sink, sends 20,000 samples
-//! and waits until every one is acknowledged.
+//! variants within one run, as ratios. Each iteration starts a sink, sends 20,000
+//! samples and waits until every one is acknowledged: JSON and protobuf with the
+//! memory buffer, and JSON through a disk buffer (`buffer: {type: disk}`).
+//!
+//! `disk_buffer` measures the buffer alone: appending 1 KiB records (with and
+//! without a sync per 500), and opening a 1 GiB buffer a crash left (recovery).
 
 mod common;
 
@@ -23,9 +27,11 @@ use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rigtap::pipeline::batch::{Batch, MemoryBudget};
 use rigtap::pipeline::component::{DecodeContext, SinkContext};
-use rigtap::pipeline::queue::Input;
+use rigtap::pipeline::queue::{DiskBuffer, Input, WhenFull};
 use rigtap::pipeline::stats::ComponentStats;
 use rigtap::sinks::kafka;
+use rigtap::toolkit::segment_log::SegmentLog;
+use rigtap::toolkit::units::{ByteSize, HumanDuration};
 use rigtap::toolkit::yaml::node;
 use tokio_util::sync::CancellationToken;
 
@@ -39,17 +45,29 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("kafka_broker");
     group.throughput(Throughput::Elements(SAMPLES as u64));
     group.sample_size(10);
-    for encoding in ["json", "protobuf"] {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, encoding, disk) in [
+        ("json", "json", false),
+        ("protobuf", "protobuf", false),
+        ("json_disk_buffer", "json", true),
+    ] {
         let yaml = format!(
             "brokers: {}\ntopic: bench\nencoding: {encoding}\n",
             tansu.bootstrap()
         );
         let body = node::parse(&yaml).expect("yaml");
-        group.bench_function(BenchmarkId::from_parameter(encoding), |b| {
+        let disk = disk.then(|| DiskBuffer {
+            path: dir.path().join("buffer"),
+            max_size: ByteSize(1 << 30),
+            sync_every: HumanDuration(Duration::from_secs(1)),
+            warn_at: 0.8,
+            when_full: WhenFull::Block,
+        });
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    total += runtime.block_on(deliver(&body, &batch));
+                    total += runtime.block_on(deliver(&body, &batch, disk.clone()));
                 }
                 total
             })
@@ -58,13 +76,69 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// The disk buffer alone: appends, and the recovery of 1 GiB.
+fn disk_buffer(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = vec![7u8; 1024];
+    let mut group = c.benchmark_group("disk_buffer");
+    group.throughput(Throughput::Elements(10_000));
+    group.sample_size(10);
+    for sync in [false, true] {
+        let name = if sync {
+            "append_sync_per_500"
+        } else {
+            "append"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let path = dir.path().join(name);
+                let _ = std::fs::remove_dir_all(&path);
+                let (mut log, _) = SegmentLog::open(&path, 1 << 34, 64 << 20).expect("open");
+                let started = Instant::now();
+                for i in 0..iterations * 10_000 {
+                    log.append(&record).expect("append");
+                    if i % 500 == 499 {
+                        match sync {
+                            true => log.sync().expect("sync"),
+                            false => log.flush().expect("flush"),
+                        }
+                    }
+                }
+                log.flush().expect("flush");
+                started.elapsed()
+            })
+        });
+    }
+    let path = dir.path().join("recovery");
+    {
+        let (mut log, _) = SegmentLog::open(&path, 1 << 34, 64 << 20).expect("open");
+        for _ in 0..(1 << 30) / (record.len() + 28) {
+            log.append(&record).expect("append");
+        }
+        log.sync().expect("sync");
+    }
+    group.throughput(Throughput::Bytes(1 << 30));
+    group.bench_function("recover_1GiB", |b| {
+        b.iter(|| {
+            let (_, recovery) = SegmentLog::open(&path, 1 << 34, 64 << 20).expect("open");
+            assert!(recovery.pending > 1_000_000);
+        })
+    });
+    group.finish();
+}
+
 /// Runs one sink over `samples` (in batches of 500) until all are acknowledged.
-async fn deliver(body: &node::Node, samples: &[rigtap::toolkit::sample::Sample]) -> Duration {
+async fn deliver(
+    body: &node::Node,
+    samples: &[rigtap::toolkit::sample::Sample],
+    disk: Option<DiskBuffer>,
+) -> Duration {
     let config = (kafka::TYPE.decode)(body, &DecodeContext::default()).expect("config");
     let (tx, input) = tokio::sync::mpsc::channel(16);
     let stats = Arc::new(ComponentStats::default());
     let budget = MemoryBudget::new(1 << 30);
     let ctx = SinkContext {
+        disk,
         id: "bench".into(),
         input: Input::new(input, stats.clone()).0,
         stats: stats.clone(),
@@ -84,5 +158,5 @@ async fn deliver(body: &node::Node, samples: &[rigtap::toolkit::sample::Sample])
     started.elapsed()
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, disk_buffer);
 criterion_main!(benches);

@@ -109,3 +109,33 @@ fn version_is_printed() {
         format!("rigtap {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn a_disk_buffer_is_checked_where_it_is_written() {
+    let kafka = "sources:\n  g: {type: generate}\nsinks:\n  k:\n    type: kafka\n    inputs: [g]\n    brokers: 127.0.0.1:9092\n    topic: t\n";
+    let (code, _, stderr) = validate(&format!("{kafka}    buffer: {{type: disk}}\n"));
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("FILE:9:"), "{stderr}");
+    assert!(stderr.contains("a disk buffer needs `path:`"), "{stderr}");
+
+    let (code, _, stderr) = validate(&format!(
+        "{kafka}    buffer: {{type: disk, path: /tmp/b, warn_at: 1.5}}\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("`warn_at` is a share"), "{stderr}");
+
+    let (code, _, stderr) = validate(&format!(
+        "{kafka}    buffer: {{type: disk, path: /tmp/b}}\n  s:\n    type: stdout\n    inputs: [g]\n    buffer: {{type: disk, path: /tmp/b}}\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("FILE:13:13: sink `s` (stdout) cannot take a disk buffer")
+            && stderr.contains("sinks `k` and `s` both buffer in /tmp/b"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate(&format!(
+        "{kafka}    buffer: {{type: disk, path: /tmp/b, max_size: 10GiB, when_full: drop_newest}}\n"
+    ));
+    assert_eq!(code, 0, "{stderr}");
+}

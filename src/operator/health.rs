@@ -227,6 +227,17 @@ impl HealthWatch {
             let progress = Self::seen(&self.sinks, &sink.id);
             let bound = self.bounds.sink_failing_for.0;
             reasons.extend(progress.reason(&sink.id, &sink.stats, bound, now));
+            let disk = &sink.stats.disk;
+            if let (true, Some(full)) = (disk.over_warning(), disk.fullness()) {
+                reasons.push(format!(
+                    "the disk buffer of sink `{}` is {:.0}% full ({} samples, the oldest {}s old): its destination is down or not keeping up; when full, the sink {}",
+                    sink.id,
+                    full * 100.0,
+                    disk.samples.load(std::sync::atomic::Ordering::Relaxed),
+                    disk.oldest_age_ms.load(std::sync::atomic::Ordering::Relaxed) / 1000,
+                    "holds the sources back (`when_full: block`) or drops new samples (`drop_newest`)"
+                ));
+            }
         }
         Health {
             status: if reasons.is_empty() { "ok" } else { "degraded" },

@@ -3,6 +3,7 @@
 //! default; a service manager's log does not, unless it asks for JSON lines.
 
 use std::io::IsTerminal;
+use std::sync::atomic::Ordering::Relaxed;
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,9 @@ pub(crate) struct Totals {
     pub online: u64,
     pub(crate) rpc_failed: u64,
     pub failed: usize,
+    /// Samples waiting in sinks' disk buffers, and the fullest one's share.
+    pub(crate) buffered: u64,
+    pub(crate) buffer_full: Option<f64>,
 }
 
 impl Totals {
@@ -43,6 +47,10 @@ impl Totals {
                 Role::Sink => {
                     totals.delivered += c.stats.samples_out();
                     totals.bytes_out += c.stats.bytes_out();
+                    if let Some(full) = c.stats.disk.fullness() {
+                        totals.buffered += c.stats.disk.samples.load(Relaxed);
+                        totals.buffer_full = Some(totals.buffer_full.unwrap_or(0.0).max(full));
+                    }
                 }
                 Role::Transform => {}
             }
@@ -91,8 +99,16 @@ pub(crate) fn human_line(last: &Totals, now: &Totals, elapsed: Duration) -> Stri
     } else {
         String::new()
     };
+    let buffered = match now.buffer_full {
+        Some(full) => format!(
+            " · disk buffer {} ({:.0}% full)",
+            now.buffered,
+            full * 100.0
+        ),
+        None => String::new(),
+    };
     format!(
-        "rigtap: {miners}{:.0} samples/s in · {:.0}/s delivered · {:.1} MiB out · dropped {} · rpc errors {} · failed components {}",
+        "rigtap: {miners}{:.0} samples/s in · {:.0}/s delivered{buffered} · {:.1} MiB out · dropped {} · rpc errors {} · failed components {}",
         rate(last.produced, now.produced, elapsed),
         rate(last.delivered, now.delivered, elapsed),
         now.bytes_out as f64 / (1 << 20) as f64,
@@ -127,9 +143,20 @@ mod tests {
             online: 18,
             rpc_failed: 7,
             failed: 0,
+            ..Totals::default()
         };
         let line = human_line(&last, &now, Duration::from_secs(5));
         assert_eq!(line, "rigtap: miners 18/20 online · 1000 samples/s in · 800/s delivered · 3.0 MiB out · dropped 2 · rpc errors 7 · failed components 0");
+        let buffering = Totals {
+            buffered: 1200,
+            buffer_full: Some(0.42),
+            ..now
+        };
+        let line = human_line(&last, &buffering, Duration::from_secs(5));
+        assert!(
+            line.contains("800/s delivered · disk buffer 1200 (42% full) · 3.0 MiB"),
+            "{line}"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&json_line(&last, &now, Duration::from_secs(5))).unwrap();
         assert_eq!(json["samples_in_per_second"], 1000.0);

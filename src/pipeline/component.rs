@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::batch::MemoryBudget;
 use super::fanout::Fanout;
 use super::metrics::Exposition;
-use super::queue::Input;
+use super::queue::{DiskBuffer, Input};
 use super::stats::ComponentStats;
 use crate::toolkit::inventory::InventoryRow;
 use crate::toolkit::yaml::decode::DecodeError;
@@ -54,6 +54,12 @@ pub trait TransformConfig: fmt::Debug + Send + Sync {
 /// A decoded sink, ready to start.
 pub trait SinkConfig: fmt::Debug + Send + Sync {
     fn start(self: Box<Self>, ctx: SinkContext) -> Started;
+
+    /// Whether it can deliver from a disk buffer (`buffer: {type: disk}`): it must
+    /// know when the destination has acknowledged each sample.
+    fn takes_disk_buffer(&self) -> bool {
+        false
+    }
 }
 
 /// A started component: its task, what it shows the operator, and, for a source
@@ -174,4 +180,6 @@ pub struct SinkContext {
     pub stopping: CancellationToken,
     /// What the sink holds outside batches (its own buffers) is charged here too.
     pub budget: MemoryBudget,
+    /// `buffer: {type: disk}`: where its samples wait until delivered.
+    pub disk: Option<DiskBuffer>,
 }

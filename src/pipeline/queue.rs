@@ -1,6 +1,7 @@
 //! The queue in front of a transform or sink: how many batches it holds, what a full
 //! queue does to the next one, and the consumer's end of it ([`Input`]).
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -8,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::batch::SharedBatch;
 use super::stats::ComponentStats;
+use crate::toolkit::units::{ByteSize, HumanDuration};
 
 /// What the user writes under a component's `buffer:`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -18,6 +20,71 @@ pub struct BufferConfig {
     pub max_batches: usize,
     #[serde(default)]
     pub when_full: WhenFull,
+    /// `memory` (the queue alone) or `disk`: a sink's samples go through a file buffer
+    /// too, removed only once delivered, and kept across restarts.
+    #[serde(default, rename = "type")]
+    pub kind: BufferKind,
+    /// `type: disk`: the buffer's directory (one per sink).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `type: disk`: the most its files take; a full buffer does as `when_full` says.
+    #[serde(default = "default_max_size")]
+    pub max_size: ByteSize,
+    /// `type: disk`: how often what was appended is synced to the disk (a killed
+    /// process loses nothing appended; a power loss at most this much).
+    #[serde(default = "default_sync_every")]
+    pub sync_every: HumanDuration,
+    /// `type: disk`: `/health` says so when the buffer is fuller than this share.
+    #[serde(default = "default_warn_at")]
+    pub warn_at: f64,
+}
+
+/// Where a sink's samples wait for it.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferKind {
+    #[default]
+    Memory,
+    Disk,
+}
+
+fn default_max_size() -> ByteSize {
+    ByteSize(10 << 30)
+}
+
+fn default_sync_every() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+
+fn default_warn_at() -> f64 {
+    0.8
+}
+
+/// A sink's disk buffer, as the topology hands it over.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiskBuffer {
+    pub path: PathBuf,
+    pub max_size: ByteSize,
+    pub sync_every: HumanDuration,
+    pub warn_at: f64,
+    /// Block (backpressure) or drop new samples (counted) when full.
+    pub when_full: WhenFull,
+}
+
+impl BufferConfig {
+    /// The disk buffer it asks for, if any.
+    pub fn disk(&self) -> Option<DiskBuffer> {
+        match (self.kind, &self.path) {
+            (BufferKind::Disk, Some(path)) => Some(DiskBuffer {
+                path: path.clone(),
+                max_size: self.max_size,
+                sync_every: self.sync_every,
+                warn_at: self.warn_at,
+                when_full: self.when_full,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// 16 batches of a few hundred samples keep a sink busy through a slow flush while
@@ -31,6 +98,11 @@ impl Default for BufferConfig {
         BufferConfig {
             max_batches: default_max_batches(),
             when_full: WhenFull::default(),
+            kind: BufferKind::default(),
+            path: None,
+            max_size: default_max_size(),
+            sync_every: default_sync_every(),
+            warn_at: default_warn_at(),
         }
     }
 }

@@ -49,10 +49,12 @@ pub enum DropReason {
     ComponentFailed,
     /// A second signal abandoned the pipeline while the sample was in it.
     Abandoned,
+    /// A sink's disk buffer was full and it opted into `when_full: drop_newest`.
+    BufferFull,
 }
 
 impl DropReason {
-    pub(crate) const ALL: [DropReason; 8] = [
+    pub(crate) const ALL: [DropReason; 9] = [
         DropReason::QueueFull,
         DropReason::ConsumerStopped,
         DropReason::OutputClosed,
@@ -61,6 +63,7 @@ impl DropReason {
         DropReason::ShutdownTimeout,
         DropReason::ComponentFailed,
         DropReason::Abandoned,
+        DropReason::BufferFull,
     ];
 
     /// Drops that happen before a sample reaches the consumer's queue, so were never
@@ -79,6 +82,7 @@ impl DropReason {
             DropReason::ShutdownTimeout => "shutdown_timeout",
             DropReason::ComponentFailed => "component_failed",
             DropReason::Abandoned => "abandoned",
+            DropReason::BufferFull => "buffer_full",
         }
     }
 }
@@ -103,6 +107,77 @@ pub struct ComponentStats {
     /// For sinks: each delivered sample's age, from its timestamp (when the miner
     /// answered) to its delivery (written, acknowledged).
     pub(crate) age: LatencyHistogram,
+    /// For sinks with `buffer: {type: disk}`.
+    pub(crate) disk: DiskStats,
+}
+
+/// A sink's disk buffer, for `/metrics`, `/health` and the progress line.
+#[derive(Debug, Default)]
+pub(crate) struct DiskStats {
+    pub(crate) enabled: AtomicBool,
+    /// Samples in it not yet delivered (those in flight included).
+    pub(crate) samples: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) max_bytes: AtomicU64,
+    /// `warn_at`, in thousandths.
+    pub(crate) warn_at_permille: AtomicU64,
+    pub(crate) oldest_age_ms: AtomicU64,
+    /// Samples a previous run left in it, taken in at the start.
+    pub(crate) recovered: AtomicU64,
+    /// Damaged records skipped, and bytes of records cut short, found at the start.
+    pub(crate) corrupt: AtomicU64,
+    pub(crate) truncated_bytes: AtomicU64,
+}
+
+impl DiskStats {
+    fn publish(&self, sink: &[(&'static str, &str)], out: &mut Exposition) {
+        let gauges = [
+            (
+                "rigtap_sink_buffer_samples",
+                "Samples in the sink's disk buffer not yet delivered.",
+                self.samples.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_sink_buffer_bytes",
+                "Bytes the sink's disk buffer takes on disk.",
+                self.bytes.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_sink_buffer_max_bytes",
+                "The most the sink's disk buffer may take (`buffer.max_size`).",
+                self.max_bytes.load(Relaxed) as f64,
+            ),
+            (
+                "rigtap_sink_buffer_oldest_age_seconds",
+                "Age of the oldest samples waiting in the sink's disk buffer.",
+                self.oldest_age_ms.load(Relaxed) as f64 / 1e3,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.gauge(name, help, sink, value);
+        }
+        let counters = [
+            ("rigtap_sink_buffer_recovered_samples", "Samples a previous run left in the disk buffer, delivered by this one.", &self.recovered),
+            ("rigtap_sink_buffer_corrupt_records", "Damaged records found in the disk buffer at the start and skipped.", &self.corrupt),
+            ("rigtap_sink_buffer_truncated_bytes", "Bytes of records cut short (a crash mid-write) cut off the disk buffer at the start.", &self.truncated_bytes),
+        ];
+        for (name, help, value) in counters {
+            out.counter(name, help, sink, value.load(Relaxed));
+        }
+    }
+
+    /// How full it is (0 to 1), when the sink has one.
+    pub(crate) fn fullness(&self) -> Option<f64> {
+        let max = self.max_bytes.load(Relaxed);
+        (self.enabled.load(Relaxed) && max > 0)
+            .then(|| self.bytes.load(Relaxed) as f64 / max as f64)
+    }
+
+    /// Whether it is fuller than its `warn_at`.
+    pub(crate) fn over_warning(&self) -> bool {
+        self.fullness()
+            .is_some_and(|f| f * 1000.0 > self.warn_at_permille.load(Relaxed) as f64)
+    }
 }
 
 impl ComponentStats {
@@ -118,6 +193,12 @@ impl ComponentStats {
         self.queued.fetch_sub(n as i64, Relaxed);
     }
 
+    /// A disk buffer gave back `n` samples a previous run left in it: taken in.
+    pub(crate) fn recovered(&self, n: u64) {
+        self.samples_in.fetch_add(n, Relaxed);
+        self.disk.recovered.fetch_add(n, Relaxed);
+    }
+
     pub(crate) fn filtered(&self, n: usize) {
         self.filtered.fetch_add(n as u64, Relaxed);
     }
@@ -127,15 +208,18 @@ impl ComponentStats {
         self.queued.load(Relaxed).max(0) as u64
     }
 
-    /// Samples the component took in and has neither passed on, dropped, nor filtered:
-    /// what it holds now (buffers, batches in flight).
+    /// Samples the component took in and has neither passed on, dropped, filtered, nor
+    /// kept in a disk buffer: what it holds in memory now (buffers, batches in flight).
     pub(crate) fn held(&self) -> u64 {
         let after_queue: u64 = DropReason::ALL
             .iter()
             .filter(|r| !r.before_the_queue())
             .map(|r| self.dropped_for(*r))
             .sum();
-        let accounted = self.samples_out() + after_queue + self.filtered.load(Relaxed);
+        let accounted = self.samples_out()
+            + after_queue
+            + self.filtered.load(Relaxed)
+            + self.disk.samples.load(Relaxed);
         self.samples_in().saturating_sub(accounted)
     }
 
@@ -280,6 +364,9 @@ impl ComponentStats {
                 &sink,
                 &self.delivery,
             );
+            if self.disk.enabled.load(Relaxed) {
+                self.disk.publish(&sink, out);
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod panic;
 pub mod proto;
 pub mod sample;
 pub(crate) mod secret;
+pub mod segment_log;
 #[cfg(test)]
 pub(crate) mod strategies;
 pub(crate) mod template;

@@ -3,13 +3,14 @@
 //! problem found is collected, each at the line and column a user would edit.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::pipeline::component::{
     ComponentType, DecodeContext, SinkConfig, SourceConfig, TransformConfig,
 };
-use crate::pipeline::queue::BufferConfig;
+use crate::pipeline::queue::{BufferConfig, BufferKind};
 use crate::pipeline::stats::Role;
-use crate::toolkit::units::ByteSize;
+use crate::toolkit::units::{ByteSize, HumanDuration};
 use crate::toolkit::yaml::decode::{from_node, nearest, unknown_name, within, DecodeError};
 use crate::toolkit::yaml::diagnostic::Diagnostic;
 use crate::toolkit::yaml::node::{Mark, Node, Value};
@@ -111,6 +112,7 @@ pub(crate) fn decode(
     let sinks = decoder.section(Role::Sink, SINKS);
     let graph = std::mem::take(&mut decoder.graph);
     let problems = decoder.problems;
+    disk_buffers(root, &sinks, problems);
 
     for (role, count) in [(Role::Source, sources.len()), (Role::Sink, sinks.len())] {
         let key = section_key(role);
@@ -227,7 +229,9 @@ impl Decoder<'_> {
             None => Some(BufferConfig::default()),
             Some(Ok(buffer)) if buffer.max_batches > 0 => {
                 let max = MAX_QUEUE_BATCHES;
-                match within(body, &["buffer", "max_batches"], buffer.max_batches, 1, max) {
+                let checked = within(body, &["buffer", "max_batches"], buffer.max_batches, 1, max)
+                    .and_then(|()| check_disk(body, &buffer));
+                match checked {
                     Ok(()) => Some(buffer),
                     Err(e) => {
                         self.problems.push(Diagnostic::from_decode(body.mark)(e));
@@ -347,5 +351,90 @@ impl Decoder<'_> {
             }
         }
         e
+    }
+}
+
+/// A disk buffer's own settings: a path, and bounds.
+fn check_disk(body: &Node, buffer: &BufferConfig) -> Result<(), DecodeError> {
+    let at = |key: &str, message: &str| {
+        Err(DecodeError::at_path(
+            body,
+            &["buffer", key],
+            message.to_string(),
+        ))
+    };
+    match (buffer.kind, &buffer.path) {
+        (BufferKind::Disk, None) => {
+            return at(
+                "type",
+                "a disk buffer needs `path:`, its own directory (e.g. /var/lib/rigtap/kafka)",
+            )
+        }
+        (BufferKind::Memory, Some(_)) => {
+            return at(
+                "path",
+                "`path` is for a disk buffer; add `type: disk`, or remove it",
+            )
+        }
+        _ => {}
+    }
+    within(
+        body,
+        &["buffer", "max_size"],
+        buffer.max_size,
+        ByteSize(1 << 20),
+        ByteSize(1 << 50),
+    )?;
+    within(
+        body,
+        &["buffer", "sync_every"],
+        buffer.sync_every,
+        HumanDuration(Duration::from_millis(1)),
+        HumanDuration(Duration::from_secs(3600)),
+    )?;
+    if !(buffer.warn_at > 0.0 && buffer.warn_at <= 1.0) {
+        return at(
+            "warn_at",
+            &format!(
+                "`warn_at` is a share of `max_size` above 0 and at most 1, found {}",
+                buffer.warn_at
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Disk buffers only on sinks that take one, and one directory each.
+fn disk_buffers(root: &Node, sinks: &[Component<dyn SinkConfig>], problems: &mut Vec<Diagnostic>) {
+    let mut paths: Vec<(&std::path::Path, &str)> = Vec::new();
+    for sink in sinks {
+        let Some(disk) = &sink.buffer.path else {
+            continue;
+        };
+        let mark = root
+            .get("sinks")
+            .and_then(|s| s.get(&sink.id))
+            .and_then(|b| b.get("buffer"))
+            .map_or(root.mark, |b| b.mark);
+        if !sink.config.takes_disk_buffer() {
+            problems.push(Diagnostic::new(
+                mark,
+                format!(
+                    "sink `{}` ({}) cannot take a disk buffer: it needs a destination that acknowledges each sample (a `kafka` sink)",
+                    sink.id, sink.kind
+                ),
+            ));
+        }
+        if let Some((_, other)) = paths.iter().find(|(p, _)| *p == disk.as_path()) {
+            problems.push(Diagnostic::new(
+                mark,
+                format!(
+                    "sinks `{other}` and `{}` both buffer in {}; each needs its own directory",
+                    sink.id,
+                    disk.display()
+                ),
+            ));
+        }
+        paths.push((disk, &sink.id));
     }
 }

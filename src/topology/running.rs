@@ -445,6 +445,7 @@ impl Running {
                     stop_pipeline: self.stop_requested.clone(),
                     stopping: self.stopping.clone(),
                     budget: self.budget.clone(),
+                    disk: spec.buffer.disk(),
                 };
                 (config.start(context), Some(leftover))
             }

@@ -191,7 +191,13 @@ impl Rigtap {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("rigtap did not exit within {limit:?}");
+                let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+                let stderr = stderr.unwrap_or_default();
+                let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+                panic!(
+                    "rigtap did not exit within {limit:?}; its last log lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };

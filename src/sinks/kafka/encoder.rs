@@ -40,7 +40,7 @@ pub struct Encoder {
 }
 
 /// One message, ready to hand to the producer.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Message {
     pub topic: String,
     pub key: String,

@@ -19,7 +19,7 @@ use super::config::{InFlightLimits, KafkaConfig};
 use super::encoder::{Encoder, Message, SCHEMA_VERSION};
 use super::producer::{self, ClientStats, Events};
 use crate::pipeline::batch::Reservation;
-use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext, Started};
+use crate::pipeline::component::{ComponentResult, SinkContext};
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::log_budget::LogBudget;
 use crate::toolkit::sample::Sample;
@@ -40,34 +40,36 @@ pub(super) enum KafkaSinkError {
     Undelivered { undelivered: u64, timeout: Duration },
 }
 
-/// A delivery's outcome, the bytes the message held, its sample's miner, and when it
-/// was handed to the producer.
-type Report = (Result<(), KafkaError>, usize, Stamp, Instant);
+/// A delivery's outcome, the bytes the message held, its sample's miner, when it was
+/// handed to the producer, and its record in the disk buffer (if there is one).
+type Report = (Result<(), KafkaError>, usize, Stamp, Instant, Option<u64>);
 
 /// A sample's miner and timestamp, for the log of a refusal and the age at delivery.
-type Stamp = (Arc<str>, DateTime<Utc>);
+pub(super) type Stamp = (Arc<str>, DateTime<Utc>);
 type Delivery = Pin<Box<dyn Future<Output = Report> + Send>>;
 
 /// The delivery futures the sink awaits, and what they hold.
-struct InFlight {
-    reports: FuturesUnordered<Delivery>,
+pub(super) struct InFlight {
+    pub(super) reports: FuturesUnordered<Delivery>,
     bytes: usize,
     limits: InFlightLimits,
     /// What is in flight, charged to the memory budget (see [`InFlight::reserve`]).
     reservation: Reservation,
     last_delivery: Instant,
     /// When to check for a broker that has stopped acknowledging.
-    watchdog: tokio::time::Interval,
+    pub(super) watchdog: tokio::time::Interval,
     /// Lines about refused samples.
     refused: LogBudget,
+    /// The disk buffer's records settled since the buffer last took them.
+    pub(super) settled: Vec<u64>,
 }
 
 impl InFlight {
-    fn messages(&self) -> usize {
+    pub(super) fn messages(&self) -> usize {
         self.reports.len()
     }
 
-    fn has_room(&self) -> bool {
+    pub(super) fn has_room(&self) -> bool {
         self.messages() < self.limits.messages && (self.bytes as u64) < self.limits.bytes.0
     }
 
@@ -86,15 +88,21 @@ impl InFlight {
     }
 
     /// Says so when messages wait and nothing has been acknowledged for a while.
-    fn warn_if_stalled(&self, ctx: &SinkContext) {
+    pub(super) fn warn_if_stalled(&self, ctx: &SinkContext) {
         if self.messages() > 0 && self.last_delivery.elapsed() >= STALLED_AFTER {
             tracing::warn!(sink = %ctx.id, waiting = self.messages(), bytes = self.bytes, since_last_delivery = ?self.last_delivery.elapsed(), "no delivery from the broker; samples wait and the pipeline is held back once `max_in_flight` is reached. Check the brokers");
         }
     }
 
-    /// Accounts for one delivery report.
-    fn settle(&mut self, (report, size, sample, sent): Report, ctx: &SinkContext) {
+    /// Accounts for one delivery report. A disk buffer's record it settles (delivered,
+    /// or refused for good and counted as dropped) goes to `settled`.
+    pub(super) fn settle(
+        &mut self,
+        (report, size, sample, sent, record): Report,
+        ctx: &SinkContext,
+    ) {
         let (miner, timestamp) = sample;
+        self.settled.extend(record);
         self.bytes -= size;
         self.reservation.try_resize(self.charge());
         ctx.stats.in_flight.fetch_sub(1, Relaxed);
@@ -113,44 +121,49 @@ impl InFlight {
 }
 
 /// What turns samples into messages and hands them to librdkafka.
-struct Sender {
+pub(super) struct Sender {
     producer: FutureProducer<Events>,
-    encoder: Encoder,
+    pub(super) encoder: Encoder,
     headers: OwnedHeaders,
     /// Reused for every sample.
-    message: Message,
+    pub(super) message: Message,
+}
+
+/// What became of a message handed to the producer.
+pub(super) enum Handed {
+    /// It is in flight: its delivery report will settle it.
+    InFlight,
+    /// The producer refused it for good (counted as dropped).
+    Refused,
 }
 
 /// The shutdown deadline passed before everything could be handed over or delivered.
-struct TimeIsUp;
+pub(super) struct TimeIsUp;
 
 /// When the sink stops waiting at shutdown: `shutdown_timeout` after the pipeline
 /// starts to stop (or the input closes).
-struct Deadline {
-    at: Option<Instant>,
-    timeout: Duration,
+pub(super) struct Deadline {
+    pub(super) at: Option<Instant>,
+    pub(super) timeout: Duration,
 }
 
 impl Deadline {
-    fn start(&mut self) {
+    pub(super) fn start(&mut self) {
         self.at.get_or_insert_with(|| Instant::now() + self.timeout);
     }
 }
 
-impl SinkConfig for KafkaConfig {
-    fn start(self: Box<Self>, ctx: SinkContext) -> Started {
-        let client = Arc::new(ClientStats::default());
-        Started::task(run(*self, ctx, client.clone())).publishing(client)
-    }
-}
+/// The producer, its bounds and its deadline, ready to deliver.
+pub(super) type Parts = (Sender, InFlight, Deadline);
 
-async fn run(
-    config: KafkaConfig,
-    mut ctx: SinkContext,
+/// Creates the producer and what bounds it.
+pub(super) fn prepare(
+    config: &KafkaConfig,
+    ctx: &SinkContext,
     client: Arc<ClientStats>,
-) -> ComponentResult {
+) -> Result<Parts, Box<dyn std::error::Error + Send + Sync>> {
     let encoder = Encoder::new(&config.topic, &config.key, config.encoding)?;
-    let producer = producer::create(&config, &ctx.id, client).map_err(KafkaSinkError::Create)?;
+    let producer = producer::create(config, &ctx.id, client).map_err(KafkaSinkError::Create)?;
     let agent_id = config.agent_id.clone().unwrap_or_else(host_name);
     let headers = OwnedHeaders::new()
         .insert(Header {
@@ -165,13 +178,13 @@ async fn run(
             key: "agent-id",
             value: Some(agent_id.as_str()),
         });
-    let mut sender = Sender {
+    let sender = Sender {
         producer,
         encoder,
         headers,
         message: Message::default(),
     };
-    let mut flight = InFlight {
+    let flight = InFlight {
         reports: FuturesUnordered::new(),
         bytes: 0,
         limits: config.max_in_flight.clone(),
@@ -179,12 +192,20 @@ async fn run(
         last_delivery: Instant::now(),
         watchdog: tokio::time::interval(STALLED_AFTER),
         refused: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(10).expect("10 > 0")),
+        settled: Vec::new(),
     };
-    let mut deadline = Deadline {
+    let deadline = Deadline {
         at: None,
         timeout: config.shutdown_timeout.0,
     };
+    Ok((sender, flight, deadline))
+}
 
+/// Delivers from the queue (the memory buffer alone) until the input closes.
+pub(super) async fn run(
+    (mut sender, mut flight, mut deadline): Parts,
+    mut ctx: SinkContext,
+) -> ComponentResult {
     let in_time = loop {
         tokio::select! {
             biased;
@@ -247,24 +268,27 @@ impl Sender {
     ) -> Result<(), TimeIsUp> {
         for (i, sample) in samples.iter().enumerate() {
             self.encoder.encode(sample, &mut self.message);
-            let handed = self.send_one(sample, flight, ctx, deadline).await;
-            if handed.is_err() {
+            let stamp = (sample.miner_id.clone(), sample.timestamp);
+            let handed = self.send_one(stamp, None, flight, ctx, deadline).await;
+            if let Err(time_is_up) = handed {
                 ctx.stats
                     .dropped(DropReason::ShutdownTimeout, samples.len() - i);
-                return handed;
+                return Err(time_is_up);
             }
         }
         Ok(())
     }
 
-    /// Hands the encoded message over once there is room.
-    async fn send_one(
+    /// Hands the encoded message (of a sample stamped `stamp`, kept in the disk buffer
+    /// as `record`) over once there is room.
+    pub(super) async fn send_one(
         &self,
-        sample: &Sample,
+        stamp: Stamp,
+        record: Option<u64>,
         flight: &mut InFlight,
         ctx: &SinkContext,
         deadline: &mut Deadline,
-    ) -> Result<(), TimeIsUp> {
+    ) -> Result<Handed, TimeIsUp> {
         loop {
             if !flight.has_room() || !flight.reserve(self.message.size()) {
                 wait_for_report(flight, ctx, deadline).await?;
@@ -274,13 +298,14 @@ impl Sender {
                 &self.producer,
                 &self.message,
                 &self.headers,
-                (sample.miner_id.clone(), sample.timestamp),
+                stamp.clone(),
+                record,
             ) {
                 Ok(report) => {
                     flight.bytes += self.message.size();
                     flight.reports.push(report);
                     ctx.stats.in_flight.fetch_add(1, Relaxed);
-                    return Ok(());
+                    return Ok(Handed::InFlight);
                 }
                 // librdkafka's own queue is full (its limits were lowered in
                 // `librdkafka:`): wait for a delivery, then send again.
@@ -294,10 +319,10 @@ impl Sender {
                 Err(error) => {
                     ctx.stats.dropped(DropReason::DeliveryFailed, 1);
                     if flight.refused.allow() {
-                        let topic = &self.message.topic;
-                        tracing::error!(sink = %ctx.id, miner = %sample.miner_id, %topic, %error, "the producer refused a sample; it is counted as dropped (delivery_failed)");
+                        let (topic, miner) = (&self.message.topic, &stamp.0);
+                        tracing::error!(sink = %ctx.id, %miner, %topic, %error, "the producer refused a sample; it is counted as dropped (delivery_failed)");
                     }
-                    return Ok(());
+                    return Ok(Handed::Refused);
                 }
             }
         }
@@ -310,6 +335,7 @@ fn send(
     message: &Message,
     headers: &OwnedHeaders,
     miner: Stamp,
+    buffered: Option<u64>,
 ) -> Result<Delivery, KafkaError> {
     let record = FutureRecord::to(&message.topic)
         .key(&message.key)
@@ -324,13 +350,13 @@ fn send(
             // The producer went away with the message (only when the sink is dropped).
             Err(_canceled) => Err(KafkaError::Canceled),
         };
-        (outcome, size, miner, sent)
+        (outcome, size, miner, sent, buffered)
     }))
 }
 
 /// Waits for one delivery report and settles it; `TimeIsUp` if the shutdown deadline
 /// came first. Starts the deadline if the pipeline starts to stop meanwhile.
-async fn wait_for_report(
+pub(super) async fn wait_for_report(
     flight: &mut InFlight,
     ctx: &SinkContext,
     deadline: &mut Deadline,
@@ -350,7 +376,7 @@ async fn wait_for_report(
 }
 
 /// Sleeps until `deadline`, or forever when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

@@ -64,6 +64,7 @@ fn start_within(config: KafkaConfig, queue: usize, budget: MemoryBudget) -> Harn
     let stats = Arc::new(ComponentStats::default());
     let stopping = CancellationToken::new();
     let ctx = SinkContext {
+        disk: None,
         id: "kafka".into(),
         input: Input::new(rx, stats.clone()).0,
         stats: stats.clone(),

@@ -1,0 +1,275 @@
+//! The Kafka sink with a disk buffer (`buffer: {type: disk, path, max_size}`).
+//!
+//! Each sample taken from the queue is encoded and appended to the buffer
+//! ([`SegmentLog`]) before anything else; the producer is fed from the buffer, within
+//! the in-flight bound, and a record is removed only once the broker acknowledged it
+//! (or refused it for good, counted as dropped). Acknowledgements are saved every
+//! `sync_every`, with the appended records synced to disk. A full buffer holds the
+//! pipeline back (`when_full: block`) or drops new samples, counted
+//! (`drop_newest`, reason `buffer_full`).
+//!
+//! At the start, what a previous run left unacknowledged is delivered first, so each
+//! miner's samples stay in order. At shutdown the sink delivers what it can until
+//! `shutdown_timeout`; the rest stays in the buffer, not dropped, for the next start.
+//! Kafka is at-least-once across a crash: a record delivered and not yet saved as
+//! acknowledged is delivered again; consumers deduplicate on the message key with the
+//! sample's timestamp, kind and board (see the README).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+
+use super::sink::{sleep_until, Handed, Parts, Sender, Stamp};
+use crate::pipeline::batch::SharedBatch;
+use crate::pipeline::component::{ComponentResult, SinkContext};
+use crate::pipeline::queue::{DiskBuffer, WhenFull};
+use crate::pipeline::stats::DropReason;
+use crate::toolkit::segment_log::{LogError, SegmentLog};
+
+/// A segment is a 64th of the buffer, from 1 MiB to 64 MiB: small enough that
+/// delivered ones are removed soon, few enough to open quickly.
+fn segment_size(max_size: u64) -> u64 {
+    (max_size / 64).clamp(1 << 20, 64 << 20)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the disk buffer failed: {0}; check `buffer.path` (its disk, its permissions)")]
+struct BufferFailed(#[from] LogError);
+
+/// A record: the sample's stamp, then the message's topic, key and payload.
+fn encode(stamp: &Stamp, message: &super::Message, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&stamp.1.timestamp_millis().to_le_bytes());
+    for field in [
+        stamp.0.as_bytes(),
+        message.topic.as_bytes(),
+        message.key.as_bytes(),
+    ] {
+        out.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        out.extend_from_slice(field);
+    }
+    out.extend_from_slice(&message.payload);
+}
+
+/// A record back into its stamp and message; `None` for bytes this version did not
+/// write.
+fn decode(record: &[u8], message: &mut super::Message) -> Option<Stamp> {
+    let millis = i64::from_le_bytes(record.get(..8)?.try_into().ok()?);
+    let mut rest = &record[8..];
+    let mut field = || -> Option<String> {
+        let length = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let text = std::str::from_utf8(rest.get(4..4 + length)?)
+            .ok()?
+            .to_string();
+        rest = &rest[4 + length..];
+        Some(text)
+    };
+    let (miner, topic, key) = (field()?, field()?, field()?);
+    message.topic = topic;
+    message.key = key;
+    message.payload.clear();
+    message.payload.extend_from_slice(rest);
+    Some((
+        miner.into(),
+        DateTime::<Utc>::from_timestamp_millis(millis)?,
+    ))
+}
+
+/// The batch being appended, and how far: a full buffer holds the rest back.
+struct Appending {
+    batch: SharedBatch,
+    next: usize,
+}
+
+pub(super) async fn run(
+    disk: DiskBuffer,
+    (mut sender, mut flight, mut deadline): Parts,
+    mut ctx: SinkContext,
+) -> ComponentResult {
+    let (path, max_size) = (disk.path.clone(), disk.max_size.0);
+    let (mut log, recovery) = tokio::task::spawn_blocking(move || {
+        SegmentLog::open(&path, max_size, segment_size(max_size))
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?
+    .map_err(BufferFailed)?;
+    let stats = &ctx.stats;
+    stats.disk.enabled.store(true, Relaxed);
+    stats.disk.max_bytes.store(max_size, Relaxed);
+    stats
+        .disk
+        .warn_at_permille
+        .store((disk.warn_at * 1000.0) as u64, Relaxed);
+    stats.disk.corrupt.fetch_add(recovery.corrupt, Relaxed);
+    stats
+        .disk
+        .truncated_bytes
+        .fetch_add(recovery.truncated_bytes, Relaxed);
+    stats.recovered(recovery.pending);
+    if recovery.corrupt > 0 || recovery.truncated_bytes > 0 {
+        tracing::warn!(sink = %ctx.id, path = %disk.path.display(), corrupt_records = recovery.corrupt, truncated_bytes = recovery.truncated_bytes, "the disk buffer had damage (a crash, or the disk): the damaged records are skipped, the rest delivered");
+    }
+    if recovery.pending > 0 {
+        tracing::info!(sink = %ctx.id, samples = recovery.pending, took = ?recovery.took, "delivering what the disk buffer held from the last run");
+    }
+    publish(&log, &ctx);
+
+    let mut record = Vec::new();
+    let mut sync = tokio::time::interval(disk.sync_every.0);
+    let mut appending: Option<Appending> = None;
+    let mut input_closed = false;
+    let outcome: Result<(), BufferFailed> = async {
+        loop {
+            for seq in flight.settled.drain(..) {
+                log.ack(seq)?;
+            }
+            // Feed the producer from the buffer while there is room in flight.
+            while flight.has_room() {
+                let Some((seq, bytes)) = log.read_next()? else {
+                    break;
+                };
+                let Some(stamp) = decode(&bytes, &mut sender.message) else {
+                    // Whole (its checksum is good) but not ours to read.
+                    log.ack(seq)?;
+                    continue;
+                };
+                match sender
+                    .send_one(stamp, Some(seq), &mut flight, &ctx, &mut deadline)
+                    .await
+                {
+                    Ok(Handed::InFlight) => {}
+                    Ok(Handed::Refused) => log.ack(seq)?,
+                    Err(_time_is_up) => return Ok(()),
+                }
+                for seq in flight.settled.drain(..) {
+                    log.ack(seq)?;
+                }
+            }
+            // Append what waits, as far as there is room.
+            if let Some(mut held) = appending.take() {
+                append(&mut log, &mut sender, &mut held, &ctx, disk.when_full, &mut record)?;
+                log.flush()?;
+                appending = (held.next < held.batch.len()).then_some(held);
+            }
+            publish(&log, &ctx);
+            if input_closed && appending.is_none() && log.records() == 0 {
+                return Ok(());
+            }
+            tokio::select! {
+                biased;
+                Some(report) = flight.reports.next(), if flight.messages() > 0 => flight.settle(report, &ctx),
+                _ = ctx.stopping.cancelled(), if deadline.at.is_none() => deadline.start(),
+                _ = sleep_until(deadline.at) => return Ok(()),
+                batch = ctx.input.recv(), if appending.is_none() && !input_closed => match batch {
+                    Some(batch) => appending = Some(Appending { batch, next: 0 }),
+                    None => input_closed = true,
+                },
+                _ = sync.tick() => {
+                    tokio::task::block_in_place(|| log.sync())?;
+                    log.save_acks()?;
+                }
+                _ = flight.watchdog.tick() => flight.warn_if_stalled(&ctx),
+            }
+        }
+    }
+    .await;
+
+    // What was delivered is saved as such; the rest stays for the next start.
+    for seq in flight.settled.drain(..) {
+        log.ack(seq)?;
+    }
+    let closing = tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()));
+    outcome?;
+    closing.map_err(BufferFailed)?;
+    ctx.stats.in_flight.store(0, Relaxed);
+    // Whatever upstream still sends cannot be buffered any more.
+    let mut late = 0;
+    if let Some(held) = appending.take() {
+        late += held.batch.len() - held.next;
+    }
+    while let Some(batch) = ctx.input.recv().await {
+        late += batch.len();
+    }
+    ctx.stats.dropped(DropReason::ShutdownTimeout, late);
+    publish(&log, &ctx);
+    if log.records() > 0 {
+        tracing::info!(sink = %ctx.id, samples = log.records(), path = %disk.path.display(), "samples not yet delivered stay in the disk buffer; the next start delivers them");
+    }
+    // Dropping the producer purges what it still holds (in the buffer too) and waits
+    // up to 500 ms for librdkafka to let go: blocking work, so off the runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(sender)).await;
+    Ok(())
+}
+
+/// Appends `held`'s samples from where it got to, while there is room; a full buffer
+/// either keeps the rest for later (`block`) or drops it, counted.
+fn append(
+    log: &mut SegmentLog,
+    sender: &mut Sender,
+    held: &mut Appending,
+    ctx: &SinkContext,
+    when_full: WhenFull,
+    record: &mut Vec<u8>,
+) -> Result<(), BufferFailed> {
+    let samples = held.batch.samples();
+    while let Some(sample) = samples.get(held.next) {
+        sender.encoder.encode(sample, &mut sender.message);
+        let stamp = (sample.miner_id.clone(), sample.timestamp);
+        encode(&stamp, &sender.message, record);
+        if !log.has_room_for(record.len()) {
+            match when_full {
+                WhenFull::Block => return Ok(()),
+                WhenFull::DropNewest => {
+                    ctx.stats
+                        .dropped(DropReason::BufferFull, samples.len() - held.next);
+                    held.next = samples.len();
+                    return Ok(());
+                }
+            }
+        }
+        log.append(record)?;
+        ctx.stats.disk.samples.fetch_add(1, Relaxed);
+        held.next += 1;
+    }
+    Ok(())
+}
+
+/// The buffer's gauges.
+fn publish(log: &SegmentLog, ctx: &SinkContext) {
+    let disk = &ctx.stats.disk;
+    disk.samples.store(log.records(), Relaxed);
+    disk.bytes.store(log.bytes(), Relaxed);
+    disk.oldest_age_ms.store(
+        log.oldest_age().map_or(0, |a| a.as_millis() as u64),
+        Relaxed,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_holds_the_message_and_its_stamp() {
+        let message = super::super::Message {
+            topic: "fleet".into(),
+            key: "m-1".into(),
+            payload: vec![1, 2, 3, 0, 255],
+        };
+        let stamp: Stamp = (
+            "m-1".into(),
+            DateTime::from_timestamp_millis(1_700_000_000_123).unwrap(),
+        );
+        let mut record = Vec::new();
+        encode(&stamp, &message, &mut record);
+        let mut back = super::super::Message::default();
+        assert_eq!(decode(&record, &mut back), Some(stamp));
+        assert_eq!(back, message);
+        assert_eq!(
+            decode(&record[..10], &mut back),
+            None,
+            "cut short: not read"
+        );
+    }
+}

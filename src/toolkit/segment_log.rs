@@ -1,0 +1,758 @@
+//! A disk buffer: records appended to segment files, read back in order, and removed
+//! once acknowledged; what was not acknowledged is read again after a restart.
+//!
+//! Each record is `magic (4) | length (4) | crc32 (4) | seq (8) | appended_ms (8) |
+//! body`, little-endian; the checksum covers the sequence number, the time and the
+//! body. Segments are files named by their first sequence number
+//! (`00000000000000000042.seg`); a new one starts when the current one reaches
+//! `segment_size`, and a segment is deleted once every record in it is acknowledged.
+//! The acknowledgements are kept in `acked` (the highest sequence number below which
+//! all are acknowledged, and those acknowledged above it), written to a temporary file
+//! and renamed over the old one.
+//!
+//! Durability: an appended record is written to the file at once (it survives the
+//! process being killed); [`SegmentLog::sync`] makes it survive a power loss, and the
+//! caller decides how often. Acknowledgements are saved by [`SegmentLog::save_acks`];
+//! a crash between a delivery and that save delivers those records again
+//! (at-least-once).
+//!
+//! On open, every segment is read through: a record whose checksum or header is wrong
+//! is counted and skipped (the reader finds the next record by its magic number), and
+//! a record cut short at the end of a segment (a crash mid-write) is counted and cut
+//! off. Nothing in a damaged file makes the log panic.
+//!
+//! Public for the benches (`cargo bench --bench kafka`: append, and recovery of 1 GiB).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const MAGIC: u32 = 0x5041_5452; // "RTAP" little-endian
+const HEADER: usize = 28;
+/// The largest body a record may hold; a larger length in a header is damage.
+pub const MAX_RECORD: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a record of {0} bytes is larger than the {MAX_RECORD} a buffer record may hold")]
+    TooLarge(usize),
+}
+
+/// What opening a log found.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Recovery {
+    /// Records appended before and not acknowledged: they are read again.
+    pub pending: u64,
+    /// Damaged records skipped (bad header or checksum).
+    pub corrupt: u64,
+    /// Bytes cut off the end of segments (a record cut short by a crash).
+    pub truncated_bytes: u64,
+    pub took: Duration,
+}
+
+struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    bytes: u64,
+    /// The highest sequence number in it, once known (none while empty).
+    last_seq: Option<u64>,
+    /// Its records, and how many of them are acknowledged.
+    records: u64,
+    acked: u64,
+    /// When its first record was appended (ms since the epoch).
+    first_at_ms: Option<u64>,
+}
+
+impl Segment {
+    fn new(first_seq: u64, path: PathBuf, bytes: u64) -> Segment {
+        Segment {
+            first_seq,
+            path,
+            bytes,
+            last_seq: None,
+            records: 0,
+            acked: 0,
+            first_at_ms: None,
+        }
+    }
+
+    fn pending(&self) -> u64 {
+        self.records - self.acked
+    }
+}
+
+/// Which records are acknowledged: all up to `upto`, and those in `above`.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Acks {
+    upto: u64,
+    above: BTreeSet<u64>,
+}
+
+impl Acks {
+    fn contains(&self, seq: u64) -> bool {
+        seq <= self.upto || self.above.contains(&seq)
+    }
+
+    fn add(&mut self, seq: u64) {
+        if seq <= self.upto {
+            return;
+        }
+        self.above.insert(seq);
+        while self.above.remove(&(self.upto + 1)) {
+            self.upto += 1;
+        }
+    }
+
+    fn parse(text: &str) -> Option<Acks> {
+        let mut numbers = text.split_whitespace().map(str::parse::<u64>);
+        let upto = numbers.next()?.ok()?;
+        let above = numbers.collect::<Result<BTreeSet<u64>, _>>().ok()?;
+        Some(Acks { upto, above })
+    }
+
+    fn render(&self) -> String {
+        let mut text = self.upto.to_string();
+        for seq in &self.above {
+            text.push(' ');
+            text.push_str(&seq.to_string());
+        }
+        text.push('\n');
+        text
+    }
+}
+
+/// Where the reader is: a segment (by index in `segments`) and an offset in it.
+struct Cursor {
+    segment: usize,
+    reader: Option<BufReader<File>>,
+    offset: u64,
+}
+
+pub struct SegmentLog {
+    dir: PathBuf,
+    segment_size: u64,
+    max_size: u64,
+    segments: VecDeque<Segment>,
+    writer: BufWriter<File>,
+    next_seq: u64,
+    acks: Acks,
+    acks_saved: bool,
+    cursor: Cursor,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.seg"))
+}
+
+/// A record's checksum: over its sequence number, time and body.
+fn checksum(seq: u64, at_ms: u64, body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&seq.to_le_bytes());
+    hasher.update(&at_ms.to_le_bytes());
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// One record as found in a segment's bytes.
+enum Found {
+    Record {
+        seq: u64,
+        at_ms: u64,
+        body: std::ops::Range<usize>,
+        end: usize,
+    },
+    /// Damage at this offset: the next record may start after it.
+    Corrupt,
+    /// The bytes end inside a record.
+    Short,
+}
+
+fn read_at(bytes: &[u8], at: usize) -> Found {
+    let Some(header) = bytes.get(at..at + HEADER) else {
+        return Found::Short;
+    };
+    let word = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+    let long = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes"));
+    let (magic, length, crc) = (word(0), word(4) as usize, word(8));
+    let (seq, at_ms) = (long(12), long(20));
+    if magic != MAGIC || length > MAX_RECORD {
+        return Found::Corrupt;
+    }
+    let body = at + HEADER..at + HEADER + length;
+    let Some(content) = bytes.get(body.clone()) else {
+        return Found::Short;
+    };
+    if checksum(seq, at_ms, content) != crc {
+        return Found::Corrupt;
+    }
+    Found::Record {
+        seq,
+        at_ms,
+        end: body.end,
+        body,
+    }
+}
+
+/// What a segment's bytes hold.
+struct Scanned {
+    /// Every whole record, in order: (seq, time, body range).
+    records: Vec<(u64, u64, std::ops::Range<usize>)>,
+    /// Damaged records skipped.
+    corrupt: u64,
+    /// Where a record cut short by the end of the bytes starts, if one does.
+    short_tail: Option<usize>,
+}
+
+fn scan(bytes: &[u8]) -> Scanned {
+    let mut scanned = Scanned {
+        records: Vec::new(),
+        corrupt: 0,
+        short_tail: None,
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        let damaged = match read_at(bytes, at) {
+            Found::Record {
+                seq,
+                at_ms,
+                body,
+                end,
+            } => {
+                scanned.records.push((seq, at_ms, body));
+                at = end;
+                continue;
+            }
+            Found::Corrupt => true,
+            // A record running past the end is a cut-short tail, unless good records
+            // follow (then its length was damaged).
+            Found::Short => next_record(bytes, at + 1).is_some(),
+        };
+        if !damaged {
+            scanned.short_tail = Some(at);
+            break;
+        }
+        scanned.corrupt += 1;
+        at = next_record(bytes, at + 1).unwrap_or(bytes.len());
+    }
+    scanned
+}
+
+/// Where the next whole record at or after `from` starts.
+fn next_record(bytes: &[u8], mut from: usize) -> Option<usize> {
+    while from < bytes.len() {
+        from += find_magic(&bytes[from..])?;
+        if matches!(read_at(bytes, from), Found::Record { .. }) {
+            return Some(from);
+        }
+        from += 1;
+    }
+    None
+}
+
+fn find_magic(bytes: &[u8]) -> Option<usize> {
+    let magic = MAGIC.to_le_bytes();
+    bytes.windows(4).position(|w| w == magic)
+}
+
+impl SegmentLog {
+    /// Opens (or creates) the log in `dir`: reads what a previous run left, cuts off a
+    /// record cut short, and counts the damage.
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+        segment_size: u64,
+    ) -> Result<(SegmentLog, Recovery), LogError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let acks_path = dir.join("acked");
+        let acks = match std::fs::read_to_string(&acks_path) {
+            Ok(text) => Acks::parse(&text).unwrap_or_else(|| {
+                tracing::warn!(path = %acks_path.display(), "the buffer's acknowledgements cannot be read; every record in it is delivered again");
+                Acks::default()
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Acks::default(),
+            Err(e) => return Err(io(&acks_path)(e)),
+        };
+        let mut firsts: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name();
+                name.to_str()?.strip_suffix(".seg")?.parse().ok()
+            })
+            .collect();
+        firsts.sort_unstable();
+        let mut recovery = Recovery::default();
+        let mut segments = VecDeque::new();
+        let mut next_seq = acks.upto + 1;
+        for first_seq in firsts {
+            let path = segment_path(dir, first_seq);
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            let Scanned {
+                records,
+                corrupt,
+                short_tail,
+            } = scan(&bytes);
+            recovery.corrupt += corrupt;
+            if let Some(good_end) = short_tail {
+                recovery.truncated_bytes += (bytes.len() - good_end) as u64;
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                file.set_len(good_end as u64).map_err(io(&path))?;
+            }
+            let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
+            let mut segment = Segment::new(first_seq, path, bytes);
+            for (seq, at_ms, _) in records {
+                segment.last_seq = Some(seq);
+                segment.first_at_ms.get_or_insert(at_ms);
+                segment.records += 1;
+                next_seq = next_seq.max(seq + 1);
+                match acks.contains(seq) {
+                    true => segment.acked += 1,
+                    false => recovery.pending += 1,
+                }
+            }
+            segments.push_back(segment);
+        }
+        // Appends go to a fresh segment: the last one may end in damage.
+        let path = segment_path(dir, next_seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let bytes = file.metadata().map_err(io(&path))?.len();
+        if segments.back().is_none_or(|s| s.first_seq != next_seq) {
+            segments.push_back(Segment::new(next_seq, path, bytes));
+        }
+        let mut log = SegmentLog {
+            dir: dir.to_path_buf(),
+            segment_size: segment_size.max(HEADER as u64 + 1),
+            max_size,
+            segments,
+            writer: BufWriter::new(file),
+            next_seq,
+            acks,
+            acks_saved: true,
+            cursor: Cursor {
+                segment: 0,
+                reader: None,
+                offset: 0,
+            },
+        };
+        log.remove_acknowledged()?;
+        recovery.took = started.elapsed();
+        Ok((log, recovery))
+    }
+
+    /// Bytes the segments take on disk.
+    pub fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    /// Records not yet acknowledged.
+    pub fn records(&self) -> u64 {
+        self.segments.iter().map(Segment::pending).sum()
+    }
+
+    /// The age of the oldest segment holding a record not yet acknowledged (of its
+    /// first record: the oldest waiting record is at most a segment younger).
+    pub fn oldest_age(&self) -> Option<Duration> {
+        let segment = self.segments.iter().find(|s| s.pending() > 0)?;
+        let at_ms = segment.first_at_ms?;
+        Some(Duration::from_millis(now_ms().saturating_sub(at_ms)))
+    }
+
+    /// Whether a record of `body` bytes fits within `max_size`.
+    pub fn has_room_for(&self, body: usize) -> bool {
+        self.bytes() + (HEADER + body) as u64 <= self.max_size
+    }
+
+    /// Appends a record (written to the file at once); its sequence number.
+    pub fn append(&mut self, body: &[u8]) -> Result<u64, LogError> {
+        if body.len() > MAX_RECORD {
+            return Err(LogError::TooLarge(body.len()));
+        }
+        let current = self.segments.back().expect("there is always a segment");
+        if current.bytes >= self.segment_size {
+            self.roll()?;
+        }
+        let (seq, at_ms) = (self.next_seq, now_ms());
+        let mut header = [0u8; HEADER];
+        header[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+        header[4..8].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        header[8..12].copy_from_slice(&checksum(seq, at_ms, body).to_le_bytes());
+        header[12..20].copy_from_slice(&seq.to_le_bytes());
+        header[20..28].copy_from_slice(&at_ms.to_le_bytes());
+        let segment = self.segments.back_mut().expect("there is always a segment");
+        let path = &segment.path;
+        self.writer.write_all(&header).map_err(io(path))?;
+        self.writer.write_all(body).map_err(io(path))?;
+        let size = (HEADER + body.len()) as u64;
+        segment.bytes += size;
+        segment.last_seq = Some(seq);
+        segment.records += 1;
+        segment.first_at_ms.get_or_insert(at_ms);
+        self.next_seq += 1;
+        Ok(seq)
+    }
+
+    /// Hands what was appended to the operating system (a killed process loses none
+    /// of it); call after each batch of appends.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        let path = &self.segments.back().expect("a segment").path;
+        self.writer.flush().map_err(io(path))
+    }
+
+    /// Makes what was appended survive a power loss.
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.flush()?;
+        let path = &self.segments.back().expect("a segment").path;
+        self.writer.get_ref().sync_data().map_err(io(path))
+    }
+
+    fn roll(&mut self) -> Result<(), LogError> {
+        self.sync()?;
+        let path = segment_path(&self.dir, self.next_seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        self.writer = BufWriter::new(file);
+        self.segments
+            .push_back(Segment::new(self.next_seq, path, 0));
+        Ok(())
+    }
+
+    /// The next record not yet read (nor acknowledged): its sequence number and body.
+    pub fn read_next(&mut self) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        loop {
+            let Some(segment) = self.segments.get(self.cursor.segment) else {
+                return Ok(None);
+            };
+            let is_last = self.cursor.segment + 1 == self.segments.len();
+            if self.cursor.offset >= segment.bytes {
+                if is_last {
+                    return Ok(None);
+                }
+                self.cursor = Cursor {
+                    segment: self.cursor.segment + 1,
+                    reader: None,
+                    offset: 0,
+                };
+                continue;
+            }
+            let path = segment.path.clone();
+            let (available, offset) = (segment.bytes - self.cursor.offset, self.cursor.offset);
+            if is_last {
+                // What the reader reads must be in the file.
+                self.flush()?;
+            }
+            if self.cursor.reader.is_none() {
+                let mut file = File::open(&path).map_err(io(&path))?;
+                file.seek(SeekFrom::Start(offset)).map_err(io(&path))?;
+                self.cursor.reader = Some(BufReader::with_capacity(64 << 10, file));
+            }
+            let reader = self.cursor.reader.as_mut().expect("opened above");
+            let mut header = [0u8; HEADER];
+            reader.read_exact(&mut header).map_err(io(&path))?;
+            let length = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+            let whole = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) == MAGIC
+                && length <= MAX_RECORD
+                && (HEADER + length) as u64 <= available;
+            if !whole {
+                self.skip_damage(&path)?;
+                continue;
+            }
+            let mut record = header.to_vec();
+            record.resize(HEADER + length, 0);
+            reader
+                .read_exact(&mut record[HEADER..])
+                .map_err(io(&path))?;
+            let Found::Record { seq, body, .. } = read_at(&record, 0) else {
+                self.skip_damage(&path)?;
+                continue;
+            };
+            self.cursor.offset += record.len() as u64;
+            if self.acks.contains(seq) {
+                continue;
+            }
+            record.drain(..body.start);
+            return Ok(Some((seq, record)));
+        }
+    }
+
+    /// Damage under the cursor (found at open, or since): the rest of the segment is
+    /// scanned for the next good record, and the cursor moves there.
+    fn skip_damage(&mut self, path: &Path) -> Result<(), LogError> {
+        tracing::debug!(path = %path.display(), offset = self.cursor.offset, "skipping a damaged record");
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        self.cursor.offset =
+            next_record(&bytes, self.cursor.offset as usize + 1).unwrap_or(bytes.len()) as u64;
+        self.cursor.reader = None;
+        Ok(())
+    }
+
+    /// Marks record `seq` delivered. Segments wholly delivered are deleted.
+    pub fn ack(&mut self, seq: u64) -> Result<(), LogError> {
+        if self.acks.contains(seq) {
+            return Ok(());
+        }
+        self.acks.add(seq);
+        self.acks_saved = false;
+        let holding = self.segments.partition_point(|s| s.first_seq <= seq);
+        if let Some(segment) = holding
+            .checked_sub(1)
+            .and_then(|i| self.segments.get_mut(i))
+        {
+            segment.acked = (segment.acked + 1).min(segment.records);
+        }
+        self.remove_acknowledged()
+    }
+
+    /// Deletes the segments whose every record is acknowledged (the one appended to,
+    /// once full).
+    fn remove_acknowledged(&mut self) -> Result<(), LogError> {
+        while self.segments.len() > 1 {
+            let first = &self.segments[0];
+            let done = first.last_seq.is_none_or(|last| last <= self.acks.upto);
+            if !done {
+                break;
+            }
+            let first = self.segments.pop_front().expect("more than one");
+            match std::fs::remove_file(&first.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&first.path)(e)),
+            }
+            self.cursor = match self.cursor.segment {
+                // The cursor was in it: the next segment's start.
+                0 => Cursor {
+                    segment: 0,
+                    reader: None,
+                    offset: 0,
+                },
+                n => Cursor {
+                    segment: n - 1,
+                    ..std::mem::replace(
+                        &mut self.cursor,
+                        Cursor {
+                            segment: 0,
+                            reader: None,
+                            offset: 0,
+                        },
+                    )
+                },
+            };
+        }
+        let everything_acked = self.records() == 0;
+        let current = self.segments.back().expect("a segment");
+        if everything_acked && current.bytes >= self.segment_size {
+            self.roll()?;
+            return self.remove_acknowledged();
+        }
+        Ok(())
+    }
+
+    /// Saves which records are acknowledged (when any changed since the last save).
+    pub fn save_acks(&mut self) -> Result<(), LogError> {
+        if self.acks_saved {
+            return Ok(());
+        }
+        let path = self.dir.join("acked");
+        let temporary = self.dir.join("acked.tmp");
+        let mut file = File::create(&temporary).map_err(io(&temporary))?;
+        file.write_all(self.acks.render().as_bytes())
+            .map_err(io(&temporary))?;
+        file.sync_data().map_err(io(&temporary))?;
+        std::fs::rename(&temporary, &path).map_err(io(&path))?;
+        self.acks_saved = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> (SegmentLog, Recovery) {
+        SegmentLog::open(dir, 1 << 20, 1000).unwrap()
+    }
+
+    fn body(i: u64) -> Vec<u8> {
+        format!("sample number {i:04}").into_bytes()
+    }
+
+    fn read_all(log: &mut SegmentLog) -> Vec<(u64, Vec<u8>)> {
+        std::iter::from_fn(|| log.read_next().unwrap()).collect()
+    }
+
+    #[test]
+    fn records_come_back_in_order_and_acknowledged_segments_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, recovery) = open(dir.path());
+        assert_eq!(
+            recovery,
+            Recovery {
+                took: recovery.took,
+                ..Recovery::default()
+            }
+        );
+        for i in 0..100 {
+            assert_eq!(log.append(&body(i)).unwrap(), i + 1);
+        }
+        log.flush().unwrap();
+        assert_eq!(log.records(), 100);
+        let read = read_all(&mut log);
+        assert_eq!(read.len(), 100);
+        assert!(read
+            .iter()
+            .enumerate()
+            .all(|(i, (seq, b))| *seq == i as u64 + 1 && *b == body(i as u64)));
+        let segments = || std::fs::read_dir(dir.path()).unwrap().count();
+        let before = segments();
+        assert!(before > 3, "1000-byte segments: {before} files");
+        for (seq, _) in &read[..50] {
+            log.ack(*seq).unwrap();
+        }
+        assert_eq!(log.records(), 50);
+        assert!(segments() < before, "delivered segments are deleted");
+        // More appended after a read to the end are read next.
+        log.append(b"late").unwrap();
+        assert_eq!(log.read_next().unwrap().unwrap().1, b"late");
+        assert!(log.read_next().unwrap().is_none());
+    }
+
+    #[test]
+    fn what_was_not_acknowledged_is_read_again_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = open(dir.path());
+            for i in 0..40 {
+                log.append(&body(i)).unwrap();
+            }
+            // Delivered out of order: 1..=10, and 15.
+            for seq in (1..=10).chain([15]) {
+                log.ack(seq).unwrap();
+            }
+            log.save_acks().unwrap();
+            log.ack(11).unwrap(); // delivered, not saved: read again (at least once)
+            log.flush().unwrap();
+        }
+        let (mut log, recovery) = open(dir.path());
+        assert_eq!(
+            (recovery.pending, recovery.corrupt, recovery.truncated_bytes),
+            (29, 0, 0)
+        );
+        let seqs: Vec<u64> = read_all(&mut log).into_iter().map(|(s, _)| s).collect();
+        let expected: Vec<u64> = (11..=40).filter(|s| *s != 15).collect();
+        assert_eq!(seqs, expected);
+        assert_eq!(log.append(b"next").unwrap(), 41, "numbering carries on");
+    }
+
+    #[test]
+    fn a_damaged_record_and_a_cut_short_tail_are_counted_and_the_rest_read() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = SegmentLog::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+            for i in 0..20 {
+                log.append(&body(i)).unwrap();
+            }
+            log.flush().unwrap();
+        }
+        let segment = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let record = HEADER + body(0).len();
+        // Damage the body of record 5 and the length of record 9; cut the last in half.
+        bytes[5 * record + HEADER + 2] ^= 0xFF;
+        bytes[9 * record + 5] = 0x7F;
+        bytes.truncate(bytes.len() - record / 2);
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let (mut log, recovery) = SegmentLog::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        assert_eq!(recovery.corrupt, 2);
+        assert_eq!(recovery.truncated_bytes, (record - record / 2) as u64);
+        assert_eq!(recovery.pending, 17);
+        let seqs: Vec<u64> = read_all(&mut log).into_iter().map(|(s, _)| s).collect();
+        let expected: Vec<u64> = (1..=19).filter(|s| ![6, 10].contains(s)).collect();
+        assert_eq!(seqs, expected);
+        assert_eq!(
+            std::fs::metadata(&segment).unwrap().len(),
+            (19 * record) as u64,
+            "the cut-short record is cut off"
+        );
+    }
+
+    #[test]
+    fn the_bound_is_on_disk_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = SegmentLog::open(dir.path(), 1000, 400).unwrap();
+        let mut appended = 0;
+        while log.has_room_for(100) {
+            log.append(&[7; 100]).unwrap();
+            appended += 1;
+        }
+        assert_eq!(appended, 1000 / (HEADER + 100));
+        assert!(log.bytes() <= 1000);
+        for seq in 1..=appended {
+            log.ack(seq as u64).unwrap();
+        }
+        log.flush().unwrap();
+        assert!(log.has_room_for(100), "delivered segments free their room");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_damage_to_a_segment_is_survived(flips in proptest::collection::vec((0usize..4000, 0u8..=255), 0..8), cut in 0usize..4000) {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (mut log, _) = SegmentLog::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+                for i in 0..100 {
+                    log.append(&body(i)).unwrap();
+                }
+                log.flush().unwrap();
+            }
+            let segment = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).next().unwrap();
+            let mut bytes = std::fs::read(&segment).unwrap();
+            for (at, value) in flips {
+                if let Some(b) = bytes.get_mut(at) {
+                    *b = value;
+                }
+            }
+            bytes.truncate(bytes.len().saturating_sub(cut));
+            std::fs::write(&segment, &bytes).unwrap();
+            let (mut log, recovery) = SegmentLog::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+            let read = read_all(&mut log);
+            proptest::prop_assert_eq!(read.len() as u64, recovery.pending);
+            for (seq, b) in read {
+                proptest::prop_assert_eq!(b, body(seq - 1), "a record read is a record written");
+            }
+        }
+    }
+}
