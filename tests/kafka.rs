@@ -110,6 +110,13 @@ sinks:
         assert_eq!(headers["content-type"], "application/json");
         assert_eq!(headers["schema-version"], "rigtap.v1.Sample");
         assert_eq!(headers["agent-id"], "rig-test");
+        // What consumers deduplicate on after a redelivery.
+        let at: chrono::DateTime<chrono::Utc> =
+            value["timestamp"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            headers["sample-id"],
+            format!("{key}/{}/miner/-", at.timestamp_millis())
+        );
     }
     assert_eq!(per_topic["miners.north.miner"], 6000);
     assert_eq!(per_topic["miners.south.miner"], 4000);

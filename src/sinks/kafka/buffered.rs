@@ -37,7 +37,7 @@ fn segment_size(max_size: u64) -> u64 {
 #[error("the disk buffer failed: {0}; check `buffer.path` (its disk, its permissions)")]
 struct BufferFailed(#[from] LogError);
 
-/// A record: the sample's stamp, then the message's topic, key and payload.
+/// A record: the sample's stamp, then the message's topic, key, sample id and payload.
 fn encode(stamp: &Stamp, message: &super::Message, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&stamp.1.timestamp_millis().to_le_bytes());
@@ -45,6 +45,7 @@ fn encode(stamp: &Stamp, message: &super::Message, out: &mut Vec<u8>) {
         stamp.0.as_bytes(),
         message.topic.as_bytes(),
         message.key.as_bytes(),
+        message.id.as_bytes(),
     ] {
         out.extend_from_slice(&(field.len() as u32).to_le_bytes());
         out.extend_from_slice(field);
@@ -65,9 +66,10 @@ fn decode(record: &[u8], message: &mut super::Message) -> Option<Stamp> {
         rest = &rest[4 + length..];
         Some(text)
     };
-    let (miner, topic, key) = (field()?, field()?, field()?);
+    let (miner, topic, key, id) = (field()?, field()?, field()?, field()?);
     message.topic = topic;
     message.key = key;
+    message.id = id;
     message.payload.clear();
     message.payload.extend_from_slice(rest);
     Some((
@@ -118,22 +120,33 @@ pub(super) async fn run(
     let mut record = Vec::new();
     let mut sync = tokio::time::interval(disk.sync_every.0);
     let mut appending: Option<Appending> = None;
+    // A record read from the buffer that waits for room in the memory budget.
+    let mut next: Option<(u64, Vec<u8>)> = None;
     let mut input_closed = false;
     let outcome: Result<(), BufferFailed> = async {
         loop {
             for seq in flight.settled.drain(..) {
                 log.ack(seq)?;
             }
-            // Feed the producer from the buffer while there is room in flight.
+            // Feed the producer from the buffer while there is room in flight and in
+            // the memory budget; never wait here, so appends go on meanwhile.
             while flight.has_room() {
-                let Some((seq, bytes)) = log.read_next()? else {
-                    break;
+                let (seq, bytes) = match next.take() {
+                    Some(record) => record,
+                    None => match log.read_next()? {
+                        Some(record) => record,
+                        None => break,
+                    },
                 };
                 let Some(stamp) = decode(&bytes, &mut sender.message) else {
                     // Whole (its checksum is good) but not ours to read.
                     log.ack(seq)?;
                     continue;
                 };
+                if !flight.reserve(sender.message.size()) {
+                    next = Some((seq, bytes));
+                    break;
+                }
                 match sender
                     .send_one(stamp, Some(seq), &mut flight, &ctx, &mut deadline)
                     .await
@@ -256,6 +269,7 @@ mod tests {
             topic: "fleet".into(),
             key: "m-1".into(),
             payload: vec![1, 2, 3, 0, 255],
+            id: "m-1/1700000000123/miner/-".into(),
         };
         let stamp: Stamp = (
             "m-1".into(),

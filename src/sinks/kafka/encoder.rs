@@ -45,13 +45,30 @@ pub struct Message {
     pub topic: String,
     pub key: String,
     pub payload: Vec<u8>,
+    /// The sample's identity, `miner_id/timestamp_ms/kind/board` (`-` for no board):
+    /// the `sample-id` header, what consumers deduplicate on after a redelivery.
+    pub id: String,
 }
 
 impl Message {
     /// The bytes it holds while in flight.
     pub fn size(&self) -> usize {
-        self.topic.len() + self.key.len() + self.payload.len()
+        self.topic.len() + self.key.len() + self.payload.len() + self.id.len()
     }
+}
+
+/// The identity of `sample`: the same sample delivered twice has the same one.
+pub(crate) fn sample_id(sample: &Sample, out: &mut String) {
+    use std::fmt::Write;
+    out.clear();
+    let board = sample.board.map_or("-".to_string(), |b| b.to_string());
+    let _ = write!(
+        out,
+        "{}/{}/{}/{board}",
+        sample.miner_id,
+        sample.timestamp.timestamp_millis(),
+        sample.kind.as_str()
+    );
 }
 
 impl Encoder {
@@ -86,6 +103,7 @@ impl Encoder {
             .render_into(sample, &mut message.key, |out, value| {
                 out.push_str(value.unwrap_or(""))
             });
+        sample_id(sample, &mut message.id);
         message.payload.clear();
         match self.encoding {
             // Writing to a Vec cannot fail, and a Sample always serializes.

@@ -82,7 +82,7 @@ impl InFlight {
     /// the budget has no room for it, so the caller waits for a delivery to free some.
     /// With nothing in flight there is no delivery to wait for, and the message goes
     /// uncharged rather than never: the batch it came in is still charged meanwhile.
-    fn reserve(&mut self, size: usize) -> bool {
+    pub(super) fn reserve(&mut self, size: usize) -> bool {
         let wanted = self.charge() + size + MESSAGE_OVERHEAD;
         self.reservation.try_resize(wanted) || self.messages() == 0
     }
@@ -337,10 +337,14 @@ fn send(
     miner: Stamp,
     buffered: Option<u64>,
 ) -> Result<Delivery, KafkaError> {
+    let headers = headers.clone().insert(Header {
+        key: "sample-id",
+        value: Some(message.id.as_str()),
+    });
     let record = FutureRecord::to(&message.topic)
         .key(&message.key)
         .payload(&message.payload)
-        .headers(headers.clone());
+        .headers(headers);
     let delivery = producer.send_result(record).map_err(|(error, _)| error)?;
     let (size, sent) = (message.size(), Instant::now());
     Ok(Box::pin(async move {
