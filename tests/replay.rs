@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::net::free_block;
@@ -55,6 +55,19 @@ fn collect(inventory: &Path, stock: bool, record: Option<&Path>, seconds: u64) -
     let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
     assert_eq!(code, Some(0), "{stderr}");
     lines
+}
+
+/// `rigtap sim --replay` of `recording` (its `miners`), ten times faster, and the
+/// inventory it writes into `dir`.
+async fn replay(dir: &Path, recording: &Path, miners: usize) -> (SimProcess, PathBuf) {
+    let inventory = dir.join("replayed.csv");
+    let first = free_block(miners).to_string();
+    let recording = recording.to_string_lossy().to_string();
+    let args = ["--replay", &recording, "--speed", "10", "--first", &first];
+    (
+        SimProcess::start(&args, &inventory, miners).await,
+        inventory,
+    )
 }
 
 /// The distinct `miner_id`s of `samples`.
@@ -108,15 +121,7 @@ async fn what_is_recorded_replays_into_the_same_samples() {
     assert_eq!(files.len(), 1, "one file, well within the default 64 MiB");
 
     // Replay it, ten times faster, and collect again.
-    let replayed_inventory = dir.path().join("replayed.csv");
-    let first = free_block(4).to_string();
-    let replay = recording.to_string_lossy().to_string();
-    let _replay = SimProcess::start(
-        &["--replay", &replay, "--speed", "10", "--first", &first],
-        &replayed_inventory,
-        4,
-    )
-    .await;
+    let (_replay, replayed_inventory) = replay(dir.path(), &recording, 4).await;
     let replayed = tokio::task::block_in_place(|| collect(&replayed_inventory, false, None, 3));
     let (recorded, replayed) = (distinct(&recorded), distinct(&replayed));
     assert_eq!(
@@ -169,15 +174,7 @@ async fn a_mixed_fleet_replays_through_both_apis() {
         "kept as it came, NUL and all: {answer:?}"
     );
 
-    let replayed_inventory = dir.path().join("replayed.csv");
-    let first = free_block(6).to_string();
-    let replay = recording.to_string_lossy().to_string();
-    let _replay = SimProcess::start(
-        &["--replay", &replay, "--speed", "10", "--first", &first],
-        &replayed_inventory,
-        6,
-    )
-    .await;
+    let (_replay, replayed_inventory) = replay(dir.path(), &recording, 6).await;
     let inventory = std::fs::read_to_string(&replayed_inventory).unwrap();
     assert!(
         inventory.lines().next().unwrap().ends_with(",api"),
