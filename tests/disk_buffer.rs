@@ -292,6 +292,19 @@ fn a_kill_during_an_outage_loses_only_what_the_disk_damaged() {
         (samples_in, 0)
     );
 
+    // Everything delivered: the damage left no gap that would keep segments forever.
+    let acked = std::fs::read_to_string(buffer.join("acked")).unwrap();
+    assert_eq!(
+        acked.split_whitespace().count(),
+        1,
+        "acknowledged up to one number: {acked}"
+    );
+    let on_disk: u64 = segments(&buffer)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
+    assert!(on_disk < 4 << 20, "{on_disk} bytes left in the buffer");
+
     let mut seen: BTreeMap<(String, u64), u32> = BTreeMap::new();
     let mut new = 0;
     for m in tansu.read(&[TOPIC]) {

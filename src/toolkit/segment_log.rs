@@ -63,9 +63,11 @@ struct Segment {
     bytes: u64,
     /// The highest sequence number in it, once known (none while empty).
     last_seq: Option<u64>,
-    /// Its records, and how many of them are acknowledged.
+    /// Its records, how many of them are acknowledged, and how many the reader has
+    /// passed (read, or skipped as acknowledged).
     records: u64,
     acked: u64,
+    seen: u64,
     /// When its first record was appended (ms since the epoch).
     first_at_ms: Option<u64>,
 }
@@ -79,6 +81,7 @@ impl Segment {
             last_seq: None,
             records: 0,
             acked: 0,
+            seen: 0,
             first_at_ms: None,
         }
     }
@@ -105,6 +108,18 @@ impl Acks {
             return;
         }
         self.above.insert(seq);
+        while self.above.remove(&(self.upto + 1)) {
+            self.upto += 1;
+        }
+    }
+
+    /// Every number below `first` is acknowledged (its segment is gone).
+    fn acknowledge_below(&mut self, first: u64) {
+        if first == 0 || self.upto >= first - 1 {
+            return;
+        }
+        self.upto = first - 1;
+        self.above = self.above.split_off(&first);
         while self.above.remove(&(self.upto + 1)) {
             self.upto += 1;
         }
@@ -145,6 +160,8 @@ pub struct SegmentLog {
     acks: Acks,
     acks_saved: bool,
     cursor: Cursor,
+    /// Records damaged on disk since they were appended: found by the reader, gone.
+    lost: u64,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
@@ -335,6 +352,10 @@ impl SegmentLog {
             }
             segments.push_back(segment);
         }
+        // Never reuse a number already acknowledged (its record may be gone).
+        if let Some(last) = acks.above.last() {
+            next_seq = next_seq.max(last + 1);
+        }
         // Appends go to a fresh segment: the last one may end in damage.
         let path = segment_path(dir, next_seq);
         let file = OpenOptions::new()
@@ -360,6 +381,7 @@ impl SegmentLog {
                 reader: None,
                 offset: 0,
             },
+            lost: 0,
         };
         log.remove_acknowledged()?;
         recovery.took = started.elapsed();
@@ -395,7 +417,8 @@ impl SegmentLog {
             return Err(LogError::TooLarge(body.len()));
         }
         let current = self.segments.back().expect("there is always a segment");
-        if current.bytes >= self.segment_size {
+        let size = (HEADER + body.len()) as u64;
+        if current.bytes > 0 && current.bytes + size > self.segment_size {
             self.roll()?;
         }
         let (seq, at_ms) = (self.next_seq, now_ms());
@@ -409,7 +432,6 @@ impl SegmentLog {
         let path = &segment.path;
         self.writer.write_all(&header).map_err(io(path))?;
         self.writer.write_all(body).map_err(io(path))?;
-        let size = (HEADER + body.len()) as u64;
         segment.bytes += size;
         segment.last_seq = Some(seq);
         segment.records += 1;
@@ -457,11 +479,21 @@ impl SegmentLog {
                 if is_last {
                     return Ok(None);
                 }
+                // Records of it the reader never met were damaged since they were
+                // appended: gone.
+                let segment = &mut self.segments[self.cursor.segment];
+                let lost = segment.records.saturating_sub(segment.seen);
+                if lost > 0 {
+                    segment.records -= lost;
+                    segment.acked = segment.acked.min(segment.records);
+                    self.lost += lost;
+                }
                 self.cursor = Cursor {
                     segment: self.cursor.segment + 1,
                     reader: None,
                     offset: 0,
                 };
+                self.remove_acknowledged()?;
                 continue;
             }
             let path = segment.path.clone();
@@ -477,7 +509,10 @@ impl SegmentLog {
             }
             let reader = self.cursor.reader.as_mut().expect("opened above");
             let mut header = [0u8; HEADER];
-            reader.read_exact(&mut header).map_err(io(&path))?;
+            if let Err(e) = reader.read_exact(&mut header) {
+                self.cut_short(&path, e)?;
+                continue;
+            }
             let length = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
             let whole = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) == MAGIC
                 && length <= MAX_RECORD
@@ -488,14 +523,16 @@ impl SegmentLog {
             }
             let mut record = header.to_vec();
             record.resize(HEADER + length, 0);
-            reader
-                .read_exact(&mut record[HEADER..])
-                .map_err(io(&path))?;
+            if let Err(e) = reader.read_exact(&mut record[HEADER..]) {
+                self.cut_short(&path, e)?;
+                continue;
+            }
             let Found::Record { seq, body, .. } = read_at(&record, 0) else {
                 self.skip_damage(&path)?;
                 continue;
             };
             self.cursor.offset += record.len() as u64;
+            self.segments[self.cursor.segment].seen += 1;
             if self.acks.contains(seq) {
                 continue;
             }
@@ -504,13 +541,27 @@ impl SegmentLog {
         }
     }
 
+    /// The file ends before the segment should (cut from outside): the rest of it is
+    /// gone. Other read errors are the disk's, and fail.
+    fn cut_short(&mut self, path: &Path, error: std::io::Error) -> Result<(), LogError> {
+        if error.kind() != std::io::ErrorKind::UnexpectedEof {
+            return Err(io(path)(error));
+        }
+        tracing::warn!(path = %path.display(), offset = self.cursor.offset, "a buffer segment is shorter than what was written to it; the rest of it is lost");
+        self.cursor.offset = self.segments[self.cursor.segment].bytes;
+        self.cursor.reader = None;
+        Ok(())
+    }
+
     /// Damage under the cursor (found at open, or since): the rest of the segment is
     /// scanned for the next good record, and the cursor moves there.
     fn skip_damage(&mut self, path: &Path) -> Result<(), LogError> {
         tracing::debug!(path = %path.display(), offset = self.cursor.offset, "skipping a damaged record");
         let bytes = std::fs::read(path).map_err(io(path))?;
-        self.cursor.offset =
-            next_record(&bytes, self.cursor.offset as usize + 1).unwrap_or(bytes.len()) as u64;
+        let end = self.segments[self.cursor.segment].bytes;
+        self.cursor.offset = next_record(&bytes, self.cursor.offset as usize + 1)
+            .map_or(end, |at| at as u64)
+            .max(self.cursor.offset + 1);
         self.cursor.reader = None;
         Ok(())
     }
@@ -533,14 +584,11 @@ impl SegmentLog {
     }
 
     /// Deletes the segments whose every record is acknowledged (the one appended to,
-    /// once full).
+    /// once full). Everything before the first segment left counts as acknowledged:
+    /// a number lost with a damaged record, or acknowledged in a run that was killed
+    /// before it saved, leaves no gap behind.
     fn remove_acknowledged(&mut self) -> Result<(), LogError> {
-        while self.segments.len() > 1 {
-            let first = &self.segments[0];
-            let done = first.last_seq.is_none_or(|last| last <= self.acks.upto);
-            if !done {
-                break;
-            }
+        while self.segments.len() > 1 && self.segments[0].pending() == 0 {
             let first = self.segments.pop_front().expect("more than one");
             match std::fs::remove_file(&first.path) {
                 Ok(()) => {}
@@ -567,13 +615,21 @@ impl SegmentLog {
                 },
             };
         }
+        let front = self.segments[0].first_seq;
+        self.acks.acknowledge_below(front);
         let everything_acked = self.records() == 0;
         let current = self.segments.back().expect("a segment");
-        if everything_acked && current.bytes >= self.segment_size {
+        if everything_acked && current.bytes >= self.segment_size / 2 {
             self.roll()?;
             return self.remove_acknowledged();
         }
         Ok(())
+    }
+
+    /// Records damaged on disk since they were appended, found by the reader since
+    /// the last call: they cannot be delivered.
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     /// Saves which records are acknowledged (when any changed since the last save).
@@ -725,6 +781,64 @@ mod tests {
         }
         log.flush().unwrap();
         assert!(log.has_room_for(100), "delivered segments free their room");
+    }
+
+    #[test]
+    fn acknowledgements_lost_in_a_kill_leave_no_gap_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = open(dir.path());
+            for i in 0..100 {
+                log.append(&body(i)).unwrap();
+            }
+            log.save_acks().unwrap();
+            // Delivered, their segments deleted, and killed before the save.
+            for seq in 1..=60 {
+                log.ack(seq).unwrap();
+            }
+            log.flush().unwrap();
+        }
+        let (mut log, recovery) = open(dir.path());
+        assert!(recovery.pending <= 40 + 20, "{recovery:?}");
+        let read: Vec<u64> = read_all(&mut log).into_iter().map(|(s, _)| s).collect();
+        for seq in &read {
+            log.ack(*seq).unwrap();
+        }
+        assert_eq!(log.records(), 0);
+        assert!(log.acks.above.is_empty(), "no gap: {:?}", log.acks);
+        assert_eq!(log.acks.upto, 100);
+        assert_eq!(segments_of(dir.path()).len(), 1, "delivered segments went");
+    }
+
+    #[test]
+    fn a_record_damaged_after_it_was_written_is_lost_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = open(dir.path());
+        for i in 0..60 {
+            log.append(&body(i)).unwrap();
+        }
+        log.flush().unwrap();
+        let first = segments_of(dir.path())[0].clone();
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[HEADER + 3] ^= 0xFF;
+        std::fs::write(&first, &bytes).unwrap();
+        let read: Vec<u64> = read_all(&mut log).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(read.len(), 59);
+        assert_eq!(log.take_lost(), 1);
+        for seq in read {
+            log.ack(seq).unwrap();
+        }
+        assert_eq!(log.records(), 0, "the lost record is not waited for");
+    }
+
+    fn segments_of(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .collect();
+        files.sort();
+        files
     }
 
     proptest::proptest! {

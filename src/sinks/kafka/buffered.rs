@@ -27,10 +27,11 @@ use crate::pipeline::queue::{DiskBuffer, WhenFull};
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::segment_log::{LogError, SegmentLog};
 
-/// A segment is a 64th of the buffer, from 1 MiB to 64 MiB: small enough that
-/// delivered ones are removed soon, few enough to open quickly.
+/// A segment is a 64th of the buffer, from 1 MiB to 64 MiB (and at most a quarter):
+/// small enough that delivered ones are removed soon, few enough to open quickly.
 fn segment_size(max_size: u64) -> u64 {
-    (max_size / 64).clamp(1 << 20, 64 << 20)
+    // At most a quarter of the buffer, so delivered segments can always be removed.
+    (max_size / 64).clamp(1 << 20, 64 << 20).min(max_size / 4)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +109,9 @@ pub(super) async fn run(
         .disk
         .truncated_bytes
         .fetch_add(recovery.truncated_bytes, Relaxed);
-    stats.recovered(recovery.pending);
+    // A sink restarted by a reload finds what its predecessor left, already counted.
+    let left_by_predecessor = stats.disk.samples.load(Relaxed);
+    stats.recovered(recovery.pending.saturating_sub(left_by_predecessor));
     if recovery.corrupt > 0 || recovery.truncated_bytes > 0 {
         tracing::warn!(sink = %ctx.id, path = %disk.path.display(), corrupt_records = recovery.corrupt, truncated_bytes = recovery.truncated_bytes, "the disk buffer had damage (a crash, or the disk): the damaged records are skipped, the rest delivered");
     }
@@ -140,6 +143,8 @@ pub(super) async fn run(
                 };
                 let Some(stamp) = decode(&bytes, &mut sender.message) else {
                     // Whole (its checksum is good) but not ours to read.
+                    tracing::warn!(sink = %ctx.id, record = seq, "a disk buffer record is not one this version wrote; it is counted as dropped (write_failed)");
+                    ctx.stats.dropped(DropReason::WriteFailed, 1);
                     log.ack(seq)?;
                     continue;
                 };
@@ -159,6 +164,11 @@ pub(super) async fn run(
                     log.ack(seq)?;
                 }
             }
+            let lost = log.take_lost();
+            if lost > 0 {
+                tracing::warn!(sink = %ctx.id, samples = lost, "records of the disk buffer were damaged on disk after they were written; they are counted as dropped (write_failed)");
+                ctx.stats.dropped(DropReason::WriteFailed, lost as usize);
+            }
             // Append what waits, as far as there is room.
             if let Some(mut held) = appending.take() {
                 append(&mut log, &mut sender, &mut held, &ctx, disk.when_full, &mut record)?;
@@ -176,11 +186,15 @@ pub(super) async fn run(
                 _ = sleep_until(deadline.at) => return Ok(()),
                 batch = ctx.input.recv(), if appending.is_none() && !input_closed => match batch {
                     Some(batch) => appending = Some(Appending { batch, next: 0 }),
-                    None => input_closed = true,
+                    // The pipeline stops, or a reload retires this sink: deliver what
+                    // can be within the deadline, leave the rest on disk.
+                    None => {
+                        input_closed = true;
+                        deadline.start();
+                    }
                 },
                 _ = sync.tick() => {
-                    tokio::task::block_in_place(|| log.sync())?;
-                    log.save_acks()?;
+                    tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()))?;
                 }
                 _ = flight.watchdog.tick() => flight.warn_if_stalled(&ctx),
             }
@@ -188,24 +202,42 @@ pub(super) async fn run(
     }
     .await;
 
-    // What was delivered is saved as such; the rest stays for the next start.
-    for seq in flight.settled.drain(..) {
-        log.ack(seq)?;
+    // What was delivered is saved as such; what still comes in is appended (no
+    // waiting for room now: what does not fit is counted, `buffer_full`); the rest
+    // stays for the next start.
+    let closing = async {
+        for seq in flight.settled.drain(..) {
+            log.ack(seq)?;
+        }
+        if let Some(mut held) = appending.take() {
+            append(
+                &mut log,
+                &mut sender,
+                &mut held,
+                &ctx,
+                WhenFull::DropNewest,
+                &mut record,
+            )?;
+        }
+        while let Some(batch) = ctx.input.recv().await {
+            let mut held = Appending { batch, next: 0 };
+            append(
+                &mut log,
+                &mut sender,
+                &mut held,
+                &ctx,
+                WhenFull::DropNewest,
+                &mut record,
+            )?;
+        }
+        tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()))?;
+        Ok::<(), BufferFailed>(())
     }
-    let closing = tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()));
-    outcome?;
-    closing.map_err(BufferFailed)?;
+    .await;
     ctx.stats.in_flight.store(0, Relaxed);
-    // Whatever upstream still sends cannot be buffered any more.
-    let mut late = 0;
-    if let Some(held) = appending.take() {
-        late += held.batch.len() - held.next;
-    }
-    while let Some(batch) = ctx.input.recv().await {
-        late += batch.len();
-    }
-    ctx.stats.dropped(DropReason::ShutdownTimeout, late);
     publish(&log, &ctx);
+    outcome?;
+    closing?;
     if log.records() > 0 {
         tracing::info!(sink = %ctx.id, samples = log.records(), path = %disk.path.display(), "samples not yet delivered stay in the disk buffer; the next start delivers them");
     }
