@@ -19,10 +19,11 @@ use super::config::decode;
 use super::config::KafkaConfig;
 use crate::pipeline::batch::{Batch, MemoryBudget};
 use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext};
-use crate::pipeline::queue::Input;
+use crate::pipeline::queue::{DiskBuffer, Input, WhenFull};
 use crate::pipeline::stats::ComponentStats;
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::sample::{Sample, SampleKind};
+use crate::toolkit::units::{ByteSize, HumanDuration};
 use crate::toolkit::yaml::node;
 
 const MINERS: u64 = 20;
@@ -60,11 +61,20 @@ fn start(config: KafkaConfig, queue: usize) -> Harness {
 }
 
 fn start_within(config: KafkaConfig, queue: usize, budget: MemoryBudget) -> Harness {
+    start_buffered(config, queue, budget, None)
+}
+
+fn start_buffered(
+    config: KafkaConfig,
+    queue: usize,
+    budget: MemoryBudget,
+    disk: Option<DiskBuffer>,
+) -> Harness {
     let (input, rx) = mpsc::channel(queue);
     let stats = Arc::new(ComponentStats::default());
     let stopping = CancellationToken::new();
     let ctx = SinkContext {
-        disk: None,
+        disk,
         id: "kafka".into(),
         input: Input::new(rx, stats.clone()).0,
         stats: stats.clone(),
@@ -292,4 +302,92 @@ async fn what_is_in_flight_is_charged_to_the_memory_budget() {
         sent as usize
     );
     assert_eq!(budget.in_use(), 0, "the sink gives its charge back");
+}
+
+/// A 1 MiB disk buffer in `dir`.
+fn small_disk(dir: &std::path::Path, when_full: WhenFull) -> Option<DiskBuffer> {
+    Some(DiskBuffer {
+        path: dir.join("buffer"),
+        max_size: ByteSize(1 << 20),
+        sync_every: HumanDuration(Duration::from_millis(100)),
+        warn_at: 0.8,
+        when_full,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_buffer_holds_the_pipeline_back_then_delivers_everything() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let budget = MemoryBudget::new(1 << 30);
+    let disk = small_disk(dir.path(), WhenFull::Block);
+    let sink = start_buffered(config(&bootstrap, ""), 2, budget, disk);
+    let mut sent = 0;
+    let held_back = loop {
+        let send = sink.send(samples(sent, sent + 500));
+        if tokio::time::timeout(Duration::from_secs(2), send)
+            .await
+            .is_err()
+        {
+            break true;
+        }
+        sent += 500;
+        assert!(sent < 100_000, "1 MiB never filled");
+    };
+    assert!(held_back && sent > 1000, "held back after {sent} samples");
+    let on_disk = sink.stats.disk.bytes.load(Relaxed);
+    assert!(on_disk <= 1 << 20, "{on_disk} bytes: within max_size");
+    // The batch whose send timed out was dropped by the test before it was queued.
+    cluster.broker_up(1).unwrap();
+    sink.send(samples(sent + 500, sent + 1000)).await;
+    let (result, stats) = sink.finish().await;
+    result.unwrap();
+    assert_eq!(stats.samples_in(), sent + 500);
+    assert_eq!(
+        (stats.samples_out(), stats.dropped_total()),
+        (sent + 500, 0)
+    );
+    assert_eq!(stats.disk.samples.load(Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_buffer_that_drops_counts_and_what_stays_balances_the_ledger() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let budget = MemoryBudget::new(1 << 30);
+    let disk = small_disk(dir.path(), WhenFull::DropNewest);
+    let sink = start_buffered(
+        config(&bootstrap, "shutdown_timeout: 300ms\n"),
+        2,
+        budget,
+        disk,
+    );
+    for from in (0..20_000).step_by(500) {
+        sink.send(samples(from, from + 500)).await;
+    }
+    sink.stopping.cancel();
+    let (result, stats) = sink.finish().await;
+    result.expect("what stays in the buffer is not a failure");
+    let (taken, full) = (
+        stats.samples_in(),
+        stats.dropped_for(DropReason::BufferFull),
+    );
+    let buffered = stats.disk.samples.load(Relaxed);
+    assert_eq!(taken, 20_000, "never held back");
+    assert!(
+        full > 0 && buffered > 1000,
+        "{full} dropped, {buffered} buffered"
+    );
+    assert_eq!(
+        stats.samples_out() + stats.dropped_total() + buffered,
+        taken,
+        "the ledger balances, the buffer's samples apart"
+    );
+    assert_eq!(stats.held(), 0);
 }
