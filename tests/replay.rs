@@ -20,7 +20,8 @@ fn distinct(lines: &[String]) -> BTreeSet<String> {
     lines
         .iter()
         .map(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).unwrap())
-        .filter(|s| s["kind"] != "status")
+        // What the answers became: not the collector's own view (status, gaps).
+        .filter(|s| s["kind"] != "status" && s["kind"] != "gap")
         .map(|mut s| {
             for key in ["timestamp", "site", "rack", "model"] {
                 s.remove(key);

@@ -126,6 +126,11 @@ pub struct PoolStats {
     calls: [[AtomicU64; CODES]; Method::ALL.len()],
     /// Polls not made because downstream was full (backpressure).
     pub polls_skipped: AtomicU64,
+    /// Polls that came due (a miner down owes one per interval), those that brought
+    /// samples, and the rest (reported as `kind: gap` samples).
+    pub polls_expected: AtomicU64,
+    pub polls_received: AtomicU64,
+    pub polls_missed: AtomicU64,
     /// Status streams re-opened after they ended, failed, or went silent.
     pub stream_reopens: AtomicU64,
     /// Status stream messages read while the pipeline was full: their status is
@@ -295,7 +300,7 @@ impl Published for PoolStats {
         for (name, help, gauge) in gauges {
             out.gauge(name, help, &labels, gauge.load(Relaxed) as f64);
         }
-        let counters: [(&'static str, &'static str, &AtomicU64); 5] = [
+        let counters: [(&'static str, &'static str, &AtomicU64); 8] = [
             (
                 "rigtap_source_connect_attempts",
                 "Connection attempts.",
@@ -306,6 +311,21 @@ impl Published for PoolStats {
                 "rigtap_source_polls_skipped",
                 "Polls skipped because the pipeline was full (backpressure).",
                 &self.polls_skipped,
+            ),
+            (
+                "rigtap_source_expected_polls",
+                "Polls that came due, one per interval per miner (a miner down owes them too).",
+                &self.polls_expected,
+            ),
+            (
+                "rigtap_source_received_polls",
+                "Polls that brought samples.",
+                &self.polls_received,
+            ),
+            (
+                "rigtap_source_missed_polls",
+                "Polls that came due and brought nothing; each is in a `kind: gap` sample with why.",
+                &self.polls_missed,
             ),
             (
                 "rigtap_source_stream_reopens",

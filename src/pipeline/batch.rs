@@ -241,15 +241,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_reservation_grows_only_into_room_and_gives_back_what_it_sheds() {
-        let budget = MemoryBudget::new(1000);
+        let budget = MemoryBudget::new(2000);
         let mut reservation = Reservation::new(&budget);
         assert!(reservation.try_resize(600));
         assert_eq!((reservation.bytes(), budget.in_use()), (600, 600));
-        assert!(!reservation.try_resize(1200), "more than the budget");
+        assert!(!reservation.try_resize(2400), "more than the budget");
         assert_eq!(reservation.bytes(), 600, "a failed growth changes nothing");
         let _batch = Batch::new(samples(1), &budget).await;
         let batch_bytes = budget.in_use() - 600;
-        assert!(!reservation.try_resize(1000), "the batch holds the rest");
+        assert!(!reservation.try_resize(2000), "the batch holds the rest");
         assert!(reservation.try_resize(100));
         assert_eq!(budget.in_use(), 100 + batch_bytes);
         drop(reservation);

@@ -26,6 +26,9 @@ pub enum SampleKind {
     Board,
     /// A change of the collector's view of a miner (`state`), so gaps are facts.
     Status,
+    /// Polls that were due and brought nothing, from `timestamp` to `gap_end`:
+    /// `missed` of them, and why (`code`, `message`).
+    Gap,
 }
 
 impl SampleKind {
@@ -34,6 +37,7 @@ impl SampleKind {
             SampleKind::Miner => "miner",
             SampleKind::Board => "board",
             SampleKind::Status => "status",
+            SampleKind::Gap => "gap",
         }
     }
 }
@@ -111,10 +115,12 @@ pub enum StatusCode {
     BreakerOpen,
     /// Any other error the miner answered with.
     MinerError,
+    /// Gaps only: the poll was not made, the pipeline being full (backpressure).
+    Skipped,
 }
 
 impl StatusCode {
-    pub const ALL: [StatusCode; 12] = [
+    pub const ALL: [StatusCode; 13] = [
         StatusCode::Ok,
         StatusCode::Connecting,
         StatusCode::Unreachable,
@@ -127,6 +133,7 @@ impl StatusCode {
         StatusCode::NotMining,
         StatusCode::BreakerOpen,
         StatusCode::MinerError,
+        StatusCode::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -143,6 +150,7 @@ impl StatusCode {
             StatusCode::NotMining => "not_mining",
             StatusCode::BreakerOpen => "breaker_open",
             StatusCode::MinerError => "miner_error",
+            StatusCode::Skipped => "skipped",
         }
     }
 }
@@ -210,6 +218,15 @@ pub struct Sample {
     pub(crate) shares_rejected_delta: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) shares_stale_delta: Option<u64>,
+    /// `kind: gap`: where the gap ends (it starts at `timestamp`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_optional_timestamp"
+    )]
+    pub gap_end: Option<DateTime<Utc>>,
+    /// `kind: gap`: the polls due in it that brought nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u32>,
     #[serde(flatten)]
     pub labels: Labels,
 }
@@ -219,6 +236,16 @@ fn serialize_timestamp<S: serde::Serializer>(
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+}
+
+fn serialize_optional_timestamp<S: serde::Serializer>(
+    ts: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(ts) => serialize_timestamp(ts, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl Sample {
@@ -252,6 +279,8 @@ impl Sample {
             shares_accepted_delta: None,
             shares_rejected_delta: None,
             shares_stale_delta: None,
+            gap_end: None,
+            missed: None,
             labels,
         }
     }
@@ -304,6 +333,8 @@ pub(crate) fn number_field(name: &str) -> Option<NumberField> {
         "shares_accepted_delta" => |s| s.shares_accepted_delta.map(|v| v as f64),
         "shares_rejected_delta" => |s| s.shares_rejected_delta.map(|v| v as f64),
         "shares_stale_delta" => |s| s.shares_stale_delta.map(|v| v as f64),
+        "missed" => |s| s.missed.map(f64::from),
+        "gap_end" => |s| s.gap_end.map(|t| t.timestamp_millis() as f64),
         _ => return None,
     })
 }
@@ -343,7 +374,7 @@ pub(crate) fn text_field(name: &str) -> Option<TextField> {
 }
 
 /// The names of the fixed columns, in schema order. Label names must not collide.
-pub(crate) const FIXED_COLUMNS: [&str; 27] = [
+pub(crate) const FIXED_COLUMNS: [&str; 29] = [
     "timestamp",
     "kind",
     "miner_id",
@@ -371,6 +402,8 @@ pub(crate) const FIXED_COLUMNS: [&str; 27] = [
     "shares_accepted_delta",
     "shares_rejected_delta",
     "shares_stale_delta",
+    "gap_end",
+    "missed",
 ];
 
 /// The Arrow schema of a sample stream whose declared labels are `labels`: the fixed
@@ -411,6 +444,12 @@ pub(crate) fn arrow_schema(labels: &[String]) -> Schema {
         u64_col("shares_accepted_delta"),
         u64_col("shares_rejected_delta"),
         u64_col("shares_stale_delta"),
+        Field::new(
+            "gap_end",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("missed", DataType::UInt32, true),
     ];
     fields.extend(labels.iter().map(|name| Field::new(name, dict(), true)));
     Schema::new(fields)

@@ -46,6 +46,15 @@ fn column(samples: &[Sample], name: &str, kind: &DataType) -> Result<ArrayRef, A
             )
             .with_timezone("UTC"),
         ),
+        "gap_end" => Arc::new(
+            TimestampMillisecondArray::from_iter(
+                samples
+                    .iter()
+                    .map(|s| s.gap_end.map(|t| t.timestamp_millis())),
+            )
+            .with_timezone("UTC"),
+        ),
+        "missed" => Arc::new(UInt32Array::from_iter(samples.iter().map(|s| s.missed))),
         "board" => Arc::new(UInt32Array::from_iter(samples.iter().map(|s| s.board))),
         "chips" => Arc::new(UInt32Array::from_iter(samples.iter().map(|s| s.chips))),
         "shares_accepted" => u64s(|s| s.shares_accepted),

@@ -19,6 +19,7 @@ use super::pool::{Connection, ConnectionPool};
 use super::record;
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
+use crate::fleet::completeness::Completeness;
 use crate::fleet::emit::Emitter;
 use crate::fleet::fair_rate::{quota, CALL_BURST};
 use crate::fleet::record::Recorder;
@@ -68,6 +69,8 @@ pub(crate) struct MinerTask {
     target: Target,
     shared: Arc<Shared>,
     status: MinerStatus,
+    /// The polls it owed and what arrived (missed ones become gap samples).
+    completeness: Completeness,
     breaker: Breaker,
     backoff: Backoff,
     auth: Arc<Auth>,
@@ -88,7 +91,9 @@ pub(crate) struct MinerTask {
 impl MinerTask {
     pub(crate) fn new(index: usize, target: Target, shared: Arc<Shared>) -> Self {
         let config = &shared.config;
+        let completeness = Completeness::new(config.interval.0);
         MinerTask {
+            completeness,
             index,
             breaker: Breaker::new(config.breaker.clone()),
             backoff: Backoff::new(config.backoff.clone(), index as u64),
@@ -113,6 +118,8 @@ impl MinerTask {
     /// source's final summary.
     pub(crate) async fn run(mut self, stop: CancellationToken, removed: CancellationToken) {
         self.run_until(&stop).await;
+        let owed = self.completeness.close(&self.target, &self.shared.stats);
+        self.hold(owed.into_iter().collect());
         // Even during a stop (the pipeline drains meanwhile): answers already in and
         // state changes the counts include are facts.
         self.flush().await;
@@ -169,6 +176,10 @@ impl MinerTask {
                         }
                     };
                     self.enter(state, code, &message);
+                    let gap = self
+                        .completeness
+                        .down(code, &message, &self.target, &shared.stats);
+                    self.hold(gap.into_iter().collect());
                     // Nothing is read while it waits here, so it may wait for room.
                     self.flush().await;
                     delay
@@ -219,6 +230,7 @@ impl MinerTask {
                     if !self.held.is_empty() {
                         // The last poll's answers still wait for room downstream.
                         shared.emitter.skipped_poll();
+                        self.skipped();
                         continue;
                     }
                     let conn = match connection.take() {
@@ -234,12 +246,15 @@ impl MinerTask {
                     let Some(asked) = stop.run_until_cancelled(Box::pin(self.ask(&client))).await else {
                         return Ok(End::Stopped);
                     };
-                    if let Some((answers, errors)) = asked {
-                        if conn.channel.went_silent() {
-                            return Err(self.keepalive_failure());
+                    match asked {
+                        Some((answers, errors)) => {
+                            if conn.channel.went_silent() {
+                                return Err(self.keepalive_failure());
+                            }
+                            self.record(answers, errors)?;
+                            self.refresh();
                         }
-                        self.record(answers, errors)?;
-                        self.refresh();
+                        None => self.skipped(),
                     }
                     if stream.is_some() {
                         connection = Some(conn);
@@ -411,6 +426,10 @@ impl MinerTask {
         let at = Utc::now().trunc_subsecs(3);
         let produced = samples(&self.target, self.miner_status, &answers, at);
         let answered = !produced.is_empty();
+        if answered {
+            let gap = self.completeness.received(&self.target, &self.shared.stats);
+            self.hold(gap.into_iter().collect());
+        }
         self.hold(produced);
 
         if let Some(auth) = errors
@@ -496,6 +515,14 @@ impl MinerTask {
     }
 
     /// Queues `samples` now if there is room, else holds them (in order).
+    /// A due poll not made: the pipeline is full.
+    fn skipped(&mut self) {
+        let why = "the poll was skipped: the pipeline was full (backpressure)";
+        let gap =
+            (self.completeness).missed(StatusCode::Skipped, why, &self.target, &self.shared.stats);
+        self.held.extend(gap);
+    }
+
     fn hold(&mut self, samples: Vec<Sample>) {
         self.held.extend(samples);
         self.shared.emitter.try_send(&mut self.held);

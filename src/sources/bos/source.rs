@@ -254,6 +254,9 @@ async fn run_with(
         rpc_p50_ms = stats.latency_quantile_ms(0.5),
         rpc_p99_ms = stats.latency_quantile_ms(0.99),
         polls_skipped = stats.polls_skipped.load(Relaxed),
+        polls_expected = stats.polls_expected.load(Relaxed),
+        polls_received = stats.polls_received.load(Relaxed),
+        polls_missed = stats.polls_missed.load(Relaxed),
         stream_reopens = stats.stream_reopens.load(Relaxed),
         logs_suppressed = status_log.suppressed(),
         "bos source finished"

@@ -20,6 +20,7 @@ use super::dialect::{samples, Answers};
 use super::wire::{exchange, WireError};
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
+use crate::fleet::completeness::Completeness;
 use crate::fleet::emit::{self, Emitter};
 use crate::fleet::fair_rate::FairRateLimiter;
 use crate::fleet::record::Recorder;
@@ -28,7 +29,7 @@ use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
 use crate::fleet::targets::Target;
 use crate::pipeline::component::{ComponentResult, SourceConfig, SourceContext, Started};
-use crate::toolkit::sample::{MinerState, StatusCode};
+use crate::toolkit::sample::{MinerState, Sample, StatusCode};
 
 impl SourceConfig for CgminerConfig {
     fn start(self: Box<Self>, ctx: SourceContext) -> Started {
@@ -97,6 +98,9 @@ async fn run(
         offline = stats.in_state(MinerState::Offline),
         connect_attempts = stats.connect_attempts.load(Relaxed),
         polls_skipped = stats.polls_skipped.load(Relaxed),
+        polls_expected = stats.polls_expected.load(Relaxed),
+        polls_received = stats.polls_received.load(Relaxed),
+        polls_missed = stats.polls_missed.load(Relaxed),
         "cgminer source finished"
     );
     Ok(())
@@ -122,6 +126,10 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
     let mut rng = fastrand::Rng::with_seed(index as u64);
     // Commands the firmware does not know, and since when.
     let mut refused: HashMap<Command, Instant> = HashMap::new();
+    // The polls it owed and what arrived; a gap found while skipping waits here for
+    // the next samples.
+    let mut completeness = Completeness::new(config.interval.0);
+    let mut owed: Vec<Sample> = Vec::new();
     let enter = |status: &mut MinerStatus, state, code, message: &str| {
         status.change((state, code, message), &target, &shared.log, stats)
     };
@@ -147,6 +155,8 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         }
         next = Instant::now() + schedule::next_poll(config.interval.0, config.jitter, &mut rng);
         if !shared.emitter.room_for_a_poll() {
+            let why = "the poll was skipped: the pipeline was full (backpressure)";
+            owed.extend(completeness.missed(StatusCode::Skipped, why, &target, stats));
             continue;
         }
         refused.retain(|_, since| since.elapsed() < REFUSED_FOR);
@@ -156,13 +166,14 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         else {
             break;
         };
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut owed);
         let mut delay = None;
         match polled {
             Ok((answers, problem)) => {
                 breaker.success();
                 backoff.reset();
-                out = samples(&target, &answers, Utc::now().trunc_subsecs(3));
+                out.extend(completeness.received(&target, stats));
+                out.extend(samples(&target, &answers, Utc::now().trunc_subsecs(3)));
                 let (state, code, message) = match problem {
                     Some(p) => (MinerState::Degraded, p.code, p.message),
                     None => (MinerState::Online, StatusCode::Ok, "polling".to_string()),
@@ -170,6 +181,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
                 out.extend(enter(&mut status, state, code, &message));
             }
             Err(problem) if problem.code == StatusCode::UnsupportedFirmware => {
+                out.extend(completeness.missed(problem.code, &problem.message, &target, stats));
                 out.extend(enter(
                     &mut status,
                     MinerState::Unsupported,
@@ -183,6 +195,8 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
                 stats.backoff(BackoffKind::Reconnect, wait);
                 delay = Some(wait);
                 let message = format!("{}; check that the miner is powered, reachable from this host, and serves its API on that port", problem.message);
+                out.extend(completeness.missed(problem.code, &message, &target, stats));
+                out.extend(completeness.down(problem.code, &message, &target, stats));
                 out.extend(enter(
                     &mut status,
                     MinerState::Offline,
@@ -200,6 +214,8 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
             next = next.max(Instant::now());
         }
     }
+    owed.extend(completeness.close(&target, stats));
+    shared.emitter.send(owed).await;
 }
 
 /// Asks the miner's commands in turn (or at once, combined): the answers, and what

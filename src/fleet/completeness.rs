@@ -1,0 +1,204 @@
+//! What each miner owed and what arrived: every poll that comes due is expected; one
+//! that brings samples is received; the rest are missed, each with why (the miner's
+//! status code, or `skipped` for backpressure). Missed polls become `kind: gap`
+//! samples, coalesced: one while a miner stays down for the same reason, cut at most
+//! every [`GAP_WINDOW`] so a long outage still reports as it goes. Per source,
+//! `expected = received + missed` (the counters in [`PoolStats`]).
+//!
+//! While a miner is down no poll comes due in its loop; the polls of that time are
+//! counted when it is back (or at the next failure, or at the stop), one per
+//! `interval` of it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::figures::sample_at;
+use super::stats::PoolStats;
+use super::targets::Target;
+use crate::toolkit::sample::{Sample, SampleKind, StatusCode};
+
+/// A gap is reported at least this often while it lasts.
+pub(crate) const GAP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// The missed polls of one miner, since `from`, for one reason.
+struct Gap {
+    from: DateTime<Utc>,
+    opened: Instant,
+    code: StatusCode,
+    message: String,
+    missed: u32,
+}
+
+/// Since when, and why, the miner has been down (no poll comes due meanwhile).
+struct Down {
+    since: Instant,
+    code: StatusCode,
+    message: String,
+}
+
+pub(crate) struct Completeness {
+    interval: Duration,
+    gap: Option<Gap>,
+    down: Option<Down>,
+}
+
+impl Completeness {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Completeness {
+            interval,
+            gap: None,
+            down: None,
+        }
+    }
+
+    /// A due poll brought samples: the gap before it, if any, is reported.
+    pub(crate) fn received(&mut self, target: &Target, stats: &PoolStats) -> Option<Sample> {
+        let mut out = self.back(target, stats);
+        stats.polls_expected.fetch_add(1, Relaxed);
+        stats.polls_received.fetch_add(1, Relaxed);
+        out = out.or_else(|| self.gap.take().map(|gap| gap_sample(gap, target)));
+        out
+    }
+
+    /// A due poll brought nothing, for `code` (`message` says more).
+    pub(crate) fn missed(
+        &mut self,
+        code: StatusCode,
+        message: &str,
+        target: &Target,
+        stats: &PoolStats,
+    ) -> Option<Sample> {
+        let reported = self.back(target, stats);
+        stats.polls_expected.fetch_add(1, Relaxed);
+        let more = self.add(code, message, 1, target, stats);
+        reported.or(more)
+    }
+
+    /// The miner went down (or stays down with a new reason): no poll comes due
+    /// until it is back; the time counts as missed polls, for `code`.
+    pub(crate) fn down(
+        &mut self,
+        code: StatusCode,
+        message: &str,
+        target: &Target,
+        stats: &PoolStats,
+    ) -> Option<Sample> {
+        // Still down for the same reason: one period, counted once it ends.
+        if self.down.as_ref().is_some_and(|d| d.code == code) {
+            return None;
+        }
+        let reported = self.back(target, stats);
+        self.down = Some(Down {
+            since: Instant::now(),
+            code,
+            message: message.to_string(),
+        });
+        reported
+    }
+
+    /// At the stop: what is still owed, reported.
+    pub(crate) fn close(&mut self, target: &Target, stats: &PoolStats) -> Option<Sample> {
+        let reported = self.back(target, stats);
+        reported.or_else(|| self.gap.take().map(|gap| gap_sample(gap, target)))
+    }
+
+    /// Ends a down period: one missed poll per `interval` of it.
+    fn back(&mut self, target: &Target, stats: &PoolStats) -> Option<Sample> {
+        let down = self.down.take()?;
+        let polls = (down.since.elapsed().as_secs_f64() / self.interval.as_secs_f64()) as u32;
+        if polls == 0 {
+            return None;
+        }
+        stats.polls_expected.fetch_add(u64::from(polls), Relaxed);
+        self.add(down.code, &down.message, polls, target, stats)
+    }
+
+    /// Adds `polls` missed for `code`; a gap for another reason, or older than the
+    /// window, is reported first.
+    fn add(
+        &mut self,
+        code: StatusCode,
+        message: &str,
+        polls: u32,
+        target: &Target,
+        stats: &PoolStats,
+    ) -> Option<Sample> {
+        stats.polls_missed.fetch_add(u64::from(polls), Relaxed);
+        let ends = self
+            .gap
+            .as_ref()
+            .is_some_and(|g| g.code != code || g.opened.elapsed() >= GAP_WINDOW);
+        let reported = match ends {
+            true => self.gap.take().map(|gap| gap_sample(gap, target)),
+            false => None,
+        };
+        let gap = self.gap.get_or_insert_with(|| Gap {
+            from: Utc::now().trunc_subsecs(3) - self.interval * polls,
+            opened: Instant::now(),
+            code,
+            message: message.to_string(),
+            missed: 0,
+        });
+        gap.missed = gap.missed.saturating_add(polls);
+        reported
+    }
+}
+
+fn gap_sample(gap: Gap, target: &Target) -> Sample {
+    let mut sample = sample_at(target, SampleKind::Gap, gap.from);
+    sample.gap_end = Some(Utc::now().trunc_subsecs(3));
+    sample.missed = Some(gap.missed);
+    sample.code = Some(gap.code);
+    sample.message = Some(gap.message);
+    sample
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::targets;
+
+    #[test]
+    fn missed_polls_coalesce_per_reason_and_the_counts_add_up() {
+        let (stats, target) = (PoolStats::default(), targets::fixture("m1"));
+        let mut c = Completeness::new(Duration::from_millis(10));
+        assert!(c.received(&target, &stats).is_none());
+        assert!(c
+            .missed(StatusCode::Skipped, "full", &target, &stats)
+            .is_none());
+        assert!(c
+            .missed(StatusCode::Skipped, "full", &target, &stats)
+            .is_none());
+        let gap = c
+            .missed(StatusCode::Timeout, "slow", &target, &stats)
+            .expect("a new reason reports the gap before it");
+        assert_eq!(
+            (gap.kind, gap.code, gap.missed),
+            (SampleKind::Gap, Some(StatusCode::Skipped), Some(2))
+        );
+        assert!(gap.gap_end.unwrap() >= gap.timestamp);
+        assert!(c
+            .down(StatusCode::Timeout, "slow", &target, &stats)
+            .is_none());
+        std::thread::sleep(Duration::from_millis(55));
+        let gap = c
+            .received(&target, &stats)
+            .expect("back: the gap is reported");
+        assert_eq!(gap.code, Some(StatusCode::Timeout));
+        let missed = gap.missed.unwrap();
+        assert!(
+            (6..=7).contains(&missed),
+            "1 + 5 polls of the 55 ms down: {missed}"
+        );
+        let (expected, received, lost) = (
+            stats.polls_expected.load(Relaxed),
+            stats.polls_received.load(Relaxed),
+            stats.polls_missed.load(Relaxed),
+        );
+        assert_eq!(expected, received + lost);
+        assert_eq!(received, 2);
+        assert!(c.close(&target, &stats).is_none(), "nothing owed");
+    }
+}

@@ -1,0 +1,109 @@
+//! Completeness as data: each poll a miner owed and did not deliver is in a `kind: gap`
+//! sample with why, and per source `expected = received + missed`. Two miners killed
+//! for 6 s and one slower than its deadline, collected into Parquet; DuckDB finds
+//! exactly those miners' gaps, with their reasons.
+
+mod support;
+
+use std::time::Duration;
+
+use rigtap::sim::faults::{FaultKind, FaultRule};
+use rigtap::sim::Fleet;
+use rigtap::toolkit::units::HumanDuration;
+use support::python::run_script;
+use support::{fault, sim_config, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_and_slow_miners_leave_gaps_with_why_and_the_counts_add_up() {
+    const RUN: u64 = 16;
+    let mut config = sim_config(20);
+    config.faults = vec![FaultRule {
+        delay: Some(HumanDuration(Duration::from_secs(3))),
+        ..fault(FaultKind::Slow, &[19])
+    }];
+    let mut fleet = Fleet::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    let files = dir.path().join("files");
+    let yaml = format!(
+        "
+sources:
+  fleet:
+    type: bos
+    profile: development
+    interval: 1s
+    timeout: 1s
+    targets: {{inventory: {}}}
+    username: root
+    password: root
+    backoff: {{initial: 200ms, max: 1s}}
+    breaker: {{failure_threshold: 1000}}
+sinks:
+  files: {{type: parquet, inputs: [fleet], path: {}, batch: {{timeout: 500ms}}}}
+",
+        inventory.display(),
+        files.display()
+    );
+    let rigtap = start(&yaml, &["--duration", &format!("{RUN}s")]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for i in [0, 1] {
+        fleet.kill(i).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for i in [0, 1] {
+        fleet.restart(i).await.unwrap();
+    }
+    let (code, logs, stderr) =
+        tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(60)));
+    assert_eq!(code, Some(0), "{stderr}");
+    let finished = logs
+        .iter()
+        .find(|l| l["message"] == "bos source finished")
+        .expect("the source's last line");
+    let count = |key: &str| finished[key].as_u64().unwrap();
+    let (expected, received, missed) = (
+        count("polls_expected"),
+        count("polls_received"),
+        count("polls_missed"),
+    );
+    assert_eq!(expected, received + missed, "{finished}");
+
+    let output = run_script("parquet_read.py", &[files.as_os_str(), "gaps".as_ref()]);
+    let miners: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&output).unwrap();
+    let mut in_files = 0;
+    for (miner, m) in &miners {
+        let gaps = m["gaps"].as_array().unwrap();
+        let polls = m["polls"].as_u64().unwrap();
+        let missed: u64 = gaps.iter().map(|g| g["missed"].as_u64().unwrap()).sum();
+        in_files += missed;
+        let codes: Vec<&str> = gaps.iter().map(|g| g["code"].as_str().unwrap()).collect();
+        match miner.as_str() {
+            "sim-00000" | "sim-00001" => {
+                assert_eq!(codes, ["unreachable"], "{miner}: {m}");
+                assert!((4..=8).contains(&missed), "{miner}: 6 s down at 1 s: {m}");
+            }
+            "sim-00019" => {
+                assert_eq!(polls, 0, "{miner} never answers in time: {m}");
+                assert_eq!(codes, ["timeout"], "{miner}: {m}");
+            }
+            _ => assert!(gaps.is_empty(), "{miner} delivered every poll: {m}"),
+        }
+        // What it owed over the run: one poll a second, less the first one's spread.
+        assert!(
+            (RUN - 3..=RUN + 1).contains(&(polls + missed)),
+            "{miner}: {polls} polls + {missed} missed over {RUN} s"
+        );
+    }
+    assert_eq!(miners.len(), 20);
+    assert_eq!(in_files, missed, "every missed poll is in a gap sample");
+    eprintln!(
+        "expected {expected} = received {received} + missed {missed}; gaps: {:?}",
+        miners
+            .iter()
+            .filter(|(_, m)| !m["gaps"].as_array().unwrap().is_empty())
+            .map(|(id, m)| (id, &m["gaps"]))
+            .collect::<Vec<_>>()
+    );
+}
