@@ -49,6 +49,19 @@ sinks:
     )
 }
 
+/// Reads the stdout copy's lines, each with when it came, until rigtap exits.
+fn read_copy(rigtap: &mut support::Rigtap) -> std::thread::JoinHandle<Vec<(Instant, String)>> {
+    let mut stdout = rigtap.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
+            lines.push((Instant::now(), std::mem::take(&mut line)));
+        }
+        lines
+    })
+}
+
 /// (miner, counter) of a generated sample, as the stdout copy or the broker hold it.
 fn id(v: &serde_json::Value) -> (String, u64) {
     (
@@ -70,15 +83,7 @@ fn an_outage_longer_than_memory_holds_loses_nothing_and_holds_nothing_back() {
     let kafka = (&*tansu.bootstrap(), TOPIC, "120s");
     let yaml = pipeline(&api, generate, kafka, &dir.path().join("buf"));
     let mut rigtap = start(&yaml, &["--progress", "off"]);
-    let mut stdout = rigtap.stdout.take().unwrap();
-    let copy = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
-            lines.push((Instant::now(), std::mem::take(&mut line)));
-        }
-        lines
-    });
+    let copy = read_copy(&mut rigtap);
     std::thread::sleep(Duration::from_secs(3));
     tansu.stop();
     let (stopped, stopped_at) = (Instant::now(), SystemTime::now());
@@ -208,15 +213,7 @@ fn a_kill_during_an_outage_loses_only_what_the_disk_damaged() {
         &pipeline(&api, generate, kafka, &buffer),
         &["--progress", "off"],
     );
-    let mut stdout = first.stdout.take().unwrap();
-    let copy = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
-            lines.push(std::mem::take(&mut line));
-        }
-        lines
-    });
+    let copy = read_copy(&mut first);
     scrape_until(&format!("http://{api}"), Duration::from_secs(60), |s| {
         value(
             s,
@@ -231,7 +228,7 @@ fn a_kill_during_an_outage_loses_only_what_the_disk_damaged() {
         .join()
         .unwrap()
         .iter()
-        .map(|l| id(&serde_json::from_str(l).unwrap()))
+        .map(|(_, l)| id(&serde_json::from_str(l).unwrap()))
         .collect();
     assert_eq!(generated.len(), 60_000);
 
@@ -352,15 +349,7 @@ fn a_reload_replaces_a_buffered_sink_while_its_broker_is_away_and_loses_nothing(
         )
     };
     let mut rigtap = start(&yaml(2000), &["--progress", "off"]);
-    let mut stdout = rigtap.stdout.take().unwrap();
-    let copy = std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
-            lines.push(std::mem::take(&mut line));
-        }
-        lines
-    });
+    let copy = read_copy(&mut rigtap);
     std::thread::sleep(Duration::from_secs(2));
     // The old sink cannot deliver: it leaves its samples on disk within its
     // shutdown_timeout, and the new one takes them over.
@@ -391,7 +380,7 @@ fn a_reload_replaces_a_buffered_sink_while_its_broker_is_away_and_loses_nothing(
     );
     let generated: BTreeSet<(String, u64)> = copy
         .iter()
-        .map(|l| id(&serde_json::from_str(l).unwrap()))
+        .map(|(_, l)| id(&serde_json::from_str(l).unwrap()))
         .collect();
     let delivered: BTreeSet<(String, u64)> = tansu
         .read(&[TOPIC])

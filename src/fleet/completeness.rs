@@ -54,11 +54,11 @@ impl Completeness {
     }
 
     /// A due poll brought samples: the gap before it, if any, is reported.
-    pub(crate) fn received(&mut self, target: &Target, stats: &PoolStats) -> Option<Sample> {
+    pub(crate) fn received(&mut self, target: &Target, stats: &PoolStats) -> Vec<Sample> {
         let mut out = self.back(target, stats);
         stats.polls_expected.fetch_add(1, Relaxed);
         stats.polls_received.fetch_add(1, Relaxed);
-        out = out.or_else(|| self.gap.take().map(|gap| gap_sample(gap, target)));
+        out.extend(self.gap.take().map(|gap| gap_sample(gap, target)));
         out
     }
 
@@ -69,11 +69,11 @@ impl Completeness {
         message: &str,
         target: &Target,
         stats: &PoolStats,
-    ) -> Option<Sample> {
-        let reported = self.back(target, stats);
+    ) -> Vec<Sample> {
+        let mut out = self.back(target, stats);
         stats.polls_expected.fetch_add(1, Relaxed);
-        let more = self.add(code, message, 1, target, stats);
-        reported.or(more)
+        out.extend(self.add(code, message, 1, target, stats));
+        out
     }
 
     /// The miner went down (or stays down with a new reason): no poll comes due
@@ -84,35 +84,40 @@ impl Completeness {
         message: &str,
         target: &Target,
         stats: &PoolStats,
-    ) -> Option<Sample> {
+    ) -> Vec<Sample> {
         // Still down for the same reason: one period, counted once it ends.
         if self.down.as_ref().is_some_and(|d| d.code == code) {
-            return None;
+            return Vec::new();
         }
-        let reported = self.back(target, stats);
+        let out = self.back(target, stats);
         self.down = Some(Down {
             since: Instant::now(),
             code,
             message: message.to_string(),
         });
-        reported
+        out
     }
 
     /// At the stop: what is still owed, reported.
-    pub(crate) fn close(&mut self, target: &Target, stats: &PoolStats) -> Option<Sample> {
-        let reported = self.back(target, stats);
-        reported.or_else(|| self.gap.take().map(|gap| gap_sample(gap, target)))
+    pub(crate) fn close(&mut self, target: &Target, stats: &PoolStats) -> Vec<Sample> {
+        let mut out = self.back(target, stats);
+        out.extend(self.gap.take().map(|gap| gap_sample(gap, target)));
+        out
     }
 
     /// Ends a down period: one missed poll per `interval` of it.
-    fn back(&mut self, target: &Target, stats: &PoolStats) -> Option<Sample> {
-        let down = self.down.take()?;
+    fn back(&mut self, target: &Target, stats: &PoolStats) -> Vec<Sample> {
+        let Some(down) = self.down.take() else {
+            return Vec::new();
+        };
         let polls = (down.since.elapsed().as_secs_f64() / self.interval.as_secs_f64()) as u32;
         if polls == 0 {
-            return None;
+            return Vec::new();
         }
         stats.polls_expected.fetch_add(u64::from(polls), Relaxed);
         self.add(down.code, &down.message, polls, target, stats)
+            .into_iter()
+            .collect()
     }
 
     /// Adds `polls` missed for `code`; a gap for another reason, or older than the
@@ -164,16 +169,12 @@ mod tests {
     fn missed_polls_coalesce_per_reason_and_the_counts_add_up() {
         let (stats, target) = (PoolStats::default(), targets::fixture("m1"));
         let mut c = Completeness::new(Duration::from_millis(10));
-        assert!(c.received(&target, &stats).is_none());
-        assert!(c
-            .missed(StatusCode::Skipped, "full", &target, &stats)
-            .is_none());
-        assert!(c
-            .missed(StatusCode::Skipped, "full", &target, &stats)
-            .is_none());
-        let gap = c
-            .missed(StatusCode::Timeout, "slow", &target, &stats)
-            .expect("a new reason reports the gap before it");
+        let missed = |c: &mut Completeness, code| c.missed(code, "why", &target, &stats);
+        assert!(missed(&mut c, StatusCode::Skipped).is_empty());
+        assert!(missed(&mut c, StatusCode::Skipped).is_empty());
+        let [gap] = &missed(&mut c, StatusCode::Timeout)[..] else {
+            panic!("a new reason reports the gap before it");
+        };
         assert_eq!(
             (gap.kind, gap.code, gap.missed),
             (SampleKind::Gap, Some(StatusCode::Skipped), Some(2))
@@ -181,24 +182,42 @@ mod tests {
         assert!(gap.gap_end.unwrap() >= gap.timestamp);
         assert!(c
             .down(StatusCode::Timeout, "slow", &target, &stats)
-            .is_none());
+            .is_empty());
         std::thread::sleep(Duration::from_millis(55));
-        let gap = c
-            .received(&target, &stats)
-            .expect("back: the gap is reported");
+        let [gap] = &c.received(&target, &stats)[..] else {
+            panic!("back: the gap is reported");
+        };
         assert_eq!(gap.code, Some(StatusCode::Timeout));
-        let missed = gap.missed.unwrap();
-        assert!(
-            (6..=7).contains(&missed),
-            "1 + 5 polls of the 55 ms down: {missed}"
+        let n = gap.missed.unwrap();
+        assert!((6..=7).contains(&n), "1 + 5 polls of the 55 ms down: {n}");
+        assert!(c.close(&target, &stats).is_empty(), "nothing owed");
+
+        // Down for one reason, then missed for another: both gaps are reported.
+        assert!(missed(&mut c, StatusCode::Skipped).is_empty());
+        assert!(c
+            .down(StatusCode::Unreachable, "gone", &target, &stats)
+            .is_empty());
+        std::thread::sleep(Duration::from_millis(25));
+        let codes: Vec<_> = missed(&mut c, StatusCode::Timeout)
+            .iter()
+            .map(|g| g.code)
+            .collect();
+        assert_eq!(
+            codes,
+            [Some(StatusCode::Skipped), Some(StatusCode::Unreachable)]
         );
+        assert_eq!(
+            c.close(&target, &stats).len(),
+            1,
+            "the timeout gap, at the stop"
+        );
+
         let (expected, received, lost) = (
             stats.polls_expected.load(Relaxed),
             stats.polls_received.load(Relaxed),
             stats.polls_missed.load(Relaxed),
         );
         assert_eq!(expected, received + lost);
-        assert_eq!(received, 2);
-        assert!(c.close(&target, &stats).is_none(), "nothing owed");
+        assert_eq!(received, 1);
     }
 }

@@ -209,26 +209,23 @@ pub(super) async fn run(
         for seq in flight.settled.drain(..) {
             log.ack(seq)?;
         }
-        if let Some(mut held) = appending.take() {
-            append(
-                &mut log,
-                &mut sender,
-                &mut held,
-                &ctx,
-                WhenFull::DropNewest,
-                &mut record,
-            )?;
-        }
-        while let Some(batch) = ctx.input.recv().await {
-            let mut held = Appending { batch, next: 0 };
-            append(
-                &mut log,
-                &mut sender,
-                &mut held,
-                &ctx,
-                WhenFull::DropNewest,
-                &mut record,
-            )?;
+        let mut held = appending.take();
+        loop {
+            if let Some(mut batch) = held.take() {
+                let no_wait = WhenFull::DropNewest;
+                append(
+                    &mut log,
+                    &mut sender,
+                    &mut batch,
+                    &ctx,
+                    no_wait,
+                    &mut record,
+                )?;
+            }
+            match ctx.input.recv().await {
+                Some(batch) => held = Some(Appending { batch, next: 0 }),
+                None => break,
+            }
         }
         tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()))?;
         Ok::<(), BufferFailed>(())

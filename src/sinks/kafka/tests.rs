@@ -304,27 +304,34 @@ async fn what_is_in_flight_is_charged_to_the_memory_budget() {
     assert_eq!(budget.in_use(), 0, "the sink gives its charge back");
 }
 
-/// A 1 MiB disk buffer in `dir`.
-fn small_disk(dir: &std::path::Path, when_full: WhenFull) -> Option<DiskBuffer> {
-    Some(DiskBuffer {
+/// A sink with a 1 MiB disk buffer in `dir` (and a queue of 2), its broker down.
+fn small_buffered(
+    dir: &std::path::Path,
+    when_full: WhenFull,
+    extra: &str,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Harness,
+) {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    cluster.broker_down(1).unwrap();
+    let disk = DiskBuffer {
         path: dir.join("buffer"),
         max_size: ByteSize(1 << 20),
         sync_every: HumanDuration(Duration::from_millis(100)),
         warn_at: 0.8,
         when_full,
-    })
+    };
+    let config = config(&cluster.bootstrap_servers(), extra);
+    let sink = start_buffered(config, 2, MemoryBudget::new(1 << 30), Some(disk));
+    (cluster, sink)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_buffer_holds_the_pipeline_back_then_delivers_everything() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("t", 3, 1).unwrap();
-    cluster.broker_down(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    let budget = MemoryBudget::new(1 << 30);
-    let disk = small_disk(dir.path(), WhenFull::Block);
-    let sink = start_buffered(config(&bootstrap, ""), 2, budget, disk);
+    let (cluster, sink) = small_buffered(dir.path(), WhenFull::Block, "");
     let mut sent = 0;
     let held_back = loop {
         let send = sink.send(samples(sent, sent + 500));
@@ -355,19 +362,9 @@ async fn a_full_disk_buffer_holds_the_pipeline_back_then_delivers_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_buffer_that_drops_counts_and_what_stays_balances_the_ledger() {
-    let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic("t", 3, 1).unwrap();
-    cluster.broker_down(1).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = cluster.bootstrap_servers();
-    let budget = MemoryBudget::new(1 << 30);
-    let disk = small_disk(dir.path(), WhenFull::DropNewest);
-    let sink = start_buffered(
-        config(&bootstrap, "shutdown_timeout: 300ms\n"),
-        2,
-        budget,
-        disk,
-    );
+    let shutdown = "shutdown_timeout: 300ms\n";
+    let (_cluster, sink) = small_buffered(dir.path(), WhenFull::DropNewest, shutdown);
     for from in (0..20_000).step_by(500) {
         sink.send(samples(from, from + 500)).await;
     }

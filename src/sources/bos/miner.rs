@@ -119,7 +119,7 @@ impl MinerTask {
     pub(crate) async fn run(mut self, stop: CancellationToken, removed: CancellationToken) {
         self.run_until(&stop).await;
         let owed = self.completeness.close(&self.target, &self.shared.stats);
-        self.hold(owed.into_iter().collect());
+        self.hold(owed);
         // Even during a stop (the pipeline drains meanwhile): answers already in and
         // state changes the counts include are facts.
         self.flush().await;
@@ -179,7 +179,7 @@ impl MinerTask {
                     let gap = self
                         .completeness
                         .down(code, &message, &self.target, &shared.stats);
-                    self.hold(gap.into_iter().collect());
+                    self.hold(gap);
                     // Nothing is read while it waits here, so it may wait for room.
                     self.flush().await;
                     delay
@@ -428,7 +428,7 @@ impl MinerTask {
         let answered = !produced.is_empty();
         if answered {
             let gap = self.completeness.received(&self.target, &self.shared.stats);
-            self.hold(gap.into_iter().collect());
+            self.hold(gap);
         }
         self.hold(produced);
 
