@@ -40,6 +40,8 @@ struct Down {
 
 pub(crate) struct Completeness {
     interval: Duration,
+    /// [`GAP_WINDOW`], shorter in tests.
+    window: Duration,
     gap: Option<Gap>,
     down: Option<Down>,
 }
@@ -48,6 +50,7 @@ impl Completeness {
     pub(crate) fn new(interval: Duration) -> Self {
         Completeness {
             interval,
+            window: GAP_WINDOW,
             gap: None,
             down: None,
         }
@@ -85,11 +88,17 @@ impl Completeness {
         target: &Target,
         stats: &PoolStats,
     ) -> Vec<Sample> {
-        // Still down for the same reason: one period, counted once it ends.
-        if self.down.as_ref().is_some_and(|d| d.code == code) {
+        // Still down for the same reason: one period, counted once it ends, or
+        // reported each window while it lasts.
+        let same = self.down.as_ref().filter(|d| d.code == code);
+        if same.is_some_and(|d| d.since.elapsed() < self.window) {
             return Vec::new();
         }
-        let out = self.back(target, stats);
+        let window_over = same.is_some();
+        let mut out = self.back(target, stats);
+        if window_over {
+            out.extend(self.gap.take().map(|gap| gap_sample(gap, target)));
+        }
         self.down = Some(Down {
             since: Instant::now(),
             code,
@@ -134,7 +143,7 @@ impl Completeness {
         let ends = self
             .gap
             .as_ref()
-            .is_some_and(|g| g.code != code || g.opened.elapsed() >= GAP_WINDOW);
+            .is_some_and(|g| g.code != code || g.opened.elapsed() >= self.window);
         let reported = match ends {
             true => self.gap.take().map(|gap| gap_sample(gap, target)),
             false => None,
@@ -219,5 +228,26 @@ mod tests {
         );
         assert_eq!(expected, received + lost);
         assert_eq!(received, 1);
+    }
+
+    #[test]
+    fn a_long_outage_is_reported_each_window() {
+        let (stats, target) = (PoolStats::default(), targets::fixture("m1"));
+        let mut c = Completeness::new(Duration::from_millis(10));
+        c.window = Duration::from_millis(60);
+        let down = |c: &mut Completeness| c.down(StatusCode::Unreachable, "gone", &target, &stats);
+        assert!(down(&mut c).is_empty());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(down(&mut c).is_empty(), "within the window: nothing yet");
+        std::thread::sleep(Duration::from_millis(40));
+        let [gap] = &down(&mut c)[..] else {
+            panic!("a window of outage is reported while it lasts");
+        };
+        assert!((6..=8).contains(&gap.missed.unwrap()), "{gap:?}");
+        assert_eq!(
+            c.close(&target, &stats).len(),
+            0,
+            "the next window has just begun"
+        );
     }
 }
