@@ -104,9 +104,12 @@ sinks:
     reader.join().unwrap();
     assert_eq!(code, Some(0), "{stderr}");
     let kafka = finished(&logs, "kafka");
-    assert_eq!(kafka["samples_in"], 200_000);
-    assert_eq!(kafka["samples_out"], 200_000, "every sample acknowledged");
-    assert_eq!(kafka["dropped"], 0);
+    assert_eq!(kafka["samples_in"], 200_000, "{kafka}");
+    assert_eq!(
+        (&kafka["samples_out"], &kafka["dropped"]),
+        (&200_000.into(), &0.into()),
+        "every sample acknowledged, none dropped: {kafka}"
+    );
     assert!(
         logs.iter().any(|l| l["message"]
             .as_str()
