@@ -108,9 +108,7 @@ impl Acks {
             return;
         }
         self.above.insert(seq);
-        while self.above.remove(&(self.upto + 1)) {
-            self.upto += 1;
-        }
+        self.catch_up();
     }
 
     /// Every number below `first` is acknowledged (its segment is gone).
@@ -120,6 +118,11 @@ impl Acks {
         }
         self.upto = first - 1;
         self.above = self.above.split_off(&first);
+        self.catch_up();
+    }
+
+    /// Moves `upto` over the acknowledged numbers that now follow it.
+    fn catch_up(&mut self) {
         while self.above.remove(&(self.upto + 1)) {
             self.upto += 1;
         }

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::sink::{sleep_until, Handed, Parts, Sender, Stamp};
+use super::sink::{sleep_until, Handed, InFlight, Parts, Sender, Stamp};
 use crate::pipeline::batch::SharedBatch;
 use crate::pipeline::component::{ComponentResult, SinkContext};
 use crate::pipeline::queue::{DiskBuffer, WhenFull};
@@ -128,9 +128,7 @@ pub(super) async fn run(
     let mut input_closed = false;
     let outcome: Result<(), BufferFailed> = async {
         loop {
-            for seq in flight.settled.drain(..) {
-                log.ack(seq)?;
-            }
+            ack_settled(&mut flight, &mut log)?;
             // Feed the producer from the buffer while there is room in flight and in
             // the memory budget; never wait here, so appends go on meanwhile.
             while flight.has_room() {
@@ -160,9 +158,7 @@ pub(super) async fn run(
                     Ok(Handed::Refused) => log.ack(seq)?,
                     Err(_time_is_up) => return Ok(()),
                 }
-                for seq in flight.settled.drain(..) {
-                    log.ack(seq)?;
-                }
+                ack_settled(&mut flight, &mut log)?;
             }
             let lost = log.take_lost();
             if lost > 0 {
@@ -206,9 +202,7 @@ pub(super) async fn run(
     // waiting for room now: what does not fit is counted, `buffer_full`); the rest
     // stays for the next start.
     let closing = async {
-        for seq in flight.settled.drain(..) {
-            log.ack(seq)?;
-        }
+        ack_settled(&mut flight, &mut log)?;
         let mut held = appending.take();
         loop {
             if let Some(mut batch) = held.take() {
@@ -238,9 +232,15 @@ pub(super) async fn run(
     if log.records() > 0 {
         tracing::info!(sink = %ctx.id, samples = log.records(), path = %disk.path.display(), "samples not yet delivered stay in the disk buffer; the next start delivers them");
     }
-    // Dropping the producer purges what it still holds (in the buffer too) and waits
-    // up to 500 ms for librdkafka to let go: blocking work, so off the runtime.
-    let _ = tokio::task::spawn_blocking(move || drop(sender)).await;
+    sender.close().await;
+    Ok(())
+}
+
+/// Removes from the buffer the records whose delivery reports came in.
+fn ack_settled(flight: &mut InFlight, log: &mut SegmentLog) -> Result<(), BufferFailed> {
+    for seq in flight.settled.drain(..) {
+        log.ack(seq)?;
+    }
     Ok(())
 }
 

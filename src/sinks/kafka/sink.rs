@@ -241,9 +241,7 @@ pub(super) async fn run(
     while let Some(batch) = ctx.input.recv().await {
         ctx.stats.dropped(DropReason::ShutdownTimeout, batch.len());
     }
-    // Dropping the producer purges what it still holds and waits up to 500 ms for
-    // librdkafka to let go: blocking work, so off the runtime's threads.
-    let _ = tokio::task::spawn_blocking(move || drop(sender)).await;
+    sender.close().await;
     let undelivered = ctx.stats.dropped_for(DropReason::ShutdownTimeout);
     if undelivered > 0 {
         return Err(KafkaSinkError::Undelivered {
@@ -256,6 +254,13 @@ pub(super) async fn run(
 }
 
 impl Sender {
+    /// Drops the producer: it purges what it still holds (a disk buffer keeps its
+    /// copy) and waits up to 500 ms for librdkafka to let go, blocking work, so off
+    /// the runtime's threads.
+    pub(super) async fn close(self) {
+        let _ = tokio::task::spawn_blocking(move || drop(self)).await;
+    }
+
     /// Hands every sample to the producer, waiting for deliveries whenever the
     /// in-flight bound is reached. If the shutdown deadline passes first, what was not
     /// handed over is counted as dropped.
