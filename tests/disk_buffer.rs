@@ -74,7 +74,7 @@ fn id(v: &serde_json::Value) -> (String, u64) {
 fn an_outage_longer_than_memory_holds_loses_nothing_and_holds_nothing_back() {
     const OUTAGE: Duration = Duration::from_secs(60);
     const TOPIC: &str = "buffered";
-    let mut tansu = Tansu::start();
+    let mut tansu = Tansu::start_gated();
     tansu.create_topics(&[TOPIC], 3);
     let dir = tempfile::tempdir().unwrap();
     let api = format!("127.0.0.1:{}", free_port());
@@ -127,8 +127,7 @@ fn an_outage_longer_than_memory_holds_loses_nothing_and_holds_nothing_back() {
         "more than half full (warn_at: 0.5) is a reason: {reasons}"
     );
     std::thread::sleep(OUTAGE.saturating_sub(stopped.elapsed()));
-    tansu.restart();
-    tansu.create_topics(&[TOPIC], 3);
+    tansu.restart_with_topics(&[TOPIC], 3);
 
     let (code, logs, stderr) = rigtap.finish(Duration::from_secs(120));
     let copy = copy.join().unwrap();
@@ -198,7 +197,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_kill_during_an_outage_loses_only_what_the_disk_damaged() {
     const TOPIC: &str = "crash";
-    let mut tansu = Tansu::start();
+    let mut tansu = Tansu::start_gated();
     tansu.create_topics(&[TOPIC], 3);
     let brokers = tansu.bootstrap();
     tansu.stop();
@@ -253,8 +252,7 @@ fn a_kill_during_an_outage_loses_only_what_the_disk_damaged() {
         .unwrap();
 
     // A restart on the same buffer, with the broker back, delivers the rest.
-    tansu.restart();
-    tansu.create_topics(&[TOPIC], 3);
+    tansu.restart_with_topics(&[TOPIC], 3);
     let started = Instant::now();
     let api = format!("127.0.0.1:{}", free_port());
     let generate = "rate: 5000, count: 1000, miners: 20, seed: 7, labels: {run: second}";
@@ -330,7 +328,7 @@ fn a_kill_during_an_outage_loses_only_what_the_disk_damaged() {
 #[test]
 fn a_reload_replaces_a_buffered_sink_while_its_broker_is_away_and_loses_nothing() {
     const TOPIC: &str = "reload";
-    let mut tansu = Tansu::start();
+    let mut tansu = Tansu::start_gated();
     tansu.create_topics(&[TOPIC], 3);
     let brokers = tansu.bootstrap();
     tansu.stop();
@@ -365,8 +363,7 @@ fn a_reload_replaces_a_buffered_sink_while_its_broker_is_away_and_loses_nothing(
         asked.elapsed()
     );
     std::thread::sleep(Duration::from_secs(1));
-    tansu.restart();
-    tansu.create_topics(&[TOPIC], 3);
+    tansu.restart_with_topics(&[TOPIC], 3);
     std::thread::sleep(Duration::from_secs(3));
     rigtap.signal("TERM");
     let (code, logs, stderr) = rigtap.finish(Duration::from_secs(60));

@@ -5,7 +5,8 @@
 //! test binary, so no other test moves the process's memory.
 //!
 //! tansu's in-memory storage forgets everything at a restart, topics and producer ids
-//! included. So the topic is created again, what the old broker had acknowledged is
+//! included. So the topic is created again (behind a gate, before rigtap can reach the
+//! broker: see tests/support/kafka.rs), what the old broker had acknowledged is
 //! gone (the check counts from the outage onward), and the sink runs with
 //! `idempotence: false`: a restarted empty broker answers an idempotent producer's
 //! next sequence with UNKNOWN_PRODUCER_ID forever, which a real Kafka cluster, whose
@@ -28,7 +29,7 @@ const TOPIC: &str = "outage";
 
 #[test]
 fn a_twenty_second_outage_loses_nothing_and_holds_the_source_back() {
-    let mut tansu = Tansu::start();
+    let mut tansu = Tansu::start_gated();
     tansu.create_topics(&[TOPIC], 3);
     let api = format!("127.0.0.1:{}", free_port());
     let yaml = format!(
@@ -97,8 +98,7 @@ sinks:
         lines_by(killed + Duration::from_secs(5)),
         lines_by(killed + Duration::from_secs(19)),
     );
-    tansu.restart();
-    tansu.create_topics(&[TOPIC], 3);
+    tansu.restart_with_topics(&[TOPIC], 3);
 
     let (code, logs, stderr) = rigtap.finish(Duration::from_secs(120));
     reader.join().unwrap();

@@ -388,3 +388,35 @@ async fn a_full_disk_buffer_that_drops_counts_and_what_stays_balances_the_ledger
     );
     assert_eq!(stats.held(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_gone_for_a_while_delays_but_loses_nothing() {
+    // A broker restarted empty, or a topic deleted and created again: the broker says
+    // the topic is unknown until it exists again.
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("t", 3, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let sink = start(
+        config(
+            &bootstrap,
+            "librdkafka: {topic.metadata.refresh.interval.ms: '200'}\n",
+        ),
+        4,
+    );
+    sink.send(samples(0, 200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let unknown = RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    cluster.topic_error("t", unknown).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for from in (200..1000).step_by(200) {
+        sink.send(samples(from, from + 200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    cluster
+        .topic_error("t", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    let (result, stats) = sink.finish().await;
+    result.unwrap();
+    assert_eq!((stats.samples_out(), stats.dropped_total()), (1000, 0));
+    assert_once_in_order(&read_all(&bootstrap, 3, 1000), 1000 / MINERS);
+}
