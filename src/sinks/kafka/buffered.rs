@@ -23,20 +23,10 @@ use futures_util::StreamExt;
 use super::sink::{sleep_until, Handed, InFlight, Parts, Sender, Stamp};
 use crate::pipeline::batch::SharedBatch;
 use crate::pipeline::component::{ComponentResult, SinkContext};
+use crate::pipeline::disk_buffer::{self, publish, BufferFailed};
 use crate::pipeline::queue::{DiskBuffer, WhenFull};
 use crate::pipeline::stats::DropReason;
-use crate::toolkit::segment_log::{LogError, SegmentLog};
-
-/// A segment is a 64th of the buffer, from 1 MiB to 64 MiB (and at most a quarter):
-/// small enough that delivered ones are removed soon, few enough to open quickly.
-fn segment_size(max_size: u64) -> u64 {
-    // At most a quarter of the buffer, so delivered segments can always be removed.
-    (max_size / 64).clamp(1 << 20, 64 << 20).min(max_size / 4)
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the disk buffer failed: {0}; check `buffer.path` (its disk, its permissions)")]
-struct BufferFailed(#[from] LogError);
+use crate::toolkit::segment_log::SegmentLog;
 
 /// A record: the sample's stamp, then the message's topic, key, sample id and payload.
 fn encode(stamp: &Stamp, message: &super::Message, out: &mut Vec<u8>) {
@@ -90,35 +80,7 @@ pub(super) async fn run(
     (mut sender, mut flight, mut deadline): Parts,
     mut ctx: SinkContext,
 ) -> ComponentResult {
-    let (path, max_size) = (disk.path.clone(), disk.max_size.0);
-    let (mut log, recovery) = tokio::task::spawn_blocking(move || {
-        SegmentLog::open(&path, max_size, segment_size(max_size))
-    })
-    .await
-    .map_err(|e| std::io::Error::other(e.to_string()))?
-    .map_err(BufferFailed)?;
-    let stats = &ctx.stats;
-    stats.disk.enabled.store(true, Relaxed);
-    stats.disk.max_bytes.store(max_size, Relaxed);
-    stats
-        .disk
-        .warn_at_permille
-        .store((disk.warn_at * 1000.0) as u64, Relaxed);
-    stats.disk.corrupt.fetch_add(recovery.corrupt, Relaxed);
-    stats
-        .disk
-        .truncated_bytes
-        .fetch_add(recovery.truncated_bytes, Relaxed);
-    // A sink restarted by a reload finds what its predecessor left, already counted.
-    let left_by_predecessor = stats.disk.samples.load(Relaxed);
-    stats.recovered(recovery.pending.saturating_sub(left_by_predecessor));
-    if recovery.corrupt > 0 || recovery.truncated_bytes > 0 {
-        tracing::warn!(sink = %ctx.id, path = %disk.path.display(), corrupt_records = recovery.corrupt, truncated_bytes = recovery.truncated_bytes, "the disk buffer had damage (a crash, or the disk): the damaged records are skipped, the rest delivered");
-    }
-    if recovery.pending > 0 {
-        tracing::info!(sink = %ctx.id, samples = recovery.pending, took = ?recovery.took, "delivering what the disk buffer held from the last run");
-    }
-    publish(&log, &ctx);
+    let mut log = disk_buffer::open(&disk, &ctx, Vec::new()).await?;
 
     let mut record = Vec::new();
     let mut sync = tokio::time::interval(disk.sync_every.0);
@@ -190,7 +152,7 @@ pub(super) async fn run(
                     }
                 },
                 _ = sync.tick() => {
-                    tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()))?;
+                    disk_buffer::sync(&mut log)?;
                 }
                 _ = flight.watchdog.tick() => flight.warn_if_stalled(&ctx),
             }
@@ -221,7 +183,7 @@ pub(super) async fn run(
                 None => break,
             }
         }
-        tokio::task::block_in_place(|| log.sync().and_then(|()| log.save_acks()))?;
+        disk_buffer::sync(&mut log)?;
         Ok::<(), BufferFailed>(())
     }
     .await;
@@ -275,17 +237,6 @@ fn append(
         held.next += 1;
     }
     Ok(())
-}
-
-/// The buffer's gauges.
-fn publish(log: &SegmentLog, ctx: &SinkContext) {
-    let disk = &ctx.stats.disk;
-    disk.samples.store(log.records(), Relaxed);
-    disk.bytes.store(log.bytes(), Relaxed);
-    disk.oldest_age_ms.store(
-        log.oldest_age().map_or(0, |a| a.as_millis() as u64),
-        Relaxed,
-    );
 }
 
 #[cfg(test)]
