@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, SubsecRound, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Label name → value, shared by every sample of one miner.
 pub(crate) type Labels = Arc<BTreeMap<String, String>>;
 
 /// What a sample describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SampleKind {
     /// Whole-miner telemetry.
@@ -43,7 +43,7 @@ impl SampleKind {
 }
 
 /// The collector's view of a miner, carried by `kind: status` samples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MinerState {
     Connecting,
@@ -87,7 +87,7 @@ impl MinerState {
 
 /// Why a miner is in its state, as a stable code a dashboard or an alert can group on;
 /// carried by `kind: status` samples beside the words of `message`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusCode {
     /// Online: streaming and polling.
@@ -159,7 +159,10 @@ impl StatusCode {
 ///
 /// Every measurement is optional: miners omit what they do not know, and "absent"
 /// must stay distinguishable from zero.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Its JSON (one line of the stdout sink, a Kafka JSON payload) reads back into the
+/// same sample: a disk buffer keeps samples that way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     #[serde(serialize_with = "serialize_timestamp")]
     pub timestamp: DateTime<Utc>,
@@ -471,6 +474,25 @@ mod tests {
         assert_eq!(json["site"], "north");
         assert_eq!(json["hashrate_ths"], 247.5);
         assert!(json.get("power_w").is_none(), "absent stays absent");
+    }
+
+    #[test]
+    fn json_reads_back_into_the_same_sample() {
+        let labels: Labels = Arc::new([("site".to_string(), "north".to_string())].into());
+        let mut s = Sample::new(SampleKind::Gap, "m-1".into(), labels);
+        s.board = Some(2);
+        s.state = Some(MinerState::AuthFailed);
+        s.code = Some(StatusCode::BreakerOpen);
+        s.message = Some("a \"quoted\" reason\n".into());
+        s.hashrate_ths = Some(43.715180000000004);
+        s.temp_board_c = Some(-0.0);
+        s.shares_stale_delta = Some(u64::MAX);
+        s.gap_end = Some(s.timestamp + chrono::Duration::milliseconds(61_001));
+        s.missed = Some(7);
+        let json = serde_json::to_vec(&s).unwrap();
+        let back: Sample = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.labels["site"], "north");
     }
 
     #[test]
