@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use support::net::free_port;
 use support::python::run_script;
+use support::scrape::{scrape_until, value};
 use support::{finished, start};
 
 /// Runs tests/py/parquet_read.py on `root` and parses what it prints.
@@ -192,6 +194,141 @@ sinks:
         assert_eq!(cleaned["leftovers"], leftovers as u64);
     }
     assert!(files(dir.path(), &|n| is_temporary(n)).is_empty());
+}
+
+/// The disk buffer records each visible file names in its metadata, checked against
+/// its rows; all of them, ascending.
+fn buffer_records(root: &Path) -> Vec<u64> {
+    let files = duckdb(root, "records");
+    let mut all = Vec::new();
+    for (path, entry) in files.as_object().unwrap() {
+        let (rows, ranges) = (entry[0].as_u64().unwrap(), entry[1].as_str().unwrap());
+        let mut records = Vec::new();
+        for run in ranges.split(',') {
+            let (a, b) = run.split_once('-').unwrap_or((run, run));
+            records.extend(a.parse::<u64>().unwrap()..=b.parse::<u64>().unwrap());
+        }
+        assert_eq!(
+            records.len() as u64,
+            rows,
+            "{path} names one record per row"
+        );
+        all.extend(records);
+    }
+    all.sort_unstable();
+    all
+}
+
+#[test]
+fn kill_9_with_a_disk_buffer_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, buffer) = (dir.path().join("tree"), dir.path().join("buffer"));
+    // `idle`: a source that never ends, and its sink, to keep the pipeline running.
+    let yaml = |api: &str, source: &str, idle: bool| {
+        let (idle_source, idle_sink) = match idle {
+            true => (
+                "idle: {type: generate, rate: 1, miners: 1}",
+                "null: {type: stdout, inputs: [idle]}",
+            ),
+            false => ("", ""),
+        };
+        format!(
+            "
+api: {{address: '{api}'}}
+sources:
+  {source}
+  {idle_source}
+sinks:
+  {idle_sink}
+  files:
+    type: parquet
+    inputs: [{}]
+    path: {}
+    batch: {{max_rows: 500, timeout: 100ms}}
+    rotate: {{max_rows: 4000, max_age: 1h}}
+    buffer: {{type: disk, path: {}, max_size: 64MiB}}
+",
+            source.split(':').next().unwrap(),
+            tree.display(),
+            buffer.display()
+        )
+    };
+    // 30,000 samples, each miner's counted 1, 2, 3, ...; killed once the sink has
+    // taken them all, with files finished and others open.
+    let api = format!("127.0.0.1:{}", free_port());
+    let first = start(
+        &yaml(
+            &api,
+            "gen: {type: generate, rate: 10000, count: 30000, miners: 10, seed: 5}",
+            true,
+        ),
+        &["--progress", "off"],
+    );
+    scrape_until(&format!("http://{api}"), Duration::from_secs(60), |s| {
+        value(
+            s,
+            "rigtap_component_received_samples",
+            "rigtap_component_received_samples_total",
+            &[("component", "files")],
+        ) >= 30_000.0
+    });
+    first.signal("KILL");
+    let (code, _, _) = first.finish(Duration::from_secs(10));
+    assert_eq!(code, None, "killed by a signal");
+    let committed = duckdb(&tree, "shares")["rows"].as_u64().unwrap();
+    let open = files(&tree, &|n| is_temporary(n)).len();
+    assert!(
+        (4000..30_000).contains(&committed) && open > 0,
+        "files finished ({committed} rows) and files open ({open}) at the kill"
+    );
+
+    // The restart writes what the open files held (its own source brings nothing).
+    let api = format!("127.0.0.1:{}", free_port());
+    let second = start(
+        &yaml(&api, "gen: {type: generate, count: 0}", false),
+        &["--progress", "off"],
+    );
+    let (code, logs, stderr) = second.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    let ledger = finished(&logs, "files");
+    assert_eq!(
+        (
+            &ledger["samples_in"],
+            &ledger["samples_out"],
+            &ledger["dropped"]
+        ),
+        (
+            &(30_000 - committed).into(),
+            &(30_000 - committed).into(),
+            &0.into()
+        ),
+        "the buffer's {} samples, all written: {ledger}",
+        30_000 - committed
+    );
+    assert!(
+        logs.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("removed unfinished files"))
+            && l["leftovers"] == open as u64),
+        "the restart reports the {open} unfinished file(s): {stderr}"
+    );
+    let shares = duckdb(&tree, "shares");
+    assert_eq!(shares["rows"], 30_000, "{shares}");
+    assert_eq!(shares["distinct"], 30_000, "no sample twice: {shares}");
+    assert_eq!(shares["contiguous"], true, "no sample missing: {shares}");
+    let records = buffer_records(&tree);
+    assert_eq!(records.len(), 30_000);
+    assert!(
+        records.windows(2).all(|w| w[0] < w[1]),
+        "each buffer record in one file only"
+    );
+    assert!(files(&tree, &|n| is_temporary(n)).is_empty());
+    assert!(
+        std::fs::read_dir(&buffer)
+            .unwrap()
+            .all(|e| e.unwrap().file_name() != "committing"),
+        "no commit left half done"
+    );
 }
 
 #[test]

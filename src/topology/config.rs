@@ -420,7 +420,7 @@ fn disk_buffers(root: &Node, sinks: &[Component<dyn SinkConfig>], problems: &mut
             problems.push(Diagnostic::new(
                 mark,
                 format!(
-                    "sink `{}` ({}) cannot take a disk buffer: it needs a destination that acknowledges each sample (a `kafka` sink)",
+                    "sink `{}` ({}) cannot take a disk buffer: it needs a destination that acknowledges each sample (a `kafka` or `parquet` sink)",
                     sink.id, sink.kind
                 ),
             ));

@@ -13,6 +13,8 @@ usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate p
                                              miner row's figures and its board rows
        parquet_read.py ROOT gaps          -> per miner: its miner rows, and its gap rows'
                                              codes with the polls missed
+       parquet_read.py ROOT records       -> every visible file (pyarrow): its rows and the
+                                             disk buffer records its metadata names
 """
 import glob
 import json
@@ -114,5 +116,14 @@ elif mode == "gaps":
                                            "seconds": (last - first).total_seconds()})
     miners = sorted(set(polls) | set(gaps))
     print(json.dumps({m: {"polls": polls.get(m, 0), "gaps": gaps.get(m, [])} for m in miners}))
+elif mode == "records":
+    import pyarrow.parquet
+
+    result = {}
+    for path in glob.glob(pattern, recursive=True):
+        metadata = pyarrow.parquet.ParquetFile(path).metadata
+        records = (metadata.metadata or {}).get(b"rigtap.buffer_records", b"").decode()
+        result[path] = [metadata.num_rows, records]
+    print(json.dumps(result))
 else:
     sys.exit(f"unknown mode {mode}")

@@ -16,7 +16,12 @@
 //! the sink writes everything out and finishes its files early rather than wait, since
 //! the batches filling the budget may be queued in front of it. Either way it logs
 //! what to change, at most once a minute.
+//!
+//! With `buffer: {type: disk}`, each sample is appended to a disk buffer when taken and
+//! acknowledged when its file is committed ([`commit`]): a `kill -9` loses none of
+//! what the open files held, and the next start writes nothing twice.
 
+mod commit;
 mod config;
 mod encoder;
 mod partition;
@@ -27,6 +32,19 @@ mod writer;
 pub use encoder::{file_schema, record_batch};
 
 use crate::pipeline::component::{ComponentType, SinkConfig};
+
+impl SinkConfig for config::ParquetConfig {
+    fn start(
+        self: Box<Self>,
+        ctx: crate::pipeline::component::SinkContext,
+    ) -> crate::pipeline::component::Started {
+        sink::start(*self, ctx)
+    }
+
+    fn takes_disk_buffer(&self) -> bool {
+        true
+    }
+}
 
 /// The registry's entry for `type: parquet`.
 pub const TYPE: ComponentType<dyn SinkConfig> = ComponentType {

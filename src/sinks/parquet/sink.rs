@@ -1,5 +1,7 @@
 //! The parquet sink's loop: buffer per partition, encode on the blocking pool, rotate;
 //! at most `max_open_files` files open, and what it holds charged to the memory budget.
+//! With a disk buffer, each sample is appended to it when taken, and acknowledged
+//! when its file is committed ([`commit`](super::commit)).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -11,20 +13,25 @@ use arrow_schema::SchemaRef;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use super::commit;
 use super::config::{ParquetCompression, ParquetConfig, RotateConfig};
 use super::encoder::{file_schema, record_batch};
 use super::partition::PartitionTemplate;
 use super::stats::{Early, ParquetStats};
-use super::writer::{self, DirectoryLock, OpenFile, ParquetError};
-use crate::pipeline::batch::{Batch, Reservation};
-use crate::pipeline::component::{ComponentResult, SinkConfig, SinkContext, Started};
+use super::writer::{self, ClosedFile, DirectoryLock, OpenFile, ParquetError};
+use crate::pipeline::batch::Reservation;
+use crate::pipeline::component::{ComponentResult, SinkContext, Started};
+use crate::pipeline::disk_buffer::{self, BufferFailed};
 use crate::pipeline::stats::DropReason;
 use crate::toolkit::sample::Sample;
+use crate::toolkit::segment_log::SegmentLog;
 
 /// One partition directory: samples waiting to be encoded and its open file.
 #[derive(Default)]
 struct Partition {
     pending: Vec<Sample>,
+    /// With a disk buffer: the record of each pending sample.
+    records: Vec<u64>,
     pending_bytes: usize,
     file: Option<OpenFile>,
     /// When its file was last written, as a place in [`Sink::recent`].
@@ -42,14 +49,23 @@ struct Files {
     next: usize,
 }
 
+/// The disk buffer in front of the files.
+struct Buffer {
+    log: SegmentLog,
+    dir: PathBuf,
+    /// Reused for each record: the sample's JSON.
+    record: Vec<u8>,
+}
+
+/// Samples read back from the disk buffer at the start are taken this many at a time.
+const REPLAY_CHUNK: usize = 1024;
+
 /// A line about files finished early is written at most this often.
 const NOTICE_EVERY: Duration = Duration::from_secs(60);
 
-impl SinkConfig for ParquetConfig {
-    fn start(self: Box<Self>, ctx: SinkContext) -> Started {
-        let stats = Arc::new(ParquetStats::default());
-        Started::task(run(*self, ctx, stats.clone())).publishing(stats)
-    }
+pub(super) fn start(config: ParquetConfig, ctx: SinkContext) -> Started {
+    let stats = Arc::new(ParquetStats::default());
+    Started::task(run(config, ctx, stats.clone())).publishing(stats)
 }
 
 async fn run(
@@ -59,19 +75,57 @@ async fn run(
 ) -> ComponentResult {
     let template = config.template()?;
     let root = config.path.clone();
+    let disk = ctx.disk.take();
+    let sync_every = disk
+        .as_ref()
+        .map_or(Duration::from_secs(3600), |d| d.sync_every.0);
     // Held until the sink returns: no other rigtap writes (or cleans) this tree meanwhile.
-    let (_lock, leftovers) = tokio::task::spawn_blocking({
-        let root = root.clone();
+    let (_lock, committed, leftovers) = tokio::task::spawn_blocking({
+        let (root, buffer) = (root.clone(), disk.as_ref().map(|d| d.path.clone()));
         move || {
             std::fs::create_dir_all(&root).map_err(|e| ParquetError::io(&root, e))?;
             let lock = DirectoryLock::acquire(&root)?;
-            Ok::<_, ParquetError>((lock, writer::remove_leftovers(&root)?))
+            // A file a killed run committed is finished before temporaries go.
+            let committed = match &buffer {
+                Some(buffer) => {
+                    std::fs::create_dir_all(buffer).map_err(|e| ParquetError::io(buffer, e))?;
+                    commit::recover(buffer)?
+                }
+                None => None,
+            };
+            Ok::<_, ParquetError>((lock, committed, writer::remove_leftovers(&root)?))
         }
     })
     .await??;
     if leftovers > 0 {
-        tracing::warn!(sink = %ctx.id, path = %root.display(), leftovers, "removed unfinished files left by an earlier run that was killed; the samples in them were never delivered");
+        match disk {
+            Some(_) => {
+                tracing::info!(sink = %ctx.id, path = %root.display(), leftovers, "removed unfinished files left by an earlier run that was killed; their samples are in the disk buffer and are written again")
+            }
+            None => {
+                tracing::warn!(sink = %ctx.id, path = %root.display(), leftovers, "removed unfinished files left by an earlier run that was killed; the samples in them were never delivered")
+            }
+        }
     }
+    let buffer = match disk {
+        Some(disk) => {
+            let delivered = committed
+                .as_ref()
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default();
+            let log = disk_buffer::open(&disk, &ctx, delivered).await?;
+            if committed.is_some() {
+                tokio::task::block_in_place(|| commit::unmark(&disk.path))?;
+            }
+            Some(Buffer {
+                log,
+                dir: disk.path,
+                record: Vec::new(),
+            })
+        }
+        None => None,
+    };
+
     let compression = match config.compression {
         ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
         ParquetCompression::Snappy => Compression::SNAPPY,
@@ -102,6 +156,7 @@ async fn run(
         noticed: None,
         template,
         config,
+        buffer,
     };
     let period = sink
         .config
@@ -113,28 +168,42 @@ async fn run(
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+    let mut sync = tokio::time::interval(sync_every);
+
     let outcome: Result<(), ParquetError> = async {
+        sink.replay(&ctx).await?;
         loop {
             tokio::select! {
                 batch = ctx.input.recv() => {
                     let Some(batch) = batch else { break };
-                    sink.take(&batch, &ctx).await?;
+                    sink.take(batch.samples(), None, &ctx).await?;
                 }
                 _ = tick.tick() => sink.on_tick(&ctx).await?,
+                _ = sync.tick(), if sink.buffer.is_some() => sink.sync_buffer(&ctx)?,
             }
         }
-        sink.finish_all(&ctx, None).await
+        sink.finish_all(&ctx, None).await?;
+        sink.sync_buffer(&ctx)
     }
     .await;
     sink.stats.held_bytes.store(0, Relaxed);
     if let Err(error) = outcome {
-        let unwritten: usize = sink
-            .partitions
-            .values()
-            .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
-            .sum();
-        ctx.stats.dropped(DropReason::WriteFailed, unwritten);
-        tracing::error!(sink = %ctx.id, "the parquet sink stopped; the sample(s) it held are counted as dropped (write_failed)");
+        match &mut sink.buffer {
+            // What was not written stays in the buffer (counted there), for the next start.
+            Some(buffer) => {
+                disk_buffer::publish(&buffer.log, &ctx);
+                tracing::error!(sink = %ctx.id, samples = buffer.log.records(), "the parquet sink stopped; the samples it had not written stay in its disk buffer, and the next start writes them");
+            }
+            None => {
+                let unwritten: usize = sink
+                    .partitions
+                    .values()
+                    .map(|p| p.pending.len() + p.file.as_ref().map_or(0, |f| f.rows))
+                    .sum();
+                ctx.stats.dropped(DropReason::WriteFailed, unwritten);
+                tracing::error!(sink = %ctx.id, "the parquet sink stopped; the sample(s) it held are counted as dropped (write_failed)");
+            }
+        }
         return Err(error.into());
     }
     Ok(())
@@ -158,23 +227,140 @@ struct Sink {
     noticed: Option<Instant>,
     template: PartitionTemplate,
     config: ParquetConfig,
+    buffer: Option<Buffer>,
 }
 
 impl Sink {
+    /// Takes in what the disk buffer holds from the last run, before anything new.
+    async fn replay(&mut self, ctx: &SinkContext) -> Result<(), ParquetError> {
+        let (mut samples, mut records) = (Vec::new(), Vec::new());
+        loop {
+            let Some(buffer) = &mut self.buffer else {
+                return Ok(());
+            };
+            let next = buffer.log.read_next().map_err(BufferFailed)?;
+            if let Some((seq, bytes)) = &next {
+                match serde_json::from_slice::<Sample>(bytes) {
+                    Ok(sample) => {
+                        samples.push(sample);
+                        records.push(*seq);
+                    }
+                    Err(error) => {
+                        tracing::warn!(sink = %ctx.id, record = seq, %error, "a disk buffer record is not a sample this version wrote; it is counted as dropped (write_failed)");
+                        ctx.stats.dropped(DropReason::WriteFailed, 1);
+                        buffer.log.ack(*seq).map_err(BufferFailed)?;
+                    }
+                }
+            }
+            let lost = buffer.log.take_lost();
+            if lost > 0 {
+                tracing::warn!(sink = %ctx.id, samples = lost, "records of the disk buffer were damaged on disk after they were written; they are counted as dropped (write_failed)");
+                ctx.stats.dropped(DropReason::WriteFailed, lost as usize);
+            }
+            if samples.len() >= REPLAY_CHUNK || (next.is_none() && !samples.is_empty()) {
+                self.take(&samples, Some(&records), ctx).await?;
+                samples.clear();
+                records.clear();
+            }
+            if next.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends `samples` to the disk buffer; their records. A full buffer has every
+    /// file finished (their records are then acknowledged, which frees it); what
+    /// still does not fit is counted as dropped (`buffer_full`), and not taken.
+    async fn append(
+        &mut self,
+        samples: &[Sample],
+        ctx: &SinkContext,
+    ) -> Result<Vec<u64>, ParquetError> {
+        let mut records = Vec::with_capacity(samples.len());
+        for (i, sample) in samples.iter().enumerate() {
+            let buffer = self.buffer.as_mut().expect("appending needs a buffer");
+            buffer.record.clear();
+            // A Sample always serializes, and writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut buffer.record, sample);
+            if !buffer.log.has_room_for(buffer.record.len()) {
+                self.finish_all(ctx, Some(Early::DiskBuffer)).await?;
+            }
+            let buffer = self.buffer.as_mut().expect("appending needs a buffer");
+            if !buffer.log.has_room_for(buffer.record.len()) {
+                ctx.stats.dropped(DropReason::BufferFull, samples.len() - i);
+                break;
+            }
+            records.push(buffer.log.append(&buffer.record).map_err(BufferFailed)?);
+        }
+        let buffer = self.buffer.as_mut().expect("appending needs a buffer");
+        // In the file now: a killed process loses none of it.
+        buffer.log.flush().map_err(BufferFailed)?;
+        disk_buffer::publish(&buffer.log, ctx);
+        Ok(records)
+    }
+
+    /// Syncs the disk buffer and saves its acknowledgements (every `sync_every`).
+    fn sync_buffer(&mut self, ctx: &SinkContext) -> Result<(), ParquetError> {
+        if let Some(buffer) = &mut self.buffer {
+            disk_buffer::sync(&mut buffer.log)?;
+            disk_buffer::publish(&buffer.log, ctx);
+        }
+        Ok(())
+    }
+
+    /// Makes a closed file visible and acknowledges its records, as one commit.
+    fn commit(
+        &mut self,
+        file: ClosedFile,
+        mut records: Vec<u64>,
+        ctx: &SinkContext,
+    ) -> Result<(), ParquetError> {
+        let buffer = self.buffer.as_mut().expect("a commit needs a buffer");
+        records.sort_unstable();
+        tokio::task::block_in_place(|| {
+            commit::mark(&buffer.dir, &file, &records)?;
+            file.publish()?;
+            for seq in &records {
+                buffer.log.ack(*seq).map_err(BufferFailed)?;
+            }
+            buffer.log.save_acks().map_err(BufferFailed)?;
+            commit::unmark(&buffer.dir)
+        })?;
+        disk_buffer::publish(&buffer.log, ctx);
+        Ok(())
+    }
+
     /// Takes a batch's samples into their partitions' buffers, charging them to the
     /// budget first. With no room, everything held is written out and its files
     /// finished; with still no room (other components' batches fill the budget), the
     /// batch goes straight into files finished at once, so the sink holds nothing that
     /// is not charged.
-    async fn take(&mut self, batch: &Batch, ctx: &SinkContext) -> Result<(), ParquetError> {
-        let incoming: usize = batch.samples().iter().map(Sample::estimated_bytes).sum();
+    ///
+    /// With a disk buffer the samples are appended to it first, unless they came from
+    /// it (`replayed`: their records).
+    async fn take(
+        &mut self,
+        samples: &[Sample],
+        replayed: Option<&[u64]>,
+        ctx: &SinkContext,
+    ) -> Result<(), ParquetError> {
+        let records = match (replayed, self.buffer.is_some()) {
+            (Some(records), _) => records.to_vec(),
+            (None, true) => self.append(samples, ctx).await?,
+            (None, false) => Vec::new(),
+        };
+        let samples = match self.buffer.is_some() {
+            true => &samples[..records.len()],
+            false => samples,
+        };
+        let incoming: usize = samples.iter().map(Sample::estimated_bytes).sum();
         let mut through = false;
         if !self.reservation.try_resize(self.held() + incoming) {
             self.finish_all(ctx, Some(Early::MemoryBudget)).await?;
             through = !self.reservation.try_resize(incoming);
         }
         let mut touched = HashSet::new();
-        for sample in batch.samples() {
+        for (i, sample) in samples.iter().enumerate() {
             let dir = self.template.render(sample);
             let partition = self.partitions.entry(dir.clone()).or_default();
             touched.insert(dir);
@@ -182,6 +368,7 @@ impl Sink {
             partition.pending_bytes += bytes;
             self.pending_bytes += bytes;
             partition.pending.push(sample.clone());
+            partition.records.extend(records.get(i));
         }
         let (max_rows, max_bytes) = (self.config.batch.max_rows, self.config.batch.max_bytes.0);
         let files = touched.len();
@@ -270,6 +457,7 @@ impl Sink {
             return Ok(());
         };
         let samples = std::mem::take(&mut partition.pending);
+        let records = std::mem::take(&mut partition.records);
         self.pending_bytes -= std::mem::take(&mut partition.pending_bytes);
         let held = samples.len() + partition.file.as_ref().map_or(0, |f| f.rows);
         let stamps: Vec<_> = samples.iter().map(|s| s.timestamp).collect();
@@ -278,7 +466,16 @@ impl Sink {
             self.writer_bytes -= file.memory();
             self.recent.remove(&partition.written);
         }
-        let result = write(dir, samples, file, &mut self.files, finish).await;
+        let buffered = self.buffer.is_some();
+        let result = write(
+            dir,
+            (samples, records),
+            file,
+            &mut self.files,
+            finish,
+            buffered,
+        )
+        .await;
         if result.is_ok() {
             ctx.stats.aged(stamps.into_iter());
         }
@@ -294,7 +491,14 @@ impl Sink {
                 ctx.stats.sent(rows);
                 ctx.stats.sent_bytes(bytes);
             }
+            Ok(Some(Written::Closed(file, records, rows, bytes))) => {
+                self.commit(file, records, ctx)?;
+                ctx.stats.sent(rows);
+                ctx.stats.sent_bytes(bytes);
+            }
             Ok(None) => {}
+            // With a disk buffer, what the partition held stays there (counted there).
+            Err(e) if buffered => return Err(e),
             Err(e) => {
                 ctx.stats.dropped(DropReason::WriteFailed, held);
                 return Err(e);
@@ -337,22 +541,31 @@ impl Sink {
                 memory_budget = ctx.budget.total(),
                 "the memory budget has no room for what this sink holds: it wrote out its buffers and finished its files early (more, smaller files). Raise `memory_budget`, lower `batch.max_bytes`, or lower `max_open_files`"
             ),
+            Early::DiskBuffer => tracing::warn!(
+                sink = %ctx.id,
+                files,
+                "the disk buffer is full of samples in open files: the sink finished its files early, which frees it (more, smaller files). Raise `buffer.max_size`, or lower `rotate.max_age` or `rotate.max_rows`"
+            ),
         }
     }
 }
 
-/// What a blocking write left: the file still open, or finished with its rows and bytes.
+/// What a blocking write left: the file still open, finished with its rows and
+/// bytes, or (with a disk buffer) closed with its records, rows and bytes, for the
+/// sink to commit.
 enum Written {
     Open(Box<OpenFile>),
     Finished(usize, usize),
+    Closed(ClosedFile, Vec<u64>, usize, usize),
 }
 
 async fn write(
     dir: &str,
-    samples: Vec<Sample>,
+    (samples, records): (Vec<Sample>, Vec<u64>),
     file: Option<OpenFile>,
     files: &mut Files,
     finish: bool,
+    buffered: bool,
 ) -> Result<Option<Written>, ParquetError> {
     let mut file = match file {
         Some(file) => file,
@@ -371,13 +584,19 @@ async fn write(
     let written = tokio::task::spawn_blocking(move || {
         if !samples.is_empty() {
             file.write(&record_batch(&samples, &schema)?)?;
+            file.records.extend(records);
         }
         let full = file.rows >= rotate.max_rows || file.bytes() as u64 >= rotate.max_bytes.0;
         if !(finish || full) {
             return Ok(Written::Open(Box::new(file)));
         }
         let (rows, bytes) = (file.rows, file.bytes());
-        let path = file.finish()?;
+        let records = file.records.clone();
+        let closed = file.close()?;
+        if buffered {
+            return Ok(Written::Closed(closed, records, rows, bytes));
+        }
+        let path = closed.publish()?;
         tracing::debug!(path = %path.display(), rows, "parquet file finished");
         Ok(Written::Finished(rows, bytes))
     });

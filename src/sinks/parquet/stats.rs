@@ -14,15 +14,18 @@ pub(super) enum Early {
     MaxOpenFiles,
     /// The memory budget had no room for what the sink would hold.
     MemoryBudget,
+    /// The disk buffer was full: finishing files acknowledges their records.
+    DiskBuffer,
 }
 
 impl Early {
-    const ALL: [Early; 2] = [Early::MaxOpenFiles, Early::MemoryBudget];
+    const ALL: [Early; 3] = [Early::MaxOpenFiles, Early::MemoryBudget, Early::DiskBuffer];
 
     pub(super) fn as_str(self) -> &'static str {
         match self {
             Early::MaxOpenFiles => "max_open_files",
             Early::MemoryBudget => "memory_budget",
+            Early::DiskBuffer => "disk_buffer",
         }
     }
 }
@@ -59,7 +62,7 @@ impl Published for ParquetStats {
         for why in Early::ALL {
             out.counter(
                 "rigtap_parquet_files_finished_early",
-                "Files finished before a rotate limit, to stay within max_open_files or the memory budget.",
+                "Files finished before a rotate limit, to stay within max_open_files, the memory budget or the disk buffer.",
                 &[("sink", id), ("reason", why.as_str())],
                 self.early[why as usize].load(Relaxed),
             );

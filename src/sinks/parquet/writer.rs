@@ -9,6 +9,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,8 @@ pub(super) enum ParquetError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("the file writer thread failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Buffer(#[from] crate::pipeline::disk_buffer::BufferFailed),
 }
 
 impl ParquetError {
@@ -53,7 +56,19 @@ pub(super) struct OpenFile {
     writer: ArrowWriter<File>,
     pub rows: usize,
     pub opened: Instant,
+    /// With a disk buffer: the buffer records its rows came from.
+    pub records: Vec<u64>,
 }
+
+/// A file complete and synced under its temporary name, not yet in view.
+pub(super) struct ClosedFile {
+    pub temporary: PathBuf,
+    pub finished: PathBuf,
+}
+
+/// The file metadata key under which a file names the disk buffer records it holds
+/// (`first-last,seq,...`, ascending), when its sink has a disk buffer.
+pub(super) const RECORDS_KEY: &str = "rigtap.buffer_records";
 
 /// Ends of the names the sink writes; temporaries also start with a dot.
 const TEMPORARY_SUFFIX: &str = ".parquet.tmp";
@@ -78,6 +93,7 @@ impl OpenFile {
             writer,
             rows: 0,
             opened: Instant::now(),
+            records: Vec::new(),
         })
     }
 
@@ -103,24 +119,82 @@ impl OpenFile {
         self.writer.bytes_written() + self.writer.in_progress_size()
     }
 
-    /// Writes the footer, syncs, and renames the file into view; returns its path.
-    pub(super) fn finish(self) -> Result<PathBuf, ParquetError> {
+    /// Writes the footer (with the buffer records it holds, if any) and syncs; the
+    /// file is still under its temporary name.
+    pub(super) fn close(mut self) -> Result<ClosedFile, ParquetError> {
+        if !self.records.is_empty() {
+            self.records.sort_unstable();
+            let records = ranges(&self.records);
+            self.writer
+                .append_key_value_metadata(KeyValue::new(RECORDS_KEY.to_string(), records));
+        }
         let file = self
             .writer
             .into_inner()
             .map_err(|e| ParquetError::parquet(&self.temporary, e))?;
         file.sync_all()
             .map_err(|e| ParquetError::io(&self.temporary, e))?;
+        Ok(ClosedFile {
+            temporary: self.temporary,
+            finished: self.finished,
+        })
+    }
+}
+
+impl ClosedFile {
+    /// Renames the file into view, durably; returns its path.
+    pub(super) fn publish(self) -> Result<PathBuf, ParquetError> {
         std::fs::rename(&self.temporary, &self.finished)
             .map_err(|e| ParquetError::io(&self.finished, e))?;
         // The rename is durable only once the directory entry is on disk too.
         if let Some(dir) = self.finished.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| ParquetError::io(dir, e))?;
+            sync_dir(dir)?;
         }
         Ok(self.finished)
     }
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<(), ParquetError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ParquetError::io(dir, e))
+}
+
+/// Ascending numbers as runs: `[1, 2, 3, 7, 9, 10]` is `1-3,7,9-10`.
+pub(super) fn ranges(sorted: &[u64]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let first = sorted[i];
+        while i + 1 < sorted.len() && sorted[i + 1] == sorted[i] + 1 {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        match sorted[i] == first {
+            true => out.push_str(&first.to_string()),
+            false => out.push_str(&format!("{first}-{}", sorted[i])),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The numbers [`ranges`] wrote; `None` for anything else.
+pub(super) fn parse_ranges(text: &str) -> Option<Vec<u64>> {
+    let mut numbers = Vec::new();
+    for run in text.split(',').filter(|r| !r.is_empty()) {
+        let (first, last): (u64, u64) = match run.split_once('-') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => (run.parse().ok()?, run.parse().ok()?),
+        };
+        if last < first || last - first > 1 << 32 {
+            return None;
+        }
+        numbers.extend(first..=last);
+    }
+    Some(numbers)
 }
 
 /// The lock a sink holds on its directory while it writes there: `.rigtap.lock`, with
@@ -188,4 +262,21 @@ pub(super) fn remove_leftovers(root: &Path) -> Result<usize, ParquetError> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_numbers_are_written_as_runs_and_read_back() {
+        let numbers = [1, 2, 3, 7, 9, 10, 12];
+        assert_eq!(ranges(&numbers), "1-3,7,9-10,12");
+        assert_eq!(parse_ranges("1-3,7,9-10,12").unwrap(), numbers);
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(parse_ranges(""), Some(vec![]));
+        for bad in ["3-1", "x", "1-", "0-99999999999"] {
+            assert_eq!(parse_ranges(bad), None, "{bad}");
+        }
+    }
 }
