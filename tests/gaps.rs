@@ -1,7 +1,8 @@
 //! Completeness as data: each poll a miner owed and did not deliver is in a `kind: gap`
-//! sample with why, and per source `expected = received + missed`. Two miners killed
-//! for 6 s and one slower than its deadline, collected into Parquet; DuckDB finds
-//! exactly those miners' gaps, with their reasons.
+//! sample with why, and per source `expected = received + missed`. Of 20 miners, two
+//! (10%) killed for 30 s, one whose status stream stalls, and one slower than its
+//! deadline, collected into Parquet; DuckDB finds exactly those miners' gaps, with
+//! their reasons.
 
 mod support;
 
@@ -14,13 +15,16 @@ use support::python::run_script;
 use support::{fault, sim_config, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dead_and_slow_miners_leave_gaps_with_why_and_the_counts_add_up() {
-    const RUN: u64 = 16;
+async fn dead_stalled_and_slow_miners_leave_gaps_with_why_and_the_counts_add_up() {
+    const RUN: u64 = 40;
     let mut config = sim_config(20);
-    config.faults = vec![FaultRule {
-        delay: Some(HumanDuration(Duration::from_secs(3))),
-        ..fault(FaultKind::Slow, &[19])
-    }];
+    config.faults = vec![
+        FaultRule {
+            delay: Some(HumanDuration(Duration::from_secs(3))),
+            ..fault(FaultKind::Slow, &[19])
+        },
+        fault(FaultKind::Stall, &[18]),
+    ];
     let mut fleet = Fleet::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let inventory = dir.path().join("fleet.csv");
@@ -34,6 +38,8 @@ sources:
     profile: development
     interval: 1s
     timeout: 1s
+    stream: true
+    stream_idle_timeout: 2s
     targets: {{inventory: {}}}
     username: root
     password: root
@@ -50,7 +56,7 @@ sinks:
     for i in [0, 1] {
         fleet.kill(i).await;
     }
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
     for i in [0, 1] {
         fleet.restart(i).await.unwrap();
     }
@@ -76,13 +82,29 @@ sinks:
     for (miner, m) in &miners {
         let gaps = m["gaps"].as_array().unwrap();
         let polls = m["polls"].as_u64().unwrap();
-        let missed: u64 = gaps.iter().map(|g| g["missed"].as_u64().unwrap()).sum();
+        // A stream's gaps have no missed polls (null).
+        let missed: u64 = gaps.iter().filter_map(|g| g["missed"].as_u64()).sum();
         in_files += missed;
         let codes: Vec<&str> = gaps.iter().map(|g| g["code"].as_str().unwrap()).collect();
         match miner.as_str() {
             "sim-00000" | "sim-00001" => {
                 assert_eq!(codes, ["unreachable"], "{miner}: {m}");
-                assert!((4..=8).contains(&missed), "{miner}: 6 s down at 1 s: {m}");
+                assert!(
+                    (27..=33).contains(&missed),
+                    "{miner}: 30 s down at 1 s: {m}"
+                );
+            }
+            "sim-00018" => {
+                // Polled all along; its stream silent from its first message on,
+                // reopened every 2 s, each silence a gap.
+                assert_eq!(codes, ["timeout"], "{miner}: {m}");
+                assert!(gaps[0]["missed"].is_null(), "no poll missed: {m}");
+                assert!(
+                    gaps[0]["count"].as_u64().unwrap() >= RUN / 3,
+                    "a gap per silence: {m}"
+                );
+                let seconds = gaps[0]["seconds"].as_f64().unwrap();
+                assert!(seconds >= (RUN - 8) as f64, "silent the whole run: {m}");
             }
             "sim-00019" => {
                 assert_eq!(polls, 0, "{miner} never answers in time: {m}");

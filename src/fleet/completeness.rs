@@ -8,6 +8,10 @@
 //! While a miner is down no poll comes due in its loop; the polls of that time are
 //! counted when it is back (or at the next failure, or at the stop), one per
 //! `interval` of it.
+//!
+//! A status stream silent past its idle timeout is a gap of its own
+//! ([`silent_stream`]): the window it said nothing in, with no `missed` polls, so a
+//! query tells it from the polls' gaps.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -158,6 +162,21 @@ impl Completeness {
         gap.missed = gap.missed.saturating_add(polls);
         reported
     }
+}
+
+/// The status stream said nothing from `from` until now (`code`, `message`: why it
+/// was given up and reopened).
+pub(crate) fn silent_stream(
+    target: &Target,
+    from: DateTime<Utc>,
+    code: StatusCode,
+    message: &str,
+) -> Sample {
+    let mut sample = sample_at(target, SampleKind::Gap, from);
+    sample.gap_end = Some(Utc::now().trunc_subsecs(3));
+    sample.code = Some(code);
+    sample.message = Some(format!("status stream: {message}"));
+    sample
 }
 
 fn gap_sample(gap: Gap, target: &Target) -> Sample {

@@ -11,8 +11,9 @@ usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate p
                                              miner rows' figures, its boards, its status codes
        parquet_read.py ROOT polls         -> every poll of a `cgminer` source's miner: its
                                              miner row's figures and its board rows
-       parquet_read.py ROOT gaps          -> per miner: its miner rows, and its gap rows'
-                                             codes with the polls missed
+       parquet_read.py ROOT gaps          -> per miner: its miner rows, and per code its gap
+                                             rows: how many, the polls missed (null for
+                                             a stream's), the time they span
        parquet_read.py ROOT records       -> every visible file (pyarrow): its rows and the
                                              disk buffer records its metadata names
 """
@@ -108,11 +109,11 @@ elif mode == "gaps":
     table = f"read_parquet('{pattern}', hive_partitioning=true, union_by_name=true)"
     polls = dict(duckdb.sql(f"select miner_id, count(*) from {table} where kind = 'miner' group by miner_id").fetchall())
     gaps = {}
-    for miner, code, missed, first, last in duckdb.sql(
-        f"select miner_id, code, sum(missed), min(timestamp), max(gap_end) from {table} "
+    for miner, code, missed, count, first, last in duckdb.sql(
+        f"select miner_id, code, sum(missed), count(*), min(timestamp), max(gap_end) from {table} "
         "where kind = 'gap' group by miner_id, code order by miner_id, code"
     ).fetchall():
-        gaps.setdefault(miner, []).append({"code": code, "missed": missed,
+        gaps.setdefault(miner, []).append({"code": code, "missed": missed, "count": count,
                                            "seconds": (last - first).total_seconds()})
     miners = sorted(set(polls) | set(gaps))
     print(json.dumps({m: {"polls": polls.get(m, 0), "gaps": gaps.get(m, [])} for m in miners}))

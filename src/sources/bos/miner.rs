@@ -19,7 +19,7 @@ use super::pool::{Connection, ConnectionPool};
 use super::record;
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
-use crate::fleet::completeness::Completeness;
+use crate::fleet::completeness::{silent_stream, Completeness};
 use crate::fleet::emit::Emitter;
 use crate::fleet::fair_rate::{quota, CALL_BURST};
 use crate::fleet::record::Recorder;
@@ -217,6 +217,8 @@ impl MinerTask {
         // stream is allowed to stay silent.
         let idle = config.stream_idle_timeout.0;
         let mut stream_deadline = Instant::now() + idle;
+        // When the stream last said something (or was opened): a silence is a gap.
+        let mut stream_heard = Utc::now().trunc_subsecs(3);
         loop {
             let waiting = !self.held.is_empty() || self.deferred;
             // Not `biased`: a poll that overruns its interval must not starve the
@@ -279,12 +281,19 @@ impl MinerTask {
                 event = next_event(&mut stream, stream_deadline, idle) => match event {
                     StreamEvent::Status(status) => {
                         stream_deadline = Instant::now() + idle;
+                        stream_heard = Utc::now().trunc_subsecs(3);
                         self.miner_status = Some(status);
                         self.refresh();
                     }
                     StreamEvent::Lost(code, why) => {
                         shared.stats.stream_reopens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(miner = %self.target.id, %why, "re-opening the status stream");
+                        // Silent past its idle timeout: what it would have said is
+                        // missing. (A stream that ended or failed goes with its
+                        // connection; the polls' gaps say so.)
+                        if code == StatusCode::Timeout {
+                            self.hold(vec![silent_stream(&self.target, stream_heard, code, &why)]);
+                        }
                         let Some(conn) = connection.as_ref() else {
                             return Err(Failure::Offline(code, why));
                         };
@@ -297,6 +306,7 @@ impl MinerTask {
                         };
                         stream = Some(reopened.map_err(|e| self.failure(e))?);
                         stream_deadline = Instant::now() + idle;
+                        stream_heard = Utc::now().trunc_subsecs(3);
                     }
                 },
             }
