@@ -223,73 +223,85 @@ fn buffer_records(root: &Path) -> Vec<u64> {
 fn kill_9_with_a_disk_buffer_loses_and_repeats_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (tree, buffer) = (dir.path().join("tree"), dir.path().join("buffer"));
-    // `idle`: a source that never ends, and its sink, to keep the pipeline running.
-    let yaml = |api: &str, source: &str, idle: bool| {
-        let (idle_source, idle_sink) = match idle {
-            true => (
-                "idle: {type: generate, rate: 1, miners: 1}",
-                "null: {type: stdout, inputs: [idle]}",
-            ),
-            false => ("", ""),
-        };
+    let yaml = |api: &str, source: &str, copy: &str| {
         format!(
             "
 api: {{address: '{api}'}}
 sources:
   {source}
-  {idle_source}
 sinks:
-  {idle_sink}
+  {copy}
   files:
     type: parquet
-    inputs: [{}]
+    inputs: [gen]
     path: {}
     batch: {{max_rows: 500, timeout: 100ms}}
     rotate: {{max_rows: 4000, max_age: 1h}}
     buffer: {{type: disk, path: {}, max_size: 64MiB}}
 ",
-            source.split(':').next().unwrap(),
             tree.display(),
             buffer.display()
         )
     };
-    // 30,000 samples, each miner's counted 1, 2, 3, ...; killed once the sink has
-    // taken them all, with files finished and others open.
+    // Each miner's samples counted 1, 2, 3, ...; killed mid-stream, with files
+    // finished and files open. The stdout copy takes each batch after the parquet
+    // sink (consumers are served in the order of their names), so every batch it
+    // printed had been handed to the parquet sink, which takes a batch only once it
+    // is appended to its disk buffer.
     let api = format!("127.0.0.1:{}", free_port());
-    let first = start(
+    let mut first = start(
         &yaml(
             &api,
-            "gen: {type: generate, rate: 10000, count: 30000, miners: 10, seed: 5}",
-            true,
+            "gen: {type: generate, miners: 10, seed: 5}",
+            "zcopy: {type: stdout, inputs: [gen]}",
         ),
         &["--progress", "off"],
     );
+    let mut stdout = first.stdout.take().unwrap();
+    let copy = std::thread::spawn(move || {
+        let mut printed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut line = String::new();
+        while std::io::BufRead::read_line(&mut stdout, &mut line).unwrap_or(0) > 0 {
+            // A line cut short by the kill is not one the copy printed.
+            if let Ok(sample) = serde_json::from_str::<serde_json::Value>(&line) {
+                let miner = sample["miner_id"].as_str().unwrap().to_string();
+                let n = sample["shares_accepted"].as_u64().unwrap();
+                let top = printed.entry(miner).or_default();
+                *top = (*top).max(n);
+            }
+            line.clear();
+        }
+        printed
+    });
     scrape_until(&format!("http://{api}"), Duration::from_secs(60), |s| {
         value(
             s,
             "rigtap_component_received_samples",
             "rigtap_component_received_samples_total",
             &[("component", "files")],
-        ) >= 30_000.0
+        ) >= 20_000.0
     });
     first.signal("KILL");
     let (code, _, _) = first.finish(Duration::from_secs(10));
     assert_eq!(code, None, "killed by a signal");
+    let printed = copy.join().unwrap();
     let committed = duckdb(&tree, "shares")["rows"].as_u64().unwrap();
     let open = files(&tree, &|n| is_temporary(n)).len();
     assert!(
-        (4000..30_000).contains(&committed) && open > 0,
+        committed >= 4000 && open > 0,
         "files finished ({committed} rows) and files open ({open}) at the kill"
     );
 
-    // The restart writes what the open files held (its own source brings nothing).
+    // The restart writes what the buffer holds (its own source brings nothing).
     let api = format!("127.0.0.1:{}", free_port());
     let second = start(
-        &yaml(&api, "gen: {type: generate, count: 0}", false),
+        &yaml(&api, "gen: {type: generate, count: 0}", ""),
         &["--progress", "off"],
     );
     let (code, logs, stderr) = second.finish(Duration::from_secs(60));
     assert_eq!(code, Some(0), "{stderr}");
+    let shares = duckdb(&tree, "shares");
+    let rows = shares["rows"].as_u64().unwrap();
     let ledger = finished(&logs, "files");
     assert_eq!(
         (
@@ -298,12 +310,11 @@ sinks:
             &ledger["dropped"]
         ),
         (
-            &(30_000 - committed).into(),
-            &(30_000 - committed).into(),
+            &(rows - committed).into(),
+            &(rows - committed).into(),
             &0.into()
         ),
-        "the buffer's {} samples, all written: {ledger}",
-        30_000 - committed
+        "the buffer's samples, all written: {ledger}"
     );
     assert!(
         logs.iter().any(|l| l["message"]
@@ -312,12 +323,18 @@ sinks:
             && l["leftovers"] == open as u64),
         "the restart reports the {open} unfinished file(s): {stderr}"
     );
-    let shares = duckdb(&tree, "shares");
-    assert_eq!(shares["rows"], 30_000, "{shares}");
-    assert_eq!(shares["distinct"], 30_000, "no sample twice: {shares}");
-    assert_eq!(shares["contiguous"], true, "no sample missing: {shares}");
+    assert_eq!(shares["distinct"], rows, "no sample twice: {shares}");
+    assert_eq!(shares["contiguous"], true, "none missing: {shares}");
+    let copied: u64 = printed.values().sum();
+    for (miner, n) in &printed {
+        let top = shares["top"][miner].as_u64().unwrap_or(0);
+        assert!(
+            top >= *n,
+            "{miner}: the copy printed its sample {n}, the files end at {top}"
+        );
+    }
     let records = buffer_records(&tree);
-    assert_eq!(records.len(), 30_000);
+    assert_eq!(records.len() as u64, rows);
     assert!(
         records.windows(2).all(|w| w[0] < w[1]),
         "each buffer record in one file only"
@@ -328,6 +345,9 @@ sinks:
             .unwrap()
             .all(|e| e.unwrap().file_name() != "committing"),
         "no commit left half done"
+    );
+    eprintln!(
+        "kill -9 mid-stream: {committed} rows in finished files, {open} open; {rows} rows after the restart, once each; the copy had printed {copied}"
     );
 }
 

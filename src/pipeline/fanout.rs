@@ -2,7 +2,8 @@
 //!
 //! Consumers share one `Arc` of each batch. A blocking consumer (the default) makes the
 //! producer wait for room, so the slowest consumer sets the pace; a consumer that opted
-//! into `drop_newest` loses the batch instead, and that loss is counted.
+//! into `drop_newest` loses the batch instead, and that loss is counted. A sink with a
+//! disk buffer takes a batch only once it is appended there ([`Handoff`]).
 //!
 //! The list of consumers is shared with the topology, which changes it on a reload
 //! (a consumer added, removed or replaced); each batch goes to the consumers listed
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
 use super::batch::{Batch, SharedBatch};
-use super::queue::WhenFull;
+use super::queue::{Handoff, WhenFull};
 use super::stats::{ComponentStats, DropReason};
 use crate::toolkit::sample::write_json_lines;
 
@@ -26,6 +27,8 @@ pub struct Output {
     pub when_full: WhenFull,
     /// The consumer's counters, where its drops are recorded.
     pub consumer_stats: Arc<ComponentStats>,
+    /// For a sink with a disk buffer: a send waits until the batch is appended there.
+    pub handoff: Option<Arc<Handoff>>,
 }
 
 /// A producer's consumers, shared between its fan-out and the topology.
@@ -82,7 +85,10 @@ impl Fanout {
             // Counted as queued once it is in: a batch still waiting for room belongs
             // to its producer (which has not counted it as sent either).
             let sent = match output.when_full {
-                WhenFull::Block => output.tx.send(shared.clone()).await.is_ok(),
+                WhenFull::Block => match &output.handoff {
+                    Some(handoff) => handoff.send(&output.tx, shared.clone()).await,
+                    None => output.tx.send(shared.clone()).await.is_ok(),
+                },
                 WhenFull::DropNewest => match output.tx.try_send(shared.clone()) {
                     Ok(()) => true,
                     Err(mpsc::error::TrySendError::Full(_)) => {

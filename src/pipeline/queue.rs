@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::batch::SharedBatch;
 use super::stats::ComponentStats;
@@ -118,6 +118,47 @@ pub enum WhenFull {
     DropNewest,
 }
 
+/// The queue in front of a sink with a disk buffer (and `when_full: block`): a
+/// producer's send returns only once the sink has appended the batch to its buffer,
+/// so whatever a producer counts as handed on is on disk, and a `kill -9` loses none
+/// of it. The queue still holds up to `max_batches`; each producer waits for its own.
+pub struct Handoff {
+    /// Batches put in the queue; counted under this lock, with the send, so a
+    /// batch's count is its place in the queue.
+    queued: tokio::sync::Mutex<u64>,
+    /// Batches the sink has appended (or settled otherwise), in queue order;
+    /// `u64::MAX` once the sink is gone.
+    appended: watch::Sender<u64>,
+}
+
+impl Handoff {
+    pub(crate) fn new() -> Arc<Handoff> {
+        Arc::new(Handoff {
+            queued: tokio::sync::Mutex::new(0),
+            appended: watch::Sender::new(0),
+        })
+    }
+
+    /// Puts `batch` in the queue and waits until the sink has appended it (or has
+    /// stopped); `false` if the queue is closed.
+    pub(crate) async fn send(&self, tx: &mpsc::Sender<SharedBatch>, batch: SharedBatch) -> bool {
+        let mut appended = self.appended.subscribe();
+        let place = {
+            let mut queued = self.queued.lock().await;
+            if tx.send(batch).await.is_err() {
+                return false;
+            }
+            *queued += 1;
+            *queued
+        };
+        tokio::select! {
+            _ = appended.wait_for(|a| *a >= place) => {}
+            _ = tx.closed() => {}
+        }
+        true
+    }
+}
+
 /// A consumer's end of its queue. Taking a batch counts it as received. When the
 /// consumer ends (done, failed or panicked), the receiver is left in a slot for the
 /// topology, which drains whatever producers still send and counts it, so a failed
@@ -126,6 +167,7 @@ pub struct Input {
     rx: Option<mpsc::Receiver<SharedBatch>>,
     stats: Arc<ComponentStats>,
     leftover: Arc<Mutex<Option<mpsc::Receiver<SharedBatch>>>>,
+    handoff: Option<Arc<Handoff>>,
 }
 
 /// Where a consumer's receiver goes when its [`Input`] is dropped.
@@ -138,8 +180,25 @@ impl Input {
             rx: Some(rx),
             stats,
             leftover: leftover.clone(),
+            handoff: None,
         };
         (input, leftover)
+    }
+
+    /// Producers wait on `handoff` until [`Input::handed_off`] says their batch is
+    /// appended.
+    pub(crate) fn with_handoff(mut self, handoff: Option<Arc<Handoff>>) -> Self {
+        self.handoff = handoff;
+        self
+    }
+
+    /// The oldest batch taken and not yet said so is in the sink's disk buffer (or
+    /// settled otherwise): its producer may go on. A sink with a disk buffer calls
+    /// this once for every batch it takes, in order.
+    pub(crate) fn handed_off(&self) {
+        if let Some(handoff) = &self.handoff {
+            handoff.appended.send_modify(|a| *a = a.saturating_add(1));
+        }
     }
 
     /// The next batch, counted as received; `None` once every producer has finished
@@ -153,7 +212,66 @@ impl Input {
 
 impl Drop for Input {
     fn drop(&mut self) {
+        // The topology drains and counts what is left; no producer waits on it.
+        if let Some(handoff) = &self.handoff {
+            handoff.appended.send_replace(u64::MAX);
+        }
         let mut slot = self.leftover.lock().unwrap_or_else(|e| e.into_inner());
         *slot = self.rx.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::pipeline::batch::{Batch, MemoryBudget};
+    use crate::toolkit::sample::{Sample, SampleKind};
+
+    async fn batch() -> SharedBatch {
+        let sample = Sample::new(SampleKind::Miner, "m-1".into(), Default::default());
+        Arc::new(Batch::new(vec![sample], &MemoryBudget::new(1 << 20)).await)
+    }
+
+    #[tokio::test]
+    async fn a_send_returns_once_the_sink_has_appended_its_batch_or_is_gone() {
+        let (tx, rx) = mpsc::channel(4);
+        let handoff = Handoff::new();
+        let (input, _leftover) = Input::new(rx, Arc::default());
+        let mut input = input.with_handoff(Some(handoff.clone()));
+        let send = |batch| {
+            let (handoff, tx) = (handoff.clone(), tx.clone());
+            tokio::spawn(async move { handoff.send(&tx, batch).await })
+        };
+        let (first, second) = (send(batch().await), send(batch().await));
+        input.recv().await.unwrap();
+        input.recv().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !first.is_finished() && !second.is_finished(),
+            "taken, not yet appended: both producers wait"
+        );
+        input.handed_off();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // One of the two was first in the queue; only it goes on.
+        assert_eq!(
+            [first.is_finished(), second.is_finished()]
+                .iter()
+                .filter(|f| **f)
+                .count(),
+            1
+        );
+        input.handed_off();
+        assert!(first.await.unwrap() && second.await.unwrap());
+
+        // A batch the sink never appends: its producer goes on when the sink is gone.
+        let third = send(batch().await);
+        input.recv().await.unwrap();
+        drop(input);
+        assert!(
+            third.await.unwrap(),
+            "in the queue, drained by the topology"
+        );
     }
 }

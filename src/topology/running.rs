@@ -31,7 +31,7 @@ use crate::pipeline::component::{
 };
 use crate::pipeline::fanout::{Fanout, Output, Outputs};
 use crate::pipeline::metrics::Exposition;
-use crate::pipeline::queue::{BufferConfig, Input, Leftover};
+use crate::pipeline::queue::{BufferConfig, Handoff, Input, Leftover, WhenFull};
 use crate::pipeline::stats::{ComponentStats, DropReason, Role};
 use crate::pipeline::tap::Taps;
 use crate::toolkit::panic;
@@ -231,6 +231,8 @@ struct Live {
     outputs: Option<Outputs>,
     /// Transforms and sinks: the sender of the queue their producers fill.
     queue: Option<mpsc::Sender<SharedBatch>>,
+    /// Sinks with a disk buffer: how their producers wait for each batch's append.
+    handoff: Option<Arc<Handoff>>,
     /// Sources: stops this source alone (a child of the pipeline's stop).
     stop: Option<CancellationToken>,
     /// Cancelled once this generation's task has ended (and its queue drained).
@@ -407,9 +409,13 @@ impl Running {
             Role::Source => None,
             Role::Transform | Role::Sink => Some(mpsc::channel(spec.buffer.max_batches)),
         };
+        // A sink's disk buffer takes each batch before its producer goes on.
+        let handoff = (spec.buffer.disk().is_some() && spec.buffer.when_full == WhenFull::Block)
+            .then(Handoff::new);
         let (tx, input) = match queue {
             Some((tx, rx)) => {
                 let (input, leftover) = Input::new(rx, stats.clone());
+                let input = input.with_handoff(handoff.clone());
                 (Some(tx), Some((input, leftover)))
             }
             None => (None, None),
@@ -458,6 +464,7 @@ impl Running {
             reconfigure: started.reconfigure.clone(),
             outputs,
             queue: tx,
+            handoff,
             stop,
             done: done.clone(),
             kept,
@@ -549,6 +556,7 @@ impl Running {
                     tx: tx.clone(),
                     when_full: consumer.spec.buffer.when_full,
                     consumer_stats: consumer.stats.clone(),
+                    handoff: consumer.handoff.clone(),
                 })
             });
             *outputs.lock().unwrap_or_else(|e| e.into_inner()) = consumers.collect();

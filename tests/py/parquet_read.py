@@ -6,7 +6,8 @@ usage: parquet_read.py ROOT table         -> rows, column types, mean hashrate p
        parquet_read.py ROOT values LABEL  -> the distinct values of a partition column,
                                              as DuckDB and as pyarrow read them
        parquet_read.py ROOT shares        -> rows, distinct (miner, counter) pairs, whether
-                                             each miner's counters are 1..n, and the codecs
+                                             each miner's counters are 1..n, the codecs, and
+                                             each miner's highest counter
        parquet_read.py ROOT fleet         -> per miner (labels model and api declared): its
                                              miner rows' figures, its boards, its status codes
        parquet_read.py ROOT polls         -> every poll of a `cgminer` source's miner: its
@@ -67,7 +68,9 @@ elif mode == "shares":
         pyarrow.parquet.ParquetFile(path).metadata.row_group(0).column(0).compression
         for path in glob.glob(pattern, recursive=True)
     })
-    print(json.dumps({"rows": rows, "distinct": distinct, "contiguous": gaps == 0, "codecs": codecs}))
+    top = dict(duckdb.sql(f"select miner_id, max(shares_accepted) from {table} group by miner_id").fetchall())
+    print(json.dumps({"rows": rows, "distinct": distinct, "contiguous": gaps == 0, "codecs": codecs,
+                      "top": top}))
 elif mode == "fleet":
     table = f"read_parquet('{pattern}', hive_partitioning=true)"
     query = f"""

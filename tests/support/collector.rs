@@ -64,6 +64,7 @@ pub fn collect_inventory(
             tx,
             when_full: WhenFull::Block,
             consumer_stats: Arc::default(),
+            handoff: None,
         }],
         Arc::default(),
     );

@@ -131,7 +131,12 @@ pub(super) async fn run(
             if let Some(mut held) = appending.take() {
                 append(&mut log, &mut sender, &mut held, &ctx, disk.when_full, &mut record)?;
                 log.flush()?;
-                appending = (held.next < held.batch.len()).then_some(held);
+                let whole = held.next == held.batch.len();
+                if whole {
+                    // In the file: its producer may go on.
+                    ctx.input.handed_off();
+                }
+                appending = (!whole).then_some(held);
             }
             publish(&log, &ctx);
             if input_closed && appending.is_none() && log.records() == 0 {
@@ -177,6 +182,8 @@ pub(super) async fn run(
                     no_wait,
                     &mut record,
                 )?;
+                log.flush()?;
+                ctx.input.handed_off();
             }
             match ctx.input.recv().await {
                 Some(batch) => held = Some(Appending { batch, next: 0 }),

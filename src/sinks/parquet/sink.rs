@@ -346,7 +346,12 @@ impl Sink {
     ) -> Result<(), ParquetError> {
         let records = match (replayed, self.buffer.is_some()) {
             (Some(records), _) => records.to_vec(),
-            (None, true) => self.append(samples, ctx).await?,
+            (None, true) => {
+                let records = self.append(samples, ctx).await?;
+                // In the file: the batch's producer may go on.
+                ctx.input.handed_off();
+                records
+            }
             (None, false) => Vec::new(),
         };
         let samples = match self.buffer.is_some() {
