@@ -6,6 +6,7 @@
 //! 127.64.0.0/10 (16,000 blocks of 256), checked free on the port the fleet will use.
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The port simulated miners listen on, as real ones do.
@@ -22,10 +23,16 @@ pub fn free_port() -> u16 {
 /// The first of `miners` consecutive loopback addresses that are free on
 /// [`MINER_PORT`] right now: where a simulated fleet of that size can listen.
 pub fn free_block(miners: usize) -> SocketAddrV4 {
+    // Tests of one binary run at once: a per-process count keeps two that ask at the
+    // same instant from drawing the same block (and both finding it free).
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
     let mut seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-        ^ u64::from(std::process::id()) << 32;
+        ^ u64::from(std::process::id()) << 32
+        ^ DRAWS
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     for _ in 0..100 {
         seed = seed
             .wrapping_mul(6364136223846793005)
