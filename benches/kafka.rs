@@ -7,9 +7,12 @@
 //! memory buffer, and JSON through a disk buffer (`buffer: {type: disk}`).
 //!
 //! `disk_buffer` measures the buffer alone: appending 1 KiB records (with and
-//! without a sync per 500), and opening a 1 GiB buffer a crash left (recovery).
+//! without a sync per 500), and opening a 1 GiB buffer a crash left (recovery), from
+//! the page cache and, where the bench may drop the cache (root), from the disk.
 
 mod common;
+#[path = "common/sink.rs"]
+mod sink;
 
 // The tests' own broker helper, with the two helpers it uses.
 #[path = "../tests/support/kafka.rs"]
@@ -20,20 +23,16 @@ mod net;
 #[path = "../tests/support/python.rs"]
 mod python;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rigtap::pipeline::batch::{Batch, MemoryBudget};
-use rigtap::pipeline::component::{DecodeContext, SinkContext};
-use rigtap::pipeline::queue::{DiskBuffer, Input, WhenFull};
-use rigtap::pipeline::stats::ComponentStats;
+use rigtap::pipeline::queue::{DiskBuffer, WhenFull};
 use rigtap::sinks::kafka;
 use rigtap::toolkit::segment_log::SegmentLog;
 use rigtap::toolkit::units::{ByteSize, HumanDuration};
 use rigtap::toolkit::yaml::node;
-use tokio_util::sync::CancellationToken;
+use sink::run_sink;
 
 const SAMPLES: usize = 20_000;
 
@@ -67,7 +66,7 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iterations {
-                    total += runtime.block_on(deliver(&body, &batch, disk.clone()));
+                    total += runtime.block_on(run_sink(&kafka::TYPE, &body, &batch, disk.clone()));
                 }
                 total
             })
@@ -118,44 +117,36 @@ fn disk_buffer(c: &mut Criterion) {
         log.sync().expect("sync");
     }
     group.throughput(Throughput::Bytes(1 << 30));
-    group.bench_function("recover_1GiB", |b| {
-        b.iter(|| {
-            let (_, recovery) = SegmentLog::open(&path, 1 << 34, 64 << 20).expect("open");
-            assert!(recovery.pending > 1_000_000);
-        })
-    });
+    let recover = || {
+        let (_, recovery) = SegmentLog::open(&path, 1 << 34, 64 << 20).expect("open");
+        assert!(recovery.pending > 1_000_000);
+    };
+    group.bench_function("recover_1GiB", |b| b.iter(recover));
+    // From the disk itself, as after a reboot: only where the page cache may be
+    // dropped (root on Linux).
+    if drop_page_cache() {
+        group.bench_function("recover_1GiB_cold", |b| {
+            b.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    drop_page_cache();
+                    let started = Instant::now();
+                    recover();
+                    total += started.elapsed();
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 
-/// Runs one sink over `samples` (in batches of 500) until all are acknowledged.
-async fn deliver(
-    body: &node::Node,
-    samples: &[rigtap::toolkit::sample::Sample],
-    disk: Option<DiskBuffer>,
-) -> Duration {
-    let config = (kafka::TYPE.decode)(body, &DecodeContext::default()).expect("config");
-    let (tx, input) = tokio::sync::mpsc::channel(16);
-    let stats = Arc::new(ComponentStats::default());
-    let budget = MemoryBudget::new(1 << 30);
-    let ctx = SinkContext {
-        disk,
-        id: "bench".into(),
-        input: Input::new(input, stats.clone()).0,
-        stats: stats.clone(),
-        stop_pipeline: CancellationToken::new(),
-        stopping: CancellationToken::new(),
-        budget: budget.clone(),
-    };
-    let started = Instant::now();
-    let sink = tokio::spawn(config.start(ctx).task);
-    for chunk in samples.chunks(500) {
-        let batch = Batch::new(chunk.to_vec(), &budget).await;
-        tx.send(Arc::new(batch)).await.expect("the sink runs");
-    }
-    drop(tx);
-    sink.await.expect("joined").expect("delivered");
-    assert_eq!(stats.samples_out(), samples.len() as u64);
-    started.elapsed()
+/// Writes dirty pages out and drops the page cache; `false` where that is not allowed.
+fn drop_page_cache() -> bool {
+    let synced = std::process::Command::new("sync")
+        .status()
+        .is_ok_and(|s| s.success());
+    synced && std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
 criterion_group!(benches, bench, disk_buffer);
