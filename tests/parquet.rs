@@ -244,7 +244,7 @@ sinks:
         )
     };
     // Each miner's samples counted 1, 2, 3, ...; killed mid-stream, with files
-    // finished and files open. The stdout copy takes each batch after the parquet
+    // finished, and samples in an open file or still waiting for one. The stdout copy takes each batch after the parquet
     // sink (consumers are served in the order of their names), so every batch it
     // printed had been handed to the parquet sink, which takes a batch only once it
     // is appended to its disk buffer.
@@ -288,8 +288,8 @@ sinks:
     let committed = duckdb(&tree, "shares")["rows"].as_u64().unwrap();
     let open = files(&tree, &|n| is_temporary(n)).len();
     assert!(
-        committed >= 4000 && open > 0,
-        "files finished ({committed} rows) and files open ({open}) at the kill"
+        committed >= 4000,
+        "files finished ({committed} rows) at the kill"
     );
 
     // The restart writes what the buffer holds (its own source brings nothing).
@@ -316,13 +316,16 @@ sinks:
         ),
         "the buffer's samples, all written: {ledger}"
     );
-    assert!(
-        logs.iter().any(|l| l["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("removed unfinished files"))
-            && l["leftovers"] == open as u64),
-        "the restart reports the {open} unfinished file(s): {stderr}"
-    );
+    // Samples not yet in a file at the kill are in no temporary either.
+    if open > 0 {
+        assert!(
+            logs.iter().any(|l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("removed unfinished files"))
+                && l["leftovers"] == open as u64),
+            "the restart reports the {open} unfinished file(s): {stderr}"
+        );
+    }
     assert_eq!(shares["distinct"], rows, "no sample twice: {shares}");
     assert_eq!(shares["contiguous"], true, "none missing: {shares}");
     let copied: u64 = printed.values().sum();

@@ -139,3 +139,25 @@ fn a_disk_buffer_is_checked_where_it_is_written() {
     ));
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_disk_buffer_goes_on_sinks_only_and_labels_keep_off_sample_fields() {
+    let (code, _, stderr) = validate(
+        "sources:\n  g: {type: generate}\ntransforms:\n  f:\n    type: filter\n    inputs: [g]\n    condition: 'power_w > 1'\n    buffer: {type: disk, path: /tmp/t}\nsinks:\n  s: {type: stdout, inputs: [f]}\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("FILE:8:13: transform `f` cannot take a disk buffer"),
+        "{stderr}"
+    );
+
+    // A label named like a sample field would read back as that field.
+    let (code, _, stderr) = validate(
+        "sources:\n  g: {type: generate, labels: {site: a, state: b}}\nsinks:\n  s: {type: stdout, inputs: [g]}\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("label `state` has the name of a sample column"),
+        "{stderr}"
+    );
+}

@@ -2,6 +2,7 @@
 //! queue does to the next one, and the consumer's end of it ([`Input`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
@@ -122,6 +123,11 @@ pub enum WhenFull {
 /// producer's send returns only once the sink has appended the batch to its buffer,
 /// so whatever a producer counts as handed on is on disk, and a `kill -9` loses none
 /// of it. The queue still holds up to `max_batches`; each producer waits for its own.
+///
+/// Until the sink first asks for a batch (a sink replaced by a reload starts only once
+/// its predecessor has finished), producers do not wait: the queue takes batches as a
+/// plain queue would, so a producer that also feeds the predecessor can never wait on
+/// a sink that waits on it.
 pub struct Handoff {
     /// Batches put in the queue; counted under this lock, with the send, so a
     /// batch's count is its place in the queue.
@@ -129,6 +135,8 @@ pub struct Handoff {
     /// Batches the sink has appended (or settled otherwise), in queue order;
     /// `u64::MAX` once the sink is gone.
     appended: watch::Sender<u64>,
+    /// The sink has asked for a batch.
+    taking: AtomicBool,
 }
 
 impl Handoff {
@@ -136,6 +144,7 @@ impl Handoff {
         Arc::new(Handoff {
             queued: tokio::sync::Mutex::new(0),
             appended: watch::Sender::new(0),
+            taking: AtomicBool::new(false),
         })
     }
 
@@ -151,9 +160,11 @@ impl Handoff {
             *queued += 1;
             *queued
         };
-        tokio::select! {
-            _ = appended.wait_for(|a| *a >= place) => {}
-            _ = tx.closed() => {}
+        if self.taking.load(Ordering::Acquire) {
+            tokio::select! {
+                _ = appended.wait_for(|a| *a >= place) => {}
+                _ = tx.closed() => {}
+            }
         }
         true
     }
@@ -204,6 +215,9 @@ impl Input {
     /// The next batch, counted as received; `None` once every producer has finished
     /// and the queue is empty. Cancel-safe, like the channel's own `recv`.
     pub async fn recv(&mut self) -> Option<SharedBatch> {
+        if let Some(handoff) = &self.handoff {
+            handoff.taking.store(true, Ordering::Release);
+        }
         let batch = self.rx.as_mut()?.recv().await?;
         self.stats.received(batch.len());
         Some(batch)
@@ -244,6 +258,10 @@ mod tests {
             let (handoff, tx) = (handoff.clone(), tx.clone());
             tokio::spawn(async move { handoff.send(&tx, batch).await })
         };
+        // Until the sink first asks for a batch, a send does not wait.
+        assert!(send(batch().await).await.unwrap());
+        input.recv().await.unwrap();
+        input.handed_off();
         let (first, second) = (send(batch().await), send(batch().await));
         input.recv().await.unwrap();
         input.recv().await.unwrap();

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::sample::Labels;
+use super::sample::{Labels, FIXED_COLUMNS};
 
 /// One miner of an inventory.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +45,12 @@ pub(crate) fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
         })
     };
     let (id_col, address_col) = (column("id")?, column("address")?);
+    // Labels travel beside the sample's own fields (one JSON object, one row).
+    if let Some(name) = header.iter().find(|h| FIXED_COLUMNS.contains(h)) {
+        return Err(error(format!(
+            "the column `{name}` has the name of a sample column, and other columns become labels; rename it"
+        )));
+    }
     let mut rows = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| error(e.to_string()))?;
@@ -110,6 +116,19 @@ mod tests {
         let copy = dir.path().join("copy.csv");
         write(&copy, &rows, &["site", "rack"]).unwrap();
         assert_eq!(read(&copy).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_column_named_like_a_sample_field_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.csv");
+        std::fs::write(&path, "id,address,power_w\nm1,10.0.0.1:50051,3400\n").unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(
+            error.message.contains("the column `power_w`"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

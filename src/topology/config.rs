@@ -113,6 +113,20 @@ pub(crate) fn decode(
     let graph = std::mem::take(&mut decoder.graph);
     let problems = decoder.problems;
     disk_buffers(root, &sinks, problems);
+    for transform in transforms.iter().filter(|t| t.buffer.disk().is_some()) {
+        let mark = root
+            .get(section_key(Role::Transform))
+            .and_then(|t| t.get(&transform.id))
+            .and_then(|b| b.get("buffer"))
+            .map_or(root.mark, |b| b.mark);
+        problems.push(Diagnostic::new(
+            mark,
+            format!(
+                "transform `{}` cannot take a disk buffer: only a `kafka` or `parquet` sink can",
+                transform.id
+            ),
+        ));
+    }
 
     for (role, count) in [(Role::Source, sources.len()), (Role::Sink, sinks.len())] {
         let key = section_key(role);

@@ -410,7 +410,9 @@ impl Running {
             Role::Transform | Role::Sink => Some(mpsc::channel(spec.buffer.max_batches)),
         };
         // A sink's disk buffer takes each batch before its producer goes on.
-        let handoff = (spec.buffer.disk().is_some() && spec.buffer.when_full == WhenFull::Block)
+        let handoff = (spec.role == Role::Sink
+            && spec.buffer.disk().is_some()
+            && spec.buffer.when_full == WhenFull::Block)
             .then(Handoff::new);
         let (tx, input) = match queue {
             Some((tx, rx)) => {

@@ -129,13 +129,14 @@ pub(super) async fn run(
             }
             // Append what waits, as far as there is room.
             if let Some(mut held) = appending.take() {
-                append(&mut log, &mut sender, &mut held, &ctx, disk.when_full, &mut record)?;
-                log.flush()?;
+                let appended = append(&mut log, &mut sender, &mut held, &ctx, disk.when_full, &mut record)
+                    .and_then(|()| Ok(log.flush()?));
                 let whole = held.next == held.batch.len();
-                if whole {
-                    // In the file: its producer may go on.
+                // In the file (or the sink fails on it): its producer may go on.
+                if whole || appended.is_err() {
                     ctx.input.handed_off();
                 }
+                appended?;
                 appending = (!whole).then_some(held);
             }
             publish(&log, &ctx);
@@ -174,16 +175,17 @@ pub(super) async fn run(
         loop {
             if let Some(mut batch) = held.take() {
                 let no_wait = WhenFull::DropNewest;
-                append(
+                let appended = append(
                     &mut log,
                     &mut sender,
                     &mut batch,
                     &ctx,
                     no_wait,
                     &mut record,
-                )?;
-                log.flush()?;
+                )
+                .and_then(|()| Ok(log.flush()?));
                 ctx.input.handed_off();
+                appended?;
             }
             match ctx.input.recv().await {
                 Some(batch) => held = Some(Appending { batch, next: 0 }),

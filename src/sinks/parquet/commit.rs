@@ -2,7 +2,7 @@
 //! buffer records it holds happen together, even across a `kill -9`.
 //!
 //! A finished file is made visible in four steps: (1) its footer written and synced
-//! under its temporary name; (2) a commit marker (`committing` in the buffer's
+//! under its temporary name, and the buffer synced; (2) a commit marker (`committing` in the buffer's
 //! directory: the file's two names and its records) written, synced and renamed into
 //! place, which is the commit point; (3) the file renamed into view; (4) its records
 //! acknowledged and the acknowledgements saved; then the marker is removed. A run

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,10 +44,13 @@ struct Files {
     schema: SchemaRef,
     properties: WriterProperties,
     rotate: RotateConfig,
-    /// Unique file names within this run: start time, process id, sequence.
+    /// Unique file names: the sink's start time, the process id, then [`FILES`].
     prefix: String,
-    next: usize,
 }
+
+/// Files this process has opened: the last part of each name, so a sink started
+/// again by a reload within the same second never reuses a name.
+static FILES: AtomicUsize = AtomicUsize::new(0);
 
 /// The disk buffer in front of the files.
 struct Buffer {
@@ -144,7 +147,6 @@ async fn run(
                 chrono::Utc::now().format("%Y%m%dT%H%M%S"),
                 std::process::id()
             ),
-            next: 0,
         },
         partitions: HashMap::new(),
         recent: BTreeMap::new(),
@@ -318,12 +320,16 @@ impl Sink {
         let buffer = self.buffer.as_mut().expect("a commit needs a buffer");
         records.sort_unstable();
         tokio::task::block_in_place(|| {
+            // The records go to the disk before a marker can name them.
+            buffer.log.sync().map_err(BufferFailed)?;
             commit::mark(&buffer.dir, &file, &records)?;
             file.publish()?;
             for seq in &records {
                 buffer.log.ack(*seq).map_err(BufferFailed)?;
             }
             buffer.log.save_acks().map_err(BufferFailed)?;
+            // The saved acknowledgements' rename is durable before the marker goes.
+            writer::sync_dir(&buffer.dir)?;
             commit::unmark(&buffer.dir)
         })?;
         disk_buffer::publish(&buffer.log, ctx);
@@ -576,8 +582,7 @@ async fn write(
         Some(file) => file,
         None if samples.is_empty() => return Ok(None),
         None => {
-            files.next += 1;
-            let name = format!("{}-{:05}", files.prefix, files.next);
+            let name = format!("{}-{:05}", files.prefix, FILES.fetch_add(1, Relaxed) + 1);
             let path = files.root.join(dir);
             let (schema, properties) = (files.schema.clone(), files.properties.clone());
             tokio::task::spawn_blocking(move || OpenFile::create(&path, &name, schema, properties))

@@ -60,8 +60,12 @@ enum End {
 /// What the status stream did.
 enum StreamEvent {
     Status(i32),
-    /// Ended, failed, or silent for longer than `stream_idle_timeout`.
-    Lost(StatusCode, String),
+    /// Ended, failed, or (`silent`) said nothing for longer than `stream_idle_timeout`.
+    Lost {
+        code: StatusCode,
+        why: String,
+        silent: bool,
+    },
 }
 
 pub(crate) struct MinerTask {
@@ -285,13 +289,13 @@ impl MinerTask {
                         self.miner_status = Some(status);
                         self.refresh();
                     }
-                    StreamEvent::Lost(code, why) => {
+                    StreamEvent::Lost { code, why, silent } => {
                         shared.stats.stream_reopens.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         tracing::debug!(miner = %self.target.id, %why, "re-opening the status stream");
                         // Silent past its idle timeout: what it would have said is
                         // missing. (A stream that ended or failed goes with its
                         // connection; the polls' gaps say so.)
-                        if code == StatusCode::Timeout {
+                        if silent {
                             self.hold(vec![silent_stream(&self.target, stream_heard, code, &why)]);
                         }
                         let Some(conn) = connection.as_ref() else {
@@ -623,9 +627,11 @@ async fn next_event(
     };
     match tokio::time::timeout_at(deadline, stream.message()).await {
         Ok(Ok(Some(message))) => StreamEvent::Status(message.status),
-        Ok(Ok(None)) => {
-            StreamEvent::Lost(StatusCode::Unreachable, "the status stream ended".into())
-        }
+        Ok(Ok(None)) => StreamEvent::Lost {
+            code: StatusCode::Unreachable,
+            why: "the status stream ended".into(),
+            silent: false,
+        },
         Ok(Err(status)) => {
             let message = format!(
                 "the status stream failed: {}: {}",
@@ -636,12 +642,17 @@ async fn next_event(
                 method: Method::GetMinerStatus,
                 status,
             };
-            StreamEvent::Lost(error.status_code(), message)
+            StreamEvent::Lost {
+                code: error.status_code(),
+                why: message,
+                silent: false,
+            }
         }
-        Err(_) => StreamEvent::Lost(
-            StatusCode::Timeout,
-            format!("the status stream was silent for {idle:?}"),
-        ),
+        Err(_) => StreamEvent::Lost {
+            code: StatusCode::Timeout,
+            why: format!("the status stream was silent for {idle:?}"),
+            silent: true,
+        },
     }
 }
 

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{de, Deserialize, Deserializer};
 
+use crate::toolkit::sample::FIXED_COLUMNS;
 use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::node::Node;
 
@@ -45,6 +46,17 @@ pub(super) fn decode(body: &Node) -> Result<GenerateConfig, DecodeError> {
     }
     within(body, &["miners"], config.miners, 1, MAX_MINERS)?;
     within(body, &["batch_size"], config.batch_size, 1, MAX_BATCH)?;
+    if let Some(name) = config
+        .labels
+        .keys()
+        .find(|n| FIXED_COLUMNS.contains(&n.as_str()))
+    {
+        return Err(DecodeError::at_path(
+            body,
+            &["labels", name],
+            format!("label `{name}` has the name of a sample column; choose another name"),
+        ));
+    }
     Ok(config)
 }
 
