@@ -27,10 +27,8 @@ use std::time::{Duration, Instant};
 
 use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rigtap::pipeline::queue::{DiskBuffer, WhenFull};
 use rigtap::sinks::kafka;
 use rigtap::toolkit::segment_log::SegmentLog;
-use rigtap::toolkit::units::{ByteSize, HumanDuration};
 use rigtap::toolkit::yaml::node;
 use sink::run_sink;
 
@@ -55,13 +53,7 @@ fn bench(c: &mut Criterion) {
             tansu.bootstrap()
         );
         let body = node::parse(&yaml).expect("yaml");
-        let disk = disk.then(|| DiskBuffer {
-            path: dir.path().join("buffer"),
-            max_size: ByteSize(1 << 30),
-            sync_every: HumanDuration(Duration::from_secs(1)),
-            warn_at: 0.8,
-            when_full: WhenFull::Block,
-        });
+        let disk = disk.then(|| sink::disk_buffer(&dir.path().join("buffer")));
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;

@@ -14,11 +14,9 @@ use std::time::Duration;
 
 use common::samples;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rigtap::pipeline::queue::{DiskBuffer, WhenFull};
 use rigtap::sinks::parquet;
-use rigtap::toolkit::units::{ByteSize, HumanDuration};
 use rigtap::toolkit::yaml::node;
-use sink::run_sink;
+use sink::{disk_buffer, run_sink};
 
 const SAMPLES: usize = 100_000;
 
@@ -36,13 +34,7 @@ fn bench(c: &mut Criterion) {
             tree.display()
         ))
         .expect("yaml");
-        let disk = buffered.then(|| DiskBuffer {
-            path: dir.path().join("buffer"),
-            max_size: ByteSize(1 << 30),
-            sync_every: HumanDuration(Duration::from_secs(1)),
-            warn_at: 0.8,
-            when_full: WhenFull::Block,
-        });
+        let disk = buffered.then(|| disk_buffer(&dir.path().join("buffer")));
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter_custom(|iterations| {
                 let mut total = Duration::ZERO;

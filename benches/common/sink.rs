@@ -1,15 +1,29 @@
 //! One sink run over a set of samples, timed: for the sink benches.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rigtap::pipeline::batch::{Batch, MemoryBudget};
 use rigtap::pipeline::component::{ComponentType, DecodeContext, SinkConfig, SinkContext};
-use rigtap::pipeline::queue::{DiskBuffer, Input};
+use rigtap::pipeline::queue::{DiskBuffer, Input, WhenFull};
 use rigtap::pipeline::stats::ComponentStats;
 use rigtap::toolkit::sample::Sample;
+use rigtap::toolkit::units::{ByteSize, HumanDuration};
 use rigtap::toolkit::yaml::node;
 use tokio_util::sync::CancellationToken;
+
+/// A 1 GiB disk buffer at `path`, synced every second, holding the pipeline back
+/// when full: the sink benches' buffer.
+pub fn disk_buffer(path: &Path) -> DiskBuffer {
+    DiskBuffer {
+        path: path.to_path_buf(),
+        max_size: ByteSize(1 << 30),
+        sync_every: HumanDuration(Duration::from_secs(1)),
+        warn_at: 0.8,
+        when_full: WhenFull::Block,
+    }
+}
 
 /// Starts a sink of `kind` configured by `body` (through `disk` if given), sends it
 /// `samples` in batches of 500, and waits until it has delivered every one.
