@@ -56,10 +56,11 @@ pub(super) fn unmark(buffer: &Path) -> Result<(), ParquetError> {
 }
 
 /// What a killed run had committed and not finished: the file it names is renamed
-/// into view if it was not yet, and its records are returned, to be acknowledged.
+/// into view if it was not yet, and its records are returned, to be acknowledged
+/// (none when the marker or its file cannot be trusted); `None` without a marker.
 /// Call before temporaries are removed and before the buffer is read; the marker
 /// itself goes with [`unmark`] once the acknowledgements are saved.
-pub(super) fn recover(buffer: &Path) -> Result<Option<(PathBuf, Vec<u64>)>, ParquetError> {
+pub(super) fn recover(buffer: &Path) -> Result<Option<Vec<u64>>, ParquetError> {
     let path = buffer.join(MARKER);
     let text = match std::fs::read(&path) {
         Ok(text) => text,
@@ -73,7 +74,7 @@ pub(super) fn recover(buffer: &Path) -> Result<Option<(PathBuf, Vec<u64>)>, Parq
         // Written whole or not at all (renamed into place), so this is damage: the
         // records are written again, and the file, if any, holds them twice.
         tracing::warn!(path = %path.display(), "the parquet commit marker cannot be read; the samples of the file being finished when rigtap stopped may be written twice");
-        return Ok(Some((path, Vec::new())));
+        return Ok(Some(Vec::new()));
     };
     if marker.temporary.exists() {
         let file = ClosedFile {
@@ -85,9 +86,9 @@ pub(super) fn recover(buffer: &Path) -> Result<Option<(PathBuf, Vec<u64>)>, Parq
     } else if !marker.finished.exists() {
         // Removed by someone else: its records are written again rather than lost.
         tracing::warn!(path = %marker.finished.display(), "a parquet file the last run committed is gone; its samples are written again");
-        return Ok(Some((marker.finished, Vec::new())));
+        return Ok(Some(Vec::new()));
     }
-    Ok(Some((marker.finished, records)))
+    Ok(Some(records))
 }
 
 #[cfg(test)]
@@ -112,11 +113,10 @@ mod tests {
         let (file, buffer) = closed(dir.path());
         mark(&buffer, &file, &[3, 4, 5, 9]).unwrap();
         // Killed here: the file is still under its temporary name.
-        let (path, records) = recover(&buffer).unwrap().unwrap();
-        assert_eq!((path, records), (file.finished.clone(), vec![3, 4, 5, 9]));
+        assert_eq!(recover(&buffer).unwrap(), Some(vec![3, 4, 5, 9]));
         assert!(file.finished.exists() && !file.temporary.exists());
         // Killed again before the marker went: the same again, nothing renamed twice.
-        assert_eq!(recover(&buffer).unwrap().unwrap().1, vec![3, 4, 5, 9]);
+        assert_eq!(recover(&buffer).unwrap(), Some(vec![3, 4, 5, 9]));
         unmark(&buffer).unwrap();
         assert!(recover(&buffer).unwrap().is_none());
     }
@@ -128,7 +128,7 @@ mod tests {
         let finished = file.finished.clone();
         mark(&buffer, &file, &[7]).unwrap();
         file.publish().unwrap();
-        assert_eq!(recover(&buffer).unwrap().unwrap().1, vec![7]);
+        assert_eq!(recover(&buffer).unwrap(), Some(vec![7]));
         assert_eq!(std::fs::read(&finished).unwrap(), b"a whole file");
     }
 
@@ -138,8 +138,8 @@ mod tests {
         let (file, buffer) = closed(dir.path());
         mark(&buffer, &file, &[1, 2]).unwrap();
         std::fs::remove_file(&file.temporary).unwrap();
-        assert_eq!(recover(&buffer).unwrap().unwrap().1, Vec::<u64>::new());
+        assert_eq!(recover(&buffer).unwrap(), Some(Vec::new()));
         std::fs::write(buffer.join(MARKER), b"{not json").unwrap();
-        assert_eq!(recover(&buffer).unwrap().unwrap().1, Vec::<u64>::new());
+        assert_eq!(recover(&buffer).unwrap(), Some(Vec::new()));
     }
 }

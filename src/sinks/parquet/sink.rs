@@ -112,12 +112,9 @@ async fn run(
     }
     let buffer = match disk {
         Some(disk) => {
-            let delivered = committed
-                .as_ref()
-                .map(|(_, r)| r.clone())
-                .unwrap_or_default();
-            let log = disk_buffer::open(&disk, &ctx, delivered).await?;
-            if committed.is_some() {
+            let marked = committed.is_some();
+            let log = disk_buffer::open(&disk, &ctx, committed.unwrap_or_default()).await?;
+            if marked {
                 tokio::task::block_in_place(|| commit::unmark(&disk.path))?;
             }
             Some(Buffer {
