@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::component::SinkContext;
 use super::queue::DiskBuffer;
+use super::stats::DropReason;
 use crate::toolkit::segment_log::{LogError, SegmentLog};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,30 @@ pub(crate) fn publish(log: &SegmentLog, ctx: &SinkContext) {
         log.oldest_age().map_or(0, |a| a.as_millis() as u64),
         Relaxed,
     );
+}
+
+/// A whole record (its checksum is good) this version cannot read (`why`): counted as
+/// dropped (`write_failed`) and acknowledged, so it is not read again.
+pub(crate) fn unreadable(
+    log: &mut SegmentLog,
+    seq: u64,
+    why: &dyn std::fmt::Display,
+    ctx: &SinkContext,
+) -> Result<(), BufferFailed> {
+    tracing::warn!(sink = %ctx.id, record = seq, %why, "a disk buffer record is not one this version wrote; it is counted as dropped (write_failed)");
+    ctx.stats.dropped(DropReason::WriteFailed, 1);
+    log.ack(seq)?;
+    Ok(())
+}
+
+/// Counts the records the reader found damaged on disk since they were written: they
+/// cannot be delivered (dropped, `write_failed`).
+pub(crate) fn count_lost(log: &mut SegmentLog, ctx: &SinkContext) {
+    let lost = log.take_lost();
+    if lost > 0 {
+        tracing::warn!(sink = %ctx.id, samples = lost, "records of the disk buffer were damaged on disk after they were written; they are counted as dropped (write_failed)");
+        ctx.stats.dropped(DropReason::WriteFailed, lost as usize);
+    }
 }
 
 /// Syncs what was appended and saves the acknowledgements (blocking work, done in

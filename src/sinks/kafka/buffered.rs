@@ -102,10 +102,7 @@ pub(super) async fn run(
                     },
                 };
                 let Some(stamp) = decode(&bytes, &mut sender.message) else {
-                    // Whole (its checksum is good) but not ours to read.
-                    tracing::warn!(sink = %ctx.id, record = seq, "a disk buffer record is not one this version wrote; it is counted as dropped (write_failed)");
-                    ctx.stats.dropped(DropReason::WriteFailed, 1);
-                    log.ack(seq)?;
+                    disk_buffer::unreadable(&mut log, seq, &"not a Kafka message record", &ctx)?;
                     continue;
                 };
                 if !flight.reserve(sender.message.size()) {
@@ -122,11 +119,7 @@ pub(super) async fn run(
                 }
                 ack_settled(&mut flight, &mut log)?;
             }
-            let lost = log.take_lost();
-            if lost > 0 {
-                tracing::warn!(sink = %ctx.id, samples = lost, "records of the disk buffer were damaged on disk after they were written; they are counted as dropped (write_failed)");
-                ctx.stats.dropped(DropReason::WriteFailed, lost as usize);
-            }
+            disk_buffer::count_lost(&mut log, &ctx);
             // Append what waits, as far as there is room.
             if let Some(mut held) = appending.take() {
                 let appended = append(&mut log, &mut sender, &mut held, &ctx, disk.when_full, &mut record)

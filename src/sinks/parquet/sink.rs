@@ -244,18 +244,10 @@ impl Sink {
                         samples.push(sample);
                         records.push(*seq);
                     }
-                    Err(error) => {
-                        tracing::warn!(sink = %ctx.id, record = seq, %error, "a disk buffer record is not a sample this version wrote; it is counted as dropped (write_failed)");
-                        ctx.stats.dropped(DropReason::WriteFailed, 1);
-                        buffer.log.ack(*seq).map_err(BufferFailed)?;
-                    }
+                    Err(error) => disk_buffer::unreadable(&mut buffer.log, *seq, &error, ctx)?,
                 }
             }
-            let lost = buffer.log.take_lost();
-            if lost > 0 {
-                tracing::warn!(sink = %ctx.id, samples = lost, "records of the disk buffer were damaged on disk after they were written; they are counted as dropped (write_failed)");
-                ctx.stats.dropped(DropReason::WriteFailed, lost as usize);
-            }
+            disk_buffer::count_lost(&mut buffer.log, ctx);
             if samples.len() >= REPLAY_CHUNK || (next.is_none() && !samples.is_empty()) {
                 self.take(&samples, Some(&records), ctx).await?;
                 samples.clear();
