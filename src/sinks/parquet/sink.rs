@@ -32,6 +32,7 @@ struct Partition {
     pending: Vec<Sample>,
     /// With a disk buffer: the record of each pending sample.
     records: Vec<u64>,
+    /// Estimated bytes of `pending`: the samples' own, and its slots.
     pending_bytes: usize,
     file: Option<OpenFile>,
     /// When its file was last written, as a place in [`Sink::recent`].
@@ -130,14 +131,12 @@ async fn run(
         ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::default()),
         ParquetCompression::Snappy => Compression::SNAPPY,
     };
+    let schema = file_schema(&config.labels, template.columns());
     let mut sink = Sink {
         files: Files {
             root,
-            schema: file_schema(&config.labels, template.columns()),
-            properties: WriterProperties::builder()
-                .set_compression(compression)
-                .set_max_row_group_row_count(Some(config.row_group_rows))
-                .build(),
+            properties: writer::properties(&schema, compression, config.row_group_rows),
+            schema,
             rotate: config.rotate.clone(),
             prefix: format!(
                 "part-{}-{}",
@@ -215,7 +214,7 @@ struct Sink {
     /// Partitions with an open file, least recently written first.
     recent: BTreeMap<u64, String>,
     writes: u64,
-    /// Estimated bytes of the samples waiting in every partition.
+    /// Estimated bytes of the samples waiting in every partition, with their slots.
     pending_bytes: usize,
     /// Estimated bytes every open writer holds.
     writer_bytes: usize,
@@ -364,10 +363,15 @@ impl Sink {
             let dir = self.template.render(sample);
             let partition = self.partitions.entry(dir.clone()).or_default();
             touched.insert(dir);
-            let bytes = sample.estimated_bytes();
+            // What the sample holds beyond its slot, and the slots the buffer grows by:
+            // a buffer holds up to twice its samples' slots as it grows.
+            let capacity = partition.pending.capacity();
+            partition.pending.push(sample.clone());
+            let slots = partition.pending.capacity() - capacity;
+            let bytes =
+                sample.estimated_bytes() - size_of::<Sample>() + slots * size_of::<Sample>();
             partition.pending_bytes += bytes;
             self.pending_bytes += bytes;
-            partition.pending.push(sample.clone());
             partition.records.extend(records.get(i));
         }
         let (max_rows, max_bytes) = (self.config.batch.max_rows, self.config.batch.max_bytes.0);
