@@ -154,7 +154,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    rigtap::operator::process::tune_malloc();
+    rigtap::toolkit::malloc::tune();
     let cli = Cli::parse();
     if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref()) {
         eprintln!("rigtap: {message}");

@@ -33,14 +33,15 @@ pub(crate) struct ParquetConfig {
     #[serde(default)]
     pub rotate: RotateConfig,
     /// Partition files open at once; a new partition finishes the least recently
-    /// written file beyond this. Each open file is charged what its writer holds: about
-    /// 3 MiB with zstd and 0.2 MiB with snappy, plus its row group's encoded data.
+    /// written file beyond this. Each open file is charged what its writer holds: with
+    /// zstd about 3 MiB, 16 MiB once its columns have compressed a page of 20,000 rows;
+    /// with snappy about 0.2 MiB; plus one and a half times its row group's encoded data.
     #[serde(default = "default_max_open_files")]
     pub(crate) max_open_files: usize,
 }
 
-/// 64 open files: enough for a site's partitions by hour or kind, and at most about
-/// 200 MiB of writers with zstd.
+/// 64 open files: enough for a site's partitions by hour or kind (a few files open at
+/// a time). A sink partitioned more finely is bound by the budget first with zstd.
 fn default_max_open_files() -> usize {
     64
 }
@@ -186,7 +187,7 @@ pub(super) fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
 /// The most rows buffered or in a row group before they are encoded: the sink holds
 /// them in memory per open partition.
 const MAX_ROWS: usize = 10_000_000;
-/// The most partition files open at once: each holds a file descriptor and about 1.4 MB.
+/// The most partition files open at once: each holds a file descriptor and its writer.
 const MAX_OPEN_FILES: usize = 10_000;
 /// The most bytes buffered per partition before they are encoded.
 const MAX_BYTES: u64 = 1 << 30;

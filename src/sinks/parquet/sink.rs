@@ -352,7 +352,11 @@ impl Sink {
             true => &samples[..records.len()],
             false => samples,
         };
-        let incoming: usize = samples.iter().map(Sample::estimated_bytes).sum();
+        // A partition's buffer grows by doubling: up to a second slot per sample.
+        let incoming: usize = samples
+            .iter()
+            .map(|s| s.estimated_bytes() + size_of::<Sample>())
+            .sum();
         let mut through = false;
         if !self.reservation.try_resize(self.held() + incoming) {
             self.finish_all(ctx, Some(Early::MemoryBudget)).await?;
