@@ -16,7 +16,8 @@
 //! topic of 3 partitions; needs the test venv of tests/run.sh for kafka-python, which
 //! creates the topic) and delivers to it. `blocked` is a stdout nobody reads:
 //! with it, memory must stay within the budget plus a cost per miner. `--soak` prints
-//! a row a minute. `--ceiling` also measures, in this process, what one core does with
+//! a row a minute. Rates are measured from the end of the warmup, or later, once every
+//! miner has been online for a poll interval. `--ceiling` also measures, in this process, what one core does with
 //! the same answers and no network: decode the protobuf, make the samples, build the
 //! Arrow batches and encode Parquet; the firehose's samples per collector core are
 //! compared with it. `--collector` runs another build of rigtap as the collector (the
@@ -218,13 +219,28 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
     let mut last: Option<Sample> = None;
     let mut next_row = started + options.warmup + Duration::from_secs(60);
     let mut printed = None;
+    let mut all_online: Option<Instant> = None;
     while started.elapsed() < total {
         std::thread::sleep(Duration::from_secs(1));
         let Some(sample) = Sample::take(&api, collector.id(), &pids) else {
             continue;
         };
-        if started.elapsed() >= options.warmup && first.is_none() {
+        if sample.online >= miners as f64 && all_online.is_none() {
+            all_online = Some(sample.at);
+            let at = sample.at.duration_since(started).as_secs_f64();
+            eprintln!("{miners} miners: all online at {at:.0} s");
+        }
+        // The window opens after the warmup, once every miner has been online for a
+        // poll interval (a large fleet is still connecting at the end of a short
+        // warmup), or at twice the warmup if some never come online.
+        let settled = all_online.is_some_and(|at| at.elapsed() >= poll_interval(options));
+        let elapsed = started.elapsed();
+        let late = elapsed >= 2 * options.warmup;
+        if first.is_none() && elapsed >= options.warmup && (settled || late) {
+            let from = elapsed.as_secs_f64();
+            eprintln!("{miners} miners: measured from {from:.0} s");
             first = Some(sample.clone());
+            next_row = Instant::now() + Duration::from_secs(60);
         }
         if options.soak.is_some() && Instant::now() >= next_row {
             if let Some(first) = &first {
@@ -290,16 +306,20 @@ fn print_row(
 /// Samples a second the fleet should produce: every poll of a miner makes one miner
 /// sample and one per board (three for every simulated model).
 fn expected_per_second(miners: usize, options: &Options) -> f64 {
-    let interval = match options.mode.as_str() {
+    miners as f64 * 4.0 / poll_interval(options).as_secs_f64()
+}
+
+/// How often each miner is polled: `--interval` in firehose mode, else the default
+/// profile's 10 s.
+fn poll_interval(options: &Options) -> Duration {
+    match options.mode.as_str() {
         "firehose" => options
             .interval
             .trim_end_matches("ms")
-            .parse::<f64>()
-            .map(|ms| ms / 1000.0)
-            .unwrap_or(0.5),
-        _ => 10.0,
-    };
-    miners as f64 * 4.0 / interval
+            .parse::<u64>()
+            .map_or(Duration::from_millis(500), Duration::from_millis),
+        _ => Duration::from_secs(10),
+    }
 }
 
 fn pipeline(
