@@ -15,9 +15,10 @@
 //! simulator's think time removed, for throughput. `kafka` starts tansu (in memory, a
 //! topic of 3 partitions; needs the test venv of tests/run.sh for kafka-python, which
 //! creates the topic) and delivers to it. `blocked` is a stdout nobody reads:
-//! with it, memory must stay within the budget plus a cost per miner. `--soak` prints
-//! a row a minute. Rates are measured from the end of the warmup, or later, once every
-//! miner has been online for a poll interval. `--ceiling` also measures, in this process, what one core does with
+//! with it, memory must stay within the budget plus a cost per miner. Rates are
+//! measured from the end of the warmup, or later, once every miner has been online for
+//! a poll interval. `--soak` prints a row a minute for its length from then, each the
+//! mean so far. `--ceiling` also measures, in this process, what one core does with
 //! the same answers and no network: decode the protobuf, make the samples, build the
 //! Arrow batches and encode Parquet; the firehose's samples per collector core are
 //! compared with it. `--collector` runs another build of rigtap as the collector (the
@@ -214,13 +215,19 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
     let pids: Vec<u32> = simulators.iter().map(|s| s.child.id()).collect();
 
     let started = Instant::now();
-    let total = options.soak.unwrap_or(options.duration);
+    // A soak runs its length from the window's opening; the limit stops a collector
+    // whose API never answers.
+    let limit = match options.soak {
+        Some(soak) => 2 * options.warmup + soak + Duration::from_secs(120),
+        None => options.duration,
+    };
     let mut first: Option<Sample> = None;
     let mut last: Option<Sample> = None;
-    let mut next_row = started + options.warmup + Duration::from_secs(60);
+    let mut next_row = started;
     let mut printed = None;
+    let mut minutes = 0;
     let mut all_online: Option<Instant> = None;
-    while started.elapsed() < total {
+    while started.elapsed() < limit {
         std::thread::sleep(Duration::from_secs(1));
         let Some(sample) = Sample::take(&api, collector.id(), &pids) else {
             continue;
@@ -242,11 +249,15 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
             first = Some(sample.clone());
             next_row = Instant::now() + Duration::from_secs(60);
         }
-        if options.soak.is_some() && Instant::now() >= next_row {
-            if let Some(first) = &first {
-                printed = Some(print_row(miners, options, first, &sample, started));
+        if let (Some(soak), Some(first)) = (options.soak, &first) {
+            if Instant::now() >= next_row {
+                minutes += 1;
+                printed = Some(print_row(miners, options, first, &sample, Some(minutes)));
+                next_row += Duration::from_secs(60);
+                if minutes * 60 >= soak.as_secs() {
+                    break;
+                }
             }
-            next_row += Duration::from_secs(60);
         }
         last = Some(sample);
     }
@@ -262,10 +273,7 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
             dir.path().join("collector.log").display()
         );
     };
-    if options.soak.is_some() {
-        return printed.unwrap_or_else(|| print_row(miners, options, &first, &last, started));
-    }
-    print_row(miners, options, &first, &last, started)
+    printed.unwrap_or_else(|| print_row(miners, options, &first, &last, None))
 }
 
 fn print_row(
@@ -273,7 +281,7 @@ fn print_row(
     options: &Options,
     first: &Sample,
     last: &Sample,
-    started: Instant,
+    minute: Option<u64>,
 ) -> Row {
     let seconds = last.at.duration_since(first.at).as_secs_f64().max(0.001);
     let delivered = (last.delivered - first.delivered) / seconds;
@@ -281,10 +289,7 @@ fn print_row(
     let expected = expected_per_second(miners, options);
     let ages = quantiles(&last.age, &first.age);
     let rss_kib = last.rss_kib;
-    let soak = options
-        .soak
-        .map(|_| format!(" (at {} min)", started.elapsed().as_secs() / 60))
-        .unwrap_or_default();
+    let soak = minute.map(|m| format!(" (at {m} min)")).unwrap_or_default();
     println!(
         "| {miners}{soak} | {:.0} | {expected:.0} | {delivered:.0} | {cores:.2} | {:.0} | {:.1} | {:.0} | {ages} | {:.0} | {:.0} |",
         last.online,
