@@ -6,24 +6,25 @@
 //!
 //! ```text
 //! cargo bench --bench load -- --miners 1000,5000,10000 [--mode stream|polls|firehose]
-//!     [--sink stdout|parquet|kafka|blocked] [--partition TEMPLATE] [--budget 256MiB]
-//!     [--duration 120s] [--warmup 30s] [--soak 30m] [--ceiling] [--collector PATH]
+//!     [--sink stdout|parquet|kafka|kafka-away|blocked] [--partition TEMPLATE]
+//!     [--budget 256MiB] [--duration 120s] [--warmup 30s] [--soak 30m] [--ceiling]
+//!     [--collector PATH]
 //! ```
 //!
 //! `stream` holds every miner's status stream and polls every 10 s (the default
 //! profile); `polls` polls only; `firehose` polls every `--interval` (500 ms) with the
 //! simulator's think time removed, for throughput. `kafka` starts tansu (in memory, a
 //! topic of 3 partitions; needs the test venv of tests/run.sh for kafka-python, which
-//! creates the topic) and delivers to it. `blocked` is a stdout nobody reads:
-//! with it, memory must stay within the budget plus a cost per miner. Rates are
-//! measured from the end of the warmup, or later, once every miner has been online for
-//! a poll interval. `--soak` prints a row a minute for its length from then, each the
-//! mean so far. `--ceiling` also measures, in this process, what one core does with
-//! the same answers and no network: decode the protobuf, make the samples, build the
-//! Arrow batches and encode Parquet; the firehose's samples per collector core are
-//! compared with it. `--collector` runs another build of rigtap as the collector (the
-//! simulators stay this one), to compare builds in one sitting. It runs unchanged on
-//! bigger machines.
+//! creates the topic) and delivers to it. `blocked` is a stdout nobody reads, and
+//! `kafka-away` a Kafka sink whose broker never answers: with them, memory must stay
+//! within the budget plus a cost per miner. Rates are measured from the end of the
+//! warmup, or later, once every miner has been online for a poll interval. `--soak`
+//! prints a row a minute for its length from then, each the mean so far. `--ceiling`
+//! also measures, in this process, what one core does with the same answers and no
+//! network: decode the protobuf, make the samples, build the Arrow batches and encode
+//! Parquet; the firehose's samples per collector core are compared with it.
+//! `--collector` runs another build of rigtap as the collector (the simulators stay
+//! this one), to compare builds in one sitting. It runs unchanged on bigger machines.
 //!
 //! Run by `cargo test --all-targets` (no `--bench` argument), it only checks that it
 //! works: 100 miners for 10 s, so the test suite holds no scale run.
@@ -33,7 +34,7 @@ mod answers;
 #[path = "../tests/support/kafka.rs"]
 mod kafka;
 #[path = "../tests/support/net.rs"]
-#[allow(dead_code)] // the ceiling and tansu need only free addresses
+#[allow(dead_code)] // the ceiling, tansu and kafka-away need only free addresses
 mod net;
 #[path = "../tests/support/python.rs"]
 mod python;
@@ -192,7 +193,11 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
         tansu.create_topics(&["fleet"], 3);
         tansu
     });
-    let bootstrap = tansu.as_ref().map(kafka::Tansu::bootstrap);
+    let bootstrap = match options.sink.as_str() {
+        // A broker that is not there: nothing listens on the port.
+        "kafka-away" => Some(format!("127.0.0.1:{}", net::free_port())),
+        _ => tansu.as_ref().map(kafka::Tansu::bootstrap),
+    };
     let config = dir.path().join("pipeline.yaml");
     let yaml = pipeline(options, &inventory, port, dir.path(), bootstrap.as_deref());
     std::fs::write(&config, yaml).unwrap();
@@ -356,11 +361,11 @@ fn pipeline(
                 .map(|p| format!("    partition: \"{p}\"\n"))
                 .unwrap_or_default()
         ),
-        "kafka" => format!(
+        "kafka" | "kafka-away" => format!(
             "    type: kafka\n    brokers: {}\n    topic: fleet\n",
             kafka.expect("a broker for the kafka sink")
         ),
-        other => panic!("unknown sink {other}: stdout, parquet, kafka or blocked"),
+        other => panic!("unknown sink {other}: stdout, parquet, kafka, kafka-away or blocked"),
     };
     format!(
         "memory_budget: {}\napi: {{address: 127.0.0.1:{port}}}\nsources:\n  fleet:\n    type: bos\n    profile: default\n    targets: {{inventory: {}}}\n    username: root\n    password: root\n{source}transforms:\n  clean: {{type: normalise, inputs: [fleet]}}\nsinks:\n  out:\n    inputs: [clean]\n{sink}",
