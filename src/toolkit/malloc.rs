@@ -26,7 +26,8 @@ pub fn tune() {
     let env_sets =
         |name: &str, tunable: &str| std::env::var_os(name).is_some() || tunables.contains(tunable);
     // SAFETY: mallopt only sets a parameter of glibc's allocator; called first thing
-    // in main, with no other thread running yet (or in a test, alone in its process).
+    // in main, with no other thread running yet (or by a test, in a process that runs
+    // that test alone). mallopt is thread-safe in any case.
     unsafe {
         if !env_sets("MALLOC_ARENA_MAX", "arena_max") {
             libc::mallopt(libc::M_ARENA_MAX, ARENAS);

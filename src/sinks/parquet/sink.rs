@@ -357,7 +357,9 @@ impl Sink {
             true => &samples[..records.len()],
             false => samples,
         };
-        // A partition's buffer grows by doubling: up to a second slot per sample.
+        // An estimate of what the batch adds: each sample and a second slot, as a
+        // buffer grows by doubling. What it adds exactly (a new partition's first slots
+        // and name, the map's growth) is charged once the samples are placed, below.
         let incoming: usize = samples
             .iter()
             .map(|s| s.estimated_bytes() + size_of::<Sample>())
@@ -365,7 +367,8 @@ impl Sink {
         let mut through = false;
         if !self.reservation.try_resize(self.held() + incoming) {
             self.finish_all(ctx, Some(Early::MemoryBudget)).await?;
-            through = !self.reservation.try_resize(incoming);
+            // The map's slots stay after the finish.
+            through = !self.reservation.try_resize(self.held() + incoming);
         }
         let mut touched = HashSet::new();
         for (i, sample) in samples.iter().enumerate() {
@@ -386,6 +389,8 @@ impl Sink {
             self.pending_bytes += bytes;
             partition.records.extend(records.get(i));
         }
+        // Charged exactly now; if it does not fit, written out as if over the budget.
+        through = through || !self.reservation.try_resize(self.held());
         let (max_rows, max_bytes) = (self.config.batch.max_rows, self.config.batch.max_bytes.0);
         let files = touched.len();
         for dir in touched {

@@ -95,8 +95,8 @@ pub(super) fn properties(
 /// parquet 60 and glibc's malloc (the test `an_open_files_charge_covers_its_heap`
 /// keeps these honest):
 /// - for each column, its writer's own structures: 2.6 to 5 KiB;
-/// - what the encoders' buffers hold past the bytes they count (they grow by
-///   doubling): 10 to 50% more;
+/// - what the encoders' buffers hold past the bytes they count: 10 to 50% more,
+///   as measured (they grow by doubling, so a moment's spare can be more);
 /// - while a row group is in progress with zstd, for each column, a decompression
 ///   context parquet makes but a writer never uses (99 KiB), and, from the column's
 ///   first compressed page on, a compression context sized for the largest page it
@@ -172,19 +172,22 @@ impl OpenFile {
     /// when every column compresses its last page at once.
     pub(super) fn memory(&self) -> usize {
         let encoded = self.writer.memory_size();
-        let mut per_column = FIXED_PER_COLUMN;
-        if self.zstd && self.writer.in_progress_rows() > 0 {
-            per_column += ZSTD_DECOMPRESSOR;
-            // A column compresses a page when it holds page_rows rows or page_bytes
-            // bytes; the average column stands for them all.
-            let full = encoded / self.columns.max(1) >= self.page_bytes;
-            if self.writer.in_progress_rows() >= self.page_rows || full {
-                per_column += ZSTD_COMPRESSOR;
-            }
+        let rows = self.writer.in_progress_rows();
+        let mut zstd = 0;
+        if self.zstd && rows > 0 {
+            // A column compresses a page at page_rows rows, or sooner at page_bytes
+            // bytes: before page_rows, at most one column for each page_bytes encoded.
+            let compressing = match rows >= self.page_rows {
+                true => self.columns,
+                false => (encoded / self.page_bytes.max(1)).min(self.columns),
+            };
+            zstd = ZSTD_DECOMPRESSOR * self.columns + ZSTD_COMPRESSOR * compressing;
         }
-        encoded
+        size_of::<Self>()
+            + encoded
             + encoded / 2
-            + per_column * self.columns
+            + FIXED_PER_COLUMN * self.columns
+            + zstd
             + self.records.capacity() * size_of::<u64>()
     }
 
