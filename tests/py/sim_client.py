@@ -2,10 +2,12 @@
 
 Usage: sim_client.py ADDRESS PROTO_DIR. Prints what it decoded as one JSON object.
 """
+import atexit
 import importlib.resources
 import json
 import pathlib
 import re
+import shutil
 import sys
 import tempfile
 
@@ -15,6 +17,8 @@ from grpc_tools import protoc
 
 def generate_stubs(proto_dir: str) -> str:
     out = tempfile.mkdtemp(prefix="rigtap-stubs-")
+    # Removed when the script ends; the stubs are imported by then.
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     files = sorted(str(p.relative_to(proto_dir)) for p in pathlib.Path(proto_dir).rglob("*.proto"))
     well_known = str(importlib.resources.files("grpc_tools") / "_proto")
     code = protoc.main(["protoc", f"-I{proto_dir}", f"-I{well_known}",
