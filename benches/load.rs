@@ -48,6 +48,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rigtap::operator::process::{cpu_seconds, rss_kib};
+use rigtap::toolkit::units::HumanDuration;
 
 /// Miners per simulator process: two open files each, under a 20,000 limit.
 const PER_SIMULATOR: usize = 5000;
@@ -61,9 +62,11 @@ struct Options {
     duration: Duration,
     warmup: Duration,
     soak: Option<Duration>,
-    interval: String,
+    interval: HumanDuration,
     ceiling: bool,
     collector: Option<PathBuf>,
+    /// Run by `cargo test` (no `--bench`): the short run of the test suite.
+    smoke: bool,
 }
 
 fn parse() -> Options {
@@ -76,9 +79,11 @@ fn parse() -> Options {
         duration: Duration::from_secs(120),
         warmup: Duration::from_secs(30),
         soak: None,
-        interval: "500ms".into(),
+        interval: HumanDuration(Duration::from_millis(500)),
         ceiling: false,
         collector: None,
+        // `cargo bench` passes `--bench`; `cargo test` runs a bench target without it.
+        smoke: !std::env::args().any(|a| a == "--bench"),
     };
     let seconds = |text: &str| -> Duration {
         let text = text.trim();
@@ -96,8 +101,7 @@ fn parse() -> Options {
             _ => panic!("`{text}`: write 90s, 5m or 1h"),
         })
     };
-    // `cargo bench` passes `--bench`; `cargo test` runs a bench target without it.
-    if !std::env::args().any(|a| a == "--bench") {
+    if options.smoke {
         options.miners = vec![100];
         options.duration = Duration::from_secs(10);
         options.warmup = Duration::from_secs(5);
@@ -119,7 +123,9 @@ fn parse() -> Options {
             "--duration" => options.duration = seconds(&value()),
             "--warmup" => options.warmup = seconds(&value()),
             "--soak" => options.soak = Some(seconds(&value())),
-            "--interval" => options.interval = value(),
+            "--interval" => {
+                options.interval = value().parse().unwrap_or_else(|e: String| panic!("{e}"))
+            }
             "--ceiling" => options.ceiling = true,
             "--collector" => options.collector = Some(value().into()),
             // cargo bench passes this to every bench binary.
@@ -152,7 +158,7 @@ fn main() {
         let row = run(&rigtap, miners, &options);
         rows.push(row);
     }
-    if !std::env::args().any(|a| a == "--bench") {
+    if options.smoke {
         // The run of the test suite: its window must have measured something.
         for row in &rows {
             assert!(
@@ -335,11 +341,7 @@ fn expected_per_second(miners: usize, options: &Options) -> f64 {
 /// profile's 10 s.
 fn poll_interval(options: &Options) -> Duration {
     match options.mode.as_str() {
-        "firehose" => options
-            .interval
-            .trim_end_matches("ms")
-            .parse::<u64>()
-            .map_or(Duration::from_millis(500), Duration::from_millis),
+        "firehose" => options.interval.0,
         _ => Duration::from_secs(10),
     }
 }
