@@ -3,6 +3,7 @@
 //! With a disk buffer, each sample is appended to it when taken, and acknowledged
 //! when its file is committed ([`commit`](super::commit)).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -373,10 +374,13 @@ impl Sink {
         let mut touched = HashSet::new();
         for (i, sample) in samples.iter().enumerate() {
             let dir = self.template.render(sample);
-            if !self.partitions.contains_key(&dir) {
-                self.names += name_bytes(&dir);
-            }
-            let partition = self.partitions.entry(dir.clone()).or_default();
+            let partition = match self.partitions.entry(dir.clone()) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    self.names += name_bytes(entry.key());
+                    entry.insert(Partition::default())
+                }
+            };
             touched.insert(dir);
             // What the sample holds beyond its slot, and the slots the buffer grows by:
             // a buffer holds up to twice its samples' slots as it grows.
@@ -432,7 +436,7 @@ impl Sink {
             }
             keep
         });
-        self.reservation.try_resize(self.held());
+        self.recharge();
         Ok(())
     }
 
@@ -540,13 +544,18 @@ impl Sink {
         self.stats
             .open_files
             .store(self.recent.len() as i64, Relaxed);
-        // Shrinking always succeeds; growth (a bigger row group in memory) is taken if
-        // there is room, else the next batch finds the budget short and gives back.
+        self.recharge();
+        Ok(())
+    }
+
+    /// Charges the budget what the sink holds now, and shows it. Shrinking always
+    /// succeeds; growth (a bigger row group in memory) is taken if there is room, else
+    /// the next batch finds the budget short and gives back.
+    fn recharge(&mut self) {
         self.reservation.try_resize(self.held());
         self.stats
             .held_bytes
             .store(self.reservation.bytes() as i64, Relaxed);
-        Ok(())
     }
 
     fn finished_early(&mut self, why: Early, files: usize, ctx: &SinkContext) {
