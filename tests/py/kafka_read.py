@@ -9,29 +9,18 @@ one JSON object per message: topic, partition, offset, key, headers, and the val
 PROTO_DIR when the message's content-type says so). Also checks, with kafka-python's
 own Java-compatible partitioner, which partition each key should have gone to.
 """
-import atexit
-import importlib.resources
 import json
-import pathlib
-import shutil
 import sys
-import tempfile
 
 from google.protobuf import json_format
-from grpc_tools import protoc
 from kafka import KafkaConsumer, TopicPartition
 from kafka.partitioner.default import DefaultPartitioner
 
+import stubs
+
 
 def sample_class(proto_dir: str):
-    out = tempfile.mkdtemp(prefix="rigtap-stubs-")
-    # Removed when the script ends; the stubs are imported by then.
-    atexit.register(shutil.rmtree, out, ignore_errors=True)
-    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
-    files = sorted(str(p.relative_to(proto_dir)) for p in pathlib.Path(proto_dir, "rigtap").rglob("*.proto"))
-    if protoc.main(["protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={out}", *files]) != 0:
-        sys.exit("protoc failed")
-    sys.path.insert(0, out)
+    stubs.generate(proto_dir, under="rigtap")
     from rigtap.v1 import sample_pb2
     return sample_pb2.Sample
 

@@ -2,35 +2,18 @@
 
 Usage: sim_client.py ADDRESS PROTO_DIR. Prints what it decoded as one JSON object.
 """
-import atexit
-import importlib.resources
 import json
-import pathlib
 import re
-import shutil
 import sys
-import tempfile
 
 import grpc
-from grpc_tools import protoc
 
-
-def generate_stubs(proto_dir: str) -> str:
-    out = tempfile.mkdtemp(prefix="rigtap-stubs-")
-    # Removed when the script ends; the stubs are imported by then.
-    atexit.register(shutil.rmtree, out, ignore_errors=True)
-    files = sorted(str(p.relative_to(proto_dir)) for p in pathlib.Path(proto_dir).rglob("*.proto"))
-    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
-    code = protoc.main(["protoc", f"-I{proto_dir}", f"-I{well_known}",
-                        f"--python_out={out}", f"--grpc_python_out={out}", *files])
-    if code != 0:
-        sys.exit(f"protoc failed with {code}")
-    return out
+import stubs
 
 
 def main() -> None:
     address, proto_dir = sys.argv[1], sys.argv[2]
-    sys.path.insert(0, generate_stubs(proto_dir))
+    stubs.generate(proto_dir, grpc=True)
     from bos import version_pb2, version_pb2_grpc
     from bos.v1 import (actions_pb2, actions_pb2_grpc, authentication_pb2,
                         authentication_pb2_grpc, cooling_pb2,
