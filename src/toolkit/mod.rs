@@ -3,9 +3,11 @@
 //! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
 //! its fields, latency histograms, a log-line budget, the process's open-file limit
 //! and allocator settings, an error's causes on one line, the wire types generated
-//! from proto/, and the proptest strategies the tests share.
+//! from proto/, and the proptest strategies and the future sizes the tests share.
 
 pub(crate) mod error_chain;
+#[cfg(test)]
+pub(crate) mod future_size;
 pub mod histogram;
 pub mod inventory;
 pub(crate) mod limits;

@@ -34,6 +34,10 @@ const CONNECTION_WINDOW: u32 = 128 << 10;
 /// headers compressed.
 const HEADER_TABLE: u32 = 1 << 10;
 
+/// A miner's connection: TCP, or TLS over it. The TLS state (about 1.1 KB) is boxed,
+/// so that a plaintext connection does not carry room for it.
+pub(super) type MinerIo = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
+
 /// Makes channels to miners; shared by every miner task of a source.
 pub(crate) struct Dialer {
     tls: Option<MinerTls>,
@@ -191,7 +195,7 @@ impl Dialer {
             .await
             .map_err(|e| transport(&e))?;
         tcp.set_nodelay(true).map_err(|e| transport(&e))?;
-        let (io, scheme) =
+        let (io, scheme): (MinerIo, _) =
             match &self.tls {
                 None => (Either::Left(tcp), Scheme::HTTP),
                 Some(tls) => {
@@ -208,7 +212,7 @@ impl Dialer {
                             None => transport(&e),
                         }
                     })?;
-                    (Either::Right(stream), Scheme::HTTPS)
+                    (Either::Right(Box::new(stream)), Scheme::HTTPS)
                 }
             };
         let handshake = h2::client::Builder::new()

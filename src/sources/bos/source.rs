@@ -326,15 +326,17 @@ impl Miners {
             .insert(miner.clone(), (target.clone(), removal));
         let task = MinerTask::new(index, target, self.shared.clone());
         let (stop, panicked) = (self.stop.clone(), self.panicked.clone());
-        self.tasks.spawn(async move {
-            let run = std::panic::AssertUnwindSafe(task.run(miner_stop, removed));
-            if let Err(payload) = run.catch_unwind().await {
+        // Combinators, not an `async move` block, which would hold the task twice: as
+        // captured, and in the future it is moved into.
+        let run = std::panic::AssertUnwindSafe(task.run(miner_stop, removed));
+        self.tasks.spawn(run.catch_unwind().map(move |ran| {
+            if let Err(payload) = ran {
                 let message = panic::message(payload.as_ref());
                 let mut first = panicked.lock().unwrap_or_else(|e| e.into_inner());
                 first.get_or_insert(MinerPanicked { miner, message });
                 stop.cancel();
             }
-        });
+        }));
     }
 }
 
