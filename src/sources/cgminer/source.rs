@@ -160,8 +160,10 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
             continue;
         }
         refused.retain(|_, since| since.elapsed() < REFUSED_FOR);
+        // Boxed: its future holds a whole answer's buffer (about 9 KB), which inline
+        // would stay in every miner's task between polls.
         let Some(polled) = stop
-            .run_until_cancelled(poll(&target, &shared, &mut refused))
+            .run_until_cancelled(Box::pin(poll(&target, &shared, &mut refused)))
             .await
         else {
             break;
@@ -346,5 +348,18 @@ fn status_code(error: &WireError) -> StatusCode {
         WireError::Timeout(_) => StatusCode::Timeout,
         WireError::TooLarge(_) | WireError::Json(_) => StatusCode::BadAnswer,
         WireError::Refused { .. } => StatusCode::MinerError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::toolkit::future_size::future_size;
+
+    #[test]
+    fn a_miner_task_holds_no_answer_buffer_between_polls() {
+        let task = future_size!(miner, usize, Target, Arc<Shared>, CancellationToken);
+        // With its poll inline, a stock miner's task was 18.9 KB, all the time.
+        assert!(task < 4096, "{task} bytes");
     }
 }
