@@ -153,6 +153,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<HumanDuration>().map(|d| d.0)
 }
 
+/// glibc's malloc, with each connection's HTTP/2 write buffer mapped on its own.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: rigtap::toolkit::malloc::Allocator = rigtap::toolkit::malloc::Allocator::new();
+
 fn main() -> ExitCode {
     rigtap::toolkit::malloc::tune();
     let cli = Cli::parse();

@@ -1,6 +1,11 @@
 //! How this process's allocator is set up: glibc's malloc, tuned for thousands of
 //! connections and for file work on many threads.
 
+#[cfg(target_os = "linux")]
+mod mapped;
+#[cfg(target_os = "linux")]
+pub use mapped::Allocator;
+
 /// Two settings of glibc's allocator, made before the runtime starts any thread. Each
 /// is left alone if the environment sets it (glibc has read it already, and it wins).
 ///
@@ -11,13 +16,14 @@
 /// two arenas and 398 MiB with one. Threads still keep small caches of their own
 /// (glibc's tcache), so one arena costs the default profile no measurable CPU.
 ///
-/// Blocks of 16 KiB and more mapped on their own. h2 gives each connection a 16 KiB
-/// write buffer that a miner's small requests barely touch. Carved from the heap, its
-/// pages become resident with its neighbours; mapped alone, only the pages written are.
-/// At 10,000 miners RSS went from 428 to 388 MiB (README, "What a miner costs"). Every
-/// bigger block (a batch, a parquet page) then costs a map and an unmap. Neighbouring
-/// maps merge: the collector had 142 in all at 10,000 miners. Past glibc's limit on
-/// maps (`M_MMAP_MAX`, 65,536) malloc takes blocks from the heap again.
+/// Blocks of 16 KiB and more mapped when the heap has no room for them. glibc maps a
+/// block only then (else it carves it from the heap, whatever its size); by default
+/// only from 128 KiB on, and higher after each such block is freed. A batch or a parquet
+/// page that grows the heap leaves it grown, and resident, once freed; mapped, it goes
+/// back to the kernel at once. At 10,000 miners RSS went from 428 to 388 MiB (README,
+/// "What a miner costs"). Neighbouring maps merge: the collector had 142 in all at
+/// 10,000 miners. Past glibc's limit on maps (`M_MMAP_MAX`, 65,536) malloc takes
+/// blocks from the heap again. The blocks mapped always are [`Allocator`]'s.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn tune() {
     const ARENAS: libc::c_int = 1;
