@@ -23,11 +23,17 @@ use http::uri::{Authority, Scheme};
 use http_body::{Body as _, Frame};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_util::either::Either;
 use tonic::body::Body;
 use tonic::Status;
 
 use super::config::KeepaliveConfig;
 use crate::toolkit::error_chain::chain;
+
+/// A miner's connection: TCP, or TLS over it. The TLS state (about 1.1 KB) is boxed,
+/// so that a plaintext connection does not carry room for it.
+pub(super) type MinerIo = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 /// A handle on one open connection; clones share it. The connection closes when its
 /// last handle is dropped and its calls have ended.
@@ -336,7 +342,6 @@ mod tests {
 
     #[test]
     fn a_connections_driver_holds_the_connection_once() {
-        use crate::sources::bos::connect::MinerIo;
         use crate::toolkit::future_size::future_size;
         let connection = std::mem::size_of::<Connection<MinerIo, Bytes>>();
         let driver = future_size!(

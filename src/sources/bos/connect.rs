@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
-use super::channel::MinerChannel;
+use super::channel::{MinerChannel, MinerIo};
 use super::config::BosConfig;
 use super::tls::MinerTls;
 use crate::fleet::fair_rate::FairRateLimiter;
@@ -33,10 +33,6 @@ const CONNECTION_WINDOW: u32 = 128 << 10;
 /// miner, 40 MiB at 10,000, reached a few minutes into a run. 1 KiB keeps the repeated
 /// headers compressed.
 const HEADER_TABLE: u32 = 1 << 10;
-
-/// A miner's connection: TCP, or TLS over it. The TLS state (about 1.1 KB) is boxed,
-/// so that a plaintext connection does not carry room for it.
-pub(super) type MinerIo = Either<TcpStream, Box<tokio_rustls::client::TlsStream<TcpStream>>>;
 
 /// Makes channels to miners; shared by every miner task of a source.
 pub(crate) struct Dialer {
