@@ -24,7 +24,9 @@
 //! network: decode the protobuf, make the samples, build the Arrow batches and encode
 //! Parquet; the firehose's samples per collector core are compared with it.
 //! `--collector` runs another build of rigtap as the collector (the simulators stay
-//! this one), to compare builds in one sitting. It runs unchanged on bigger machines.
+//! this one), to compare builds in one sitting; CPU and RSS are those of the process
+//! it starts, so a wrapper script should `exec` rigtap (heaptrack, which cannot,
+//! reports its own figures), and the whole process group is stopped at the end. It runs unchanged on bigger machines.
 //!
 //! Run by `cargo test --all-targets` (no `--bench` argument), it only checks that it
 //! works: 100 miners for 10 s, measured from 5 s, with samples delivered in the window;
@@ -35,14 +37,15 @@ mod answers;
 #[path = "../tests/support/kafka.rs"]
 mod kafka;
 #[path = "../tests/support/net.rs"]
-#[allow(dead_code)] // the ceiling, tansu and kafka-away need only free addresses
+#[allow(dead_code)] // the harness needs no miner's address
 mod net;
 #[path = "../tests/support/python.rs"]
 mod python;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddrV4, TcpStream};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -229,6 +232,9 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
         .args(["--progress", "off"])
         .stdout(stdout)
         .stderr(log)
+        // Its own process group, stopped whole: a `--collector` wrapper (heaptrack's
+        // script, say) runs rigtap as its child.
+        .process_group(0)
         .spawn()
         .expect("start the collector");
     // A blocked sink: the pipe is held open and never read.
@@ -245,6 +251,7 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
     };
     let mut first: Option<Sample> = None;
     let mut last: Option<Sample> = None;
+    let mut steps = Steps::default();
     let mut next_row = started;
     let mut printed = None;
     let mut minutes = 0;
@@ -271,11 +278,14 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
             eprintln!("{miners} miners: measured from {from:.0} s");
             first = Some(sample.clone());
             next_row = Instant::now() + Duration::from_secs(60);
+        } else if let (Some(_), Some(last)) = (&first, &last) {
+            steps.look(last, &sample);
         }
         if let (Some(soak), Some(first)) = (options.soak, &first) {
             if Instant::now() >= next_row {
                 minutes += 1;
-                printed = Some(print_row(miners, options, first, &sample, Some(minutes)));
+                let row = print_row(miners, options, (first, &sample), &steps, Some(minutes));
+                printed = Some(row);
                 next_row += Duration::from_secs(60);
                 if minutes * 60 >= soak.as_secs() {
                     break;
@@ -284,11 +294,13 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
         }
         last = Some(sample);
     }
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(collector.id().to_string())
-        .status();
-    let _ = wait(&mut collector, Duration::from_secs(60));
+    let group = format!("-{}", collector.id());
+    let signal = |name: &str| Command::new("kill").args([name, "--", &group]).status();
+    let _ = signal("-TERM");
+    if wait(&mut collector, Duration::from_secs(60)).is_none() {
+        let _ = signal("-KILL");
+        let _ = collector.wait();
+    }
     drop(simulators);
     let (Some(first), Some(last)) = (first, last) else {
         panic!(
@@ -296,18 +308,20 @@ fn run(rigtap: &Path, miners: usize, options: &Options) -> Row {
             dir.path().join("collector.log").display()
         );
     };
-    printed.unwrap_or_else(|| print_row(miners, options, &first, &last, None))
+    printed.unwrap_or_else(|| print_row(miners, options, (&first, &last), &steps, None))
 }
 
 fn print_row(
     miners: usize,
     options: &Options,
-    first: &Sample,
-    last: &Sample,
+    (first, last): (&Sample, &Sample),
+    steps: &Steps,
     minute: Option<u64>,
 ) -> Row {
     let seconds = last.at.duration_since(first.at).as_secs_f64().max(0.001);
-    let delivered = (last.delivered - first.delivered) / seconds;
+    let delivered = steps
+        .per_second()
+        .unwrap_or((last.delivered - first.delivered) / seconds);
     let cores = (last.cpu - first.cpu) / seconds;
     let expected = expected_per_second(miners, options);
     let ages = quantiles(&last.age, &first.age);
@@ -328,6 +342,33 @@ fn print_row(
         delivered_per_s: delivered,
         cores,
         rss_kib,
+    }
+}
+
+/// The window's deliveries, counted from the first look at which the sink's count rose
+/// to the last. A Parquet sink counts a file's samples when it finishes the file (every
+/// 10 s here), so the count rises in steps, and a window cut anywhere between them
+/// counts a file more or less: 17% of a 60 s window.
+#[derive(Default)]
+struct Steps {
+    first: Option<(Instant, f64)>,
+    last: Option<(Instant, f64)>,
+}
+
+impl Steps {
+    fn look(&mut self, before: &Sample, now: &Sample) {
+        if now.delivered > before.delivered {
+            let step = (now.at, now.delivered);
+            self.first.get_or_insert(step);
+            self.last = Some(step);
+        }
+    }
+
+    /// Samples a second between the first and the last rise, once there are two.
+    fn per_second(&self) -> Option<f64> {
+        let ((from, before), (to, after)) = (self.first?, self.last?);
+        let seconds = to.duration_since(from).as_secs_f64();
+        (seconds > 0.0).then(|| (after - before) / seconds)
     }
 }
 
@@ -400,14 +441,16 @@ impl Drop for Simulator {
     }
 }
 
-/// Simulators of at most [`PER_SIMULATOR`] miners, each on its own /16 of loopback,
-/// ready when they return.
+/// Simulators of at most [`PER_SIMULATOR`] miners, each on a free block of loopback
+/// drawn at random (as the tests' fleets are, so that a harness run beside the test
+/// suite or another run does not collide), ready when they return. Each block is drawn
+/// once the simulator before listens on its own.
 fn start_simulators(rigtap: &Path, miners: usize, dir: &Path, firehose: bool) -> Vec<Simulator> {
     let count = miners.div_ceil(PER_SIMULATOR);
-    let simulators: Vec<Simulator> = (0..count)
+    (0..count)
         .map(|i| {
             let size = PER_SIMULATOR.min(miners - i * PER_SIMULATOR);
-            let first = SocketAddrV4::new([127, 180 + i as u8, 0, 1].into(), 50051);
+            let first = net::free_block(size);
             let inventory = dir.join(format!("sim-{i}.csv"));
             let mut command = Command::new(rigtap);
             command
@@ -420,15 +463,10 @@ fn start_simulators(rigtap: &Path, miners: usize, dir: &Path, firehose: bool) ->
             if firehose {
                 command.arg("--firehose");
             }
-            Simulator {
+            let mut simulator = Simulator {
                 child: command.spawn().expect("start a simulator"),
                 inventory,
-            }
-        })
-        .collect();
-    simulators
-        .into_iter()
-        .map(|mut simulator| {
+            };
             let stdout = simulator.child.stdout.take().expect("stdout");
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -453,6 +491,7 @@ fn merge_inventories(simulators: &[Simulator], path: &Path) {
     std::fs::write(path, out).unwrap();
 }
 
+/// The child's exit status, if it exits within `limit`.
 fn wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -461,8 +500,7 @@ fn wait(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> 
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
-    child.wait().ok()
+    None
 }
 
 /// What one second's look found.
