@@ -214,8 +214,9 @@ pub fn snapshot(model: &Model, seed: u64, miner: usize, elapsed: Duration) -> Sn
         .map(|_| (5_600.0 + 600.0 * rng.f64()) as u32)
         .collect();
     // About one accepted share every two seconds per miner, a few rejected per thousand.
-    let seconds = elapsed.as_secs_f64();
-    let accepted = (seconds * 0.5 * load.max(0.01)) as u64;
+    // Counters only grow: the rate is the miner's long-run one, not this window's load,
+    // which goes up and down by more than ten seconds' shares once it has run a while.
+    let accepted = elapsed.as_secs() / 2;
     Snapshot {
         hashrate_ghs,
         power_w,
@@ -276,6 +277,26 @@ mod tests {
         assert_ne!(snapshot(&MODELS[1], 8, 3, t), snapshot(&MODELS[1], 7, 3, t));
         let later = snapshot(&MODELS[1], 7, 3, t * 2);
         assert!(later.accepted > snapshot(&MODELS[1], 7, 3, t).accepted);
+    }
+
+    #[test]
+    fn share_counters_never_go_back() {
+        // Two hours of polls every 10 s, a board failing now and then among them.
+        for miner in 0..50 {
+            let model = model_of(5, miner);
+            let mut before = snapshot(model, 5, miner, Duration::ZERO);
+            for t in (10..7200).step_by(10) {
+                let now = snapshot(model, 5, miner, Duration::from_secs(t));
+                assert!(
+                    now.accepted >= before.accepted
+                        && now.rejected >= before.rejected
+                        && now.stale >= before.stale
+                        && now.uptime_s > before.uptime_s,
+                    "miner {miner} at {t} s: {before:?} then {now:?}"
+                );
+                before = now;
+            }
+        }
     }
 
     #[test]

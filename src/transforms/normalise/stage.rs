@@ -1,6 +1,7 @@
 //! The running `normalise` stage: bounds, derived efficiency, share deltas.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use chrono::SubsecRound;
@@ -10,6 +11,7 @@ use super::config::NormaliseConfig;
 use super::counters;
 use crate::pipeline::component::{Started, TransformConfig, TransformContext};
 use crate::pipeline::transform::{self, Transform};
+use crate::toolkit::log_budget::LogBudget;
 use crate::toolkit::sample::{Sample, SampleKind};
 
 /// The running stage: bounds, and each miner's previous counters.
@@ -21,6 +23,9 @@ pub(super) struct Normaliser {
     /// Values removed, by field.
     pub implausible: BTreeMap<&'static str, u64>,
     pub(crate) counter_resets: u64,
+    /// A line per reset, within a budget: counters that keep going back (a firmware
+    /// that does not keep them, a fleet of thousands) must not flood the log.
+    reset_lines: LogBudget,
     pub(crate) efficiency_derived: u64,
 }
 
@@ -37,6 +42,7 @@ impl Normaliser {
             previous: HashMap::new(),
             implausible: BTreeMap::new(),
             counter_resets: 0,
+            reset_lines: LogBudget::new(NonZeroU32::MIN, NonZeroU32::new(10).expect("10 > 0")),
             efficiency_derived: 0,
         })
     }
@@ -63,7 +69,14 @@ impl Normaliser {
             let previous = self.previous.entry(sample.miner_id.clone()).or_default();
             if counters::apply(previous, &mut sample) {
                 self.counter_resets += 1;
-                tracing::info!(miner = %sample.miner_id, "share counters went back: the miner restarted; deltas count from the restart");
+                if self.reset_lines.allow() {
+                    tracing::info!(
+                        miner = %sample.miner_id,
+                        resets_so_far = self.counter_resets,
+                        lines_suppressed_so_far = self.reset_lines.suppressed(),
+                        "share counters went back: the miner restarted; deltas count from the restart"
+                    );
+                }
             }
         }
         sample
@@ -80,6 +93,7 @@ impl Transform for Normaliser {
             transform = %id,
             implausible = ?self.implausible,
             counter_resets = self.counter_resets,
+            reset_lines_suppressed = self.reset_lines.suppressed(),
             efficiency_derived = self.efficiency_derived,
             "normalise finished: implausible values removed, by field"
         );
@@ -125,6 +139,24 @@ mod tests {
             n.implausible,
             BTreeMap::from([("hashrate_ths", 1), ("power_w", 1), ("temp_chip_c", 1)])
         );
+    }
+
+    #[test]
+    fn counters_that_keep_going_back_are_all_counted_in_a_few_lines() {
+        let mut n = Normaliser::new(&NormaliseConfig::default()).unwrap();
+        // A thousand samples, each with fewer shares than the one before.
+        let samples: Vec<Sample> = (0..1000u64)
+            .map(|i| {
+                let mut s = miner(200.0, 3000.0);
+                s.shares_accepted = Some(1_000_000 - i);
+                s
+            })
+            .collect();
+        let out = n.apply(&samples);
+        assert_eq!(n.counter_resets, 999, "every reset after the first sample");
+        assert_eq!(out[999].shares_accepted_delta, Some(999_001));
+        let written = 999 - n.reset_lines.suppressed();
+        assert!((10..=11).contains(&written), "{written} lines written");
     }
 
     #[test]
