@@ -279,7 +279,10 @@ async fn polls_spread_by_the_configured_jitter() {
     let (jittered, steady) = tokio::join!(gaps_with_jitter(0.5), gaps_with_jitter(0.0));
     let quantile = |gaps: &[i64], q: f64| gaps[((gaps.len() - 1) as f64 * q) as usize];
     // jitter 0.5 of 200 ms: each wait uniform in 150..250 ms (10th percentile 160,
-    // 90th 240). A sample is stamped when its answer is in, which adds a few ms.
+    // 90th 240). A sample is stamped when its answer is in, which adds a few ms; an
+    // answer held up by a busy machine (the suite runs tests side by side) makes the
+    // gap after it short by as much (one of 101 ms was seen), so the floor is checked
+    // at the 3rd percentile: up to four such gaps in 160.
     let (p10, p90) = (quantile(&jittered, 0.1), quantile(&jittered, 0.9));
     println!(
         "jitter 0.5: gaps p0 {} p10 {p10} p50 {} p90 {p90} p100 {} ms",
@@ -288,9 +291,9 @@ async fn polls_spread_by_the_configured_jitter() {
         jittered[jittered.len() - 1]
     );
     assert!(
-        quantile(&jittered, 0.0) >= 145 && (150..175).contains(&p10) && (225..255).contains(&p90),
-        "jitter 0.5: p0 {} p10 {p10} p90 {p90}",
-        quantile(&jittered, 0.0)
+        quantile(&jittered, 0.03) >= 145 && (150..175).contains(&p10) && (225..255).contains(&p90),
+        "jitter 0.5: p3 {} p10 {p10} p90 {p90}",
+        quantile(&jittered, 0.03)
     );
     let (p10, p90) = (quantile(&steady, 0.1), quantile(&steady, 0.9));
     println!("jitter 0: gaps p10 {p10} p90 {p90} ms");

@@ -1,6 +1,7 @@
 //! When a miner is polled: the first poll anywhere in the first interval (so a fleet
 //! that starts together does not poll together), then every `interval × (1 ±
-//! jitter/2)`.
+//! jitter/2)`. And when its connection is recycled: after 80 to 100% of
+//! `connection_ttl`, so a fleet that connected together does not reconnect together.
 
 use std::time::Duration;
 
@@ -14,9 +15,27 @@ pub(crate) fn next_poll(interval: Duration, jitter: f64, rng: &mut fastrand::Rng
     interval.mul_f64(1.0 + jitter * (rng.f64() - 0.5))
 }
 
+/// How long a connection serves before it is recycled.
+pub(crate) fn connection_life(ttl: Duration, rng: &mut fastrand::Rng) -> Duration {
+    ttl.mul_f64(1.0 - 0.2 * rng.f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_live_most_of_their_ttl_spread_over_the_rest() {
+        let (ttl, mut rng) = (Duration::from_secs(3600), fastrand::Rng::with_seed(2));
+        let lives: Vec<Duration> = (0..1000).map(|_| connection_life(ttl, &mut rng)).collect();
+        let (min, max) = (lives.iter().min().unwrap(), lives.iter().max().unwrap());
+        assert!(*min >= ttl.mul_f64(0.8) && *max <= ttl, "{min:?}..{max:?}");
+        // Spread over the 12 minutes, not bunched.
+        assert!(
+            *min < ttl.mul_f64(0.82) && *max > ttl.mul_f64(0.98),
+            "{min:?}..{max:?}"
+        );
+    }
 
     #[test]
     fn waits_stay_within_the_jitter() {

@@ -226,7 +226,8 @@ impl MinerTask {
         self.poll_problem = None;
         self.refresh();
 
-        let recycle_at = Instant::now() + config.connection_ttl.0;
+        let recycle_at =
+            Instant::now() + schedule::connection_life(config.connection_ttl.0, &mut self.rng);
         let mut next_poll = Instant::now() + schedule::first_poll(config.interval.0, &mut self.rng);
         let mut connection = Some(first);
         // Absolute, not per wait: the loop wakes for polls far more often than the
