@@ -26,7 +26,8 @@
 //! `--collector` runs another build of rigtap as the collector (the simulators stay
 //! this one), to compare builds in one sitting; CPU and RSS are those of the process
 //! it starts, so a wrapper script should `exec` rigtap (heaptrack, which cannot,
-//! reports its own figures), and the whole process group is stopped at the end. It runs unchanged on bigger machines.
+//! reports its own figures), and the whole process group is stopped at the end. It
+//! runs unchanged on bigger machines.
 //!
 //! Run by `cargo test --all-targets` (no `--bench` argument), it only checks that it
 //! works: 100 miners for 10 s, measured from 5 s, with samples delivered in the window;
