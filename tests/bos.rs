@@ -449,6 +449,16 @@ async fn poll_only_miners_share_a_capped_pool() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_recycled_after_their_ttl_without_a_gap() {
+    recycled_without_a_gap("stream: true").await;
+}
+
+/// A poll-only miner's parked connection retires as a streaming miner's does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_only_connections_are_recycled_after_their_ttl_without_a_gap() {
+    recycled_without_a_gap("stream: false").await;
+}
+
+async fn recycled_without_a_gap(stream: &str) {
     let fleet = Fleet::start(sim_config(5)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
@@ -456,7 +466,7 @@ async fn connections_are_recycled_after_their_ttl_without_a_gap() {
     let mut collector = collect(
         &fleet,
         &format!(
-            "password_file: {}\ninterval: 500ms\nconnection_ttl: 1s",
+            "password_file: {}\ninterval: 500ms\nconnection_ttl: 1s\n{stream}",
             password.display()
         ),
     );

@@ -226,8 +226,7 @@ impl MinerTask {
         self.poll_problem = None;
         self.refresh();
 
-        let recycle_at =
-            Instant::now() + schedule::connection_life(config.connection_ttl.0, &mut self.rng);
+        let recycle_at = Instant::from_std(first.retire_at);
         let mut next_poll = Instant::now() + schedule::first_poll(config.interval.0, &mut self.rng);
         let mut connection = Some(first);
         // Absolute, not per wait: the loop wakes for polls far more often than the
@@ -375,17 +374,19 @@ impl MinerTask {
             return Ok(None);
         };
         match dialled {
-            Ok(channel) => Ok(Some(shared.pool.open(slot, channel))),
+            Ok(channel) => {
+                let life = schedule::connection_life(shared.config.connection_ttl.0, &mut self.rng);
+                Ok(Some(shared.pool.open(slot, channel, life)))
+            }
             Err(e) => Err(Failure::Offline(e.status_code(), self.connect_message(&e))),
         }
     }
 
     /// A poll-only miner's parked connection, or a new one if it was evicted or is
-    /// past its TTL.
+    /// past its life.
     async fn unpark(&mut self, stop: &CancellationToken) -> Result<Option<Connection>, Failure> {
-        let ttl = self.shared.config.connection_ttl.0;
         match self.shared.pool.take(self.index) {
-            Some(conn) if conn.opened.elapsed() < ttl => Ok(Some(conn)),
+            Some(conn) if !conn.retired() => Ok(Some(conn)),
             _ => self.connect(stop).await,
         }
     }

@@ -5,7 +5,9 @@
 //! permit) for its whole session. A poll-only miner parks its channel here between
 //! polls; when a miner needs a permit and none is free, the channel parked longest ago
 //! is closed and its permit reused. Parked channels idle past `idle_timeout` are closed
-//! by [`ConnectionPool::close_idle`].
+//! by [`ConnectionPool::close_idle`]. Each connection is opened with its life (80 to
+//! 100% of `connection_ttl`, drawn by the miner) and retires after it, whichever path
+//! uses it, so a fleet that connected together does not reconnect together.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,11 +22,20 @@ use crate::fleet::stats::PoolStats;
 /// An open channel to one miner and its place under the cap.
 pub(crate) struct Connection {
     pub channel: MinerChannel,
-    pub opened: Instant,
+    /// When it is recycled: a poll-only miner reconnects at its first poll after,
+    /// a streaming miner's session ends there.
+    pub(crate) retire_at: Instant,
     /// Whether it has served calls: the first client on it is a new channel's.
     pub(crate) served: std::sync::atomic::AtomicBool,
     _permit: OwnedSemaphorePermit,
     stats: Arc<PoolStats>,
+}
+
+impl Connection {
+    /// Past its life: not to be used for another poll.
+    pub(crate) fn retired(&self) -> bool {
+        Instant::now() >= self.retire_at
+    }
 }
 
 impl Drop for Connection {
@@ -76,12 +87,12 @@ impl ConnectionPool {
         }
     }
 
-    /// Turns a slot and a new channel into a counted connection.
-    pub(crate) fn open(&self, slot: Slot, channel: MinerChannel) -> Connection {
+    /// Turns a slot and a new channel into a counted connection that serves for `life`.
+    pub(crate) fn open(&self, slot: Slot, channel: MinerChannel, life: Duration) -> Connection {
         self.stats.connections_open.fetch_add(1, Relaxed);
         Connection {
             channel,
-            opened: Instant::now(),
+            retire_at: Instant::now() + life,
             served: Default::default(),
             _permit: slot.0,
             stats: self.stats.clone(),
@@ -127,18 +138,20 @@ mod tests {
 
     use crate::sources::bos::channel::unanswered as channel;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     #[tokio::test]
     async fn a_full_pool_evicts_the_least_recently_parked() {
         let stats = Arc::new(PoolStats::default());
         let pool = ConnectionPool::new(2, stats.clone());
-        let a = pool.open(pool.slot().await, channel().await);
-        let b = pool.open(pool.slot().await, channel().await);
+        let a = pool.open(pool.slot().await, channel().await, HOUR);
+        let b = pool.open(pool.slot().await, channel().await, HOUR);
         pool.park(0, a);
         tokio::time::sleep(Duration::from_millis(5)).await;
         pool.park(1, b);
         assert_eq!(stats.connections_open.load(Relaxed), 2);
 
-        let c = pool.open(pool.slot().await, channel().await);
+        let c = pool.open(pool.slot().await, channel().await, HOUR);
         assert!(
             pool.take(0).is_none(),
             "miner 0 parked first and was evicted"
@@ -151,7 +164,7 @@ mod tests {
     #[tokio::test]
     async fn busy_connections_are_never_evicted() {
         let pool = ConnectionPool::new(1, Arc::default());
-        let held = pool.open(pool.slot().await, channel().await);
+        let held = pool.open(pool.slot().await, channel().await, HOUR);
         let waiting = tokio::time::timeout(Duration::from_millis(50), pool.slot()).await;
         assert!(
             waiting.is_err(),
@@ -166,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_miner_takes_over_a_connection_parked_later() {
         let pool = Arc::new(ConnectionPool::new(1, Arc::default()));
-        let held = pool.open(pool.slot().await, channel().await);
+        let held = pool.open(pool.slot().await, channel().await, HOUR);
         let waiter = tokio::spawn({
             let pool = pool.clone();
             async move { pool.slot().await }
@@ -181,13 +194,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_retires_after_the_life_it_was_opened_with() {
+        let pool = ConnectionPool::new(2, Arc::default());
+        let short = pool.open(
+            pool.slot().await,
+            channel().await,
+            Duration::from_millis(20),
+        );
+        let long = pool.open(pool.slot().await, channel().await, HOUR);
+        assert!(!short.retired() && !long.retired());
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(short.retired(), "past its 20 ms");
+        assert!(!long.retired());
+    }
+
+    #[tokio::test]
     async fn idle_parked_connections_close() {
         let pool = ConnectionPool::new(1, Arc::default());
-        let a = pool.open(pool.slot().await, channel().await);
+        let a = pool.open(pool.slot().await, channel().await, HOUR);
         pool.park(3, a);
         pool.close_idle(Duration::from_secs(60));
         assert!(pool.take(3).is_some());
-        let a = pool.open(pool.slot().await, channel().await);
+        let a = pool.open(pool.slot().await, channel().await, HOUR);
         pool.park(3, a);
         tokio::time::sleep(Duration::from_millis(5)).await;
         pool.close_idle(Duration::from_millis(1));
