@@ -2,7 +2,8 @@
 //! 5,000 miners each, under a 20,000 open-file limit), the collector on top of them,
 //! and a table of what it did: miners online, samples per second expected and
 //! delivered, CPU, resident memory (and per miner), sample age at delivery
-//! (p50/p95/p99), skipped polls and drops.
+//! (p50/p95/p99), skipped and late polls, and drops. Delivered samples include the
+//! `gap` samples that report missed polls.
 //!
 //! ```text
 //! cargo bench --bench load -- --miners 1000,5000,10000 [--mode stream|polls|firehose]
@@ -155,7 +156,7 @@ fn main() {
             .unwrap_or_default(),
         options.budget
     );
-    println!("| miners | online | samples/s expected | delivered/s | collector CPU (cores) | RSS MiB | RSS KiB/miner | simulators RSS MiB | age p50/p95/p99 | polls skipped | dropped |");
+    println!("| miners | online | samples/s expected | delivered/s | collector CPU (cores) | RSS MiB | RSS KiB/miner | simulators RSS MiB | age p50/p95/p99 | polls skipped | polls late | dropped |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for &miners in &options.miners {
@@ -329,12 +330,13 @@ fn print_row(
     let rss_kib = last.rss_kib;
     let soak = minute.map(|m| format!(" (at {m} min)")).unwrap_or_default();
     println!(
-        "| {miners}{soak} | {:.0} | {expected:.0} | {delivered:.0} | {cores:.2} | {:.0} | {:.1} | {:.0} | {ages} | {:.0} | {:.0} |",
+        "| {miners}{soak} | {:.0} | {expected:.0} | {delivered:.0} | {cores:.2} | {:.0} | {:.1} | {:.0} | {ages} | {:.0} | {:.0} | {:.0} |",
         last.online,
         rss_kib / 1024.0,
         rss_kib / miners as f64,
         last.simulators_rss_kib / 1024.0,
         last.skipped - first.skipped,
+        last.late - first.late,
         last.dropped,
     );
     std::io::stdout().flush().unwrap();
@@ -511,6 +513,7 @@ struct Sample {
     online: f64,
     delivered: f64,
     skipped: f64,
+    late: f64,
     dropped: f64,
     /// Cumulative counts of the sink's sample-age histogram, by bucket bound.
     age: Vec<(String, f64)>,
@@ -543,6 +546,7 @@ impl Sample {
             online: sum("rigtap_source_miners_in_state{", "state=\"online\""),
             delivered: sum("rigtap_component_sent_samples_total{", "kind=\"sink\""),
             skipped: sum("rigtap_source_polls_skipped_total{", ""),
+            late: sum("rigtap_source_polls_late_total{", ""),
             dropped: sum("rigtap_component_dropped_samples_total{", ""),
             age,
             cpu,

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use rigtap::sim::faults::FaultKind;
+use rigtap::sim::faults::{FaultKind, FaultRule};
 use rigtap::sim::{Fleet, SimTls};
-use rigtap::toolkit::sample::{MinerState, SampleKind};
+use rigtap::toolkit::sample::{MinerState, SampleKind, StatusCode};
+use rigtap::toolkit::units::HumanDuration;
 
 use support::collector::{
     collect, expect_samples_from_every_miner, ids, in_state, miners_with, states_reported,
@@ -483,6 +484,59 @@ async fn recycled_without_a_gap(stream: &str) {
         "a recycle is not an outage"
     );
     collector.stop().await;
+}
+
+/// A miner whose every poll takes at least 300 ms, polled every 200 ms: each poll
+/// comes due at least 100 ms late, and each whole interval lost is a missed poll,
+/// `late`, in a gap sample; the ledger balances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_slower_than_their_interval_are_counted_late() {
+    let mut config = sim_config(2);
+    config.faults = vec![FaultRule {
+        delay: Some(HumanDuration(Duration::from_millis(300))),
+        ..fault(FaultKind::Slow, &[0])
+    }];
+    let fleet = Fleet::start(config).await.unwrap();
+    let mut collector = collect(
+        &fleet,
+        "interval: 200ms\njitter: 0\nstream: false\ntimeout: 2s\nrate: {rpcs_per_miner: 100}",
+    );
+    let stats = collector.stats.clone();
+    let mut seen = Vec::new();
+    collector
+        .until(Duration::from_secs(30), &mut seen, |_| {
+            stats.polls_late.load(Relaxed) >= 8
+        })
+        .await;
+    seen.extend(collector.stop().await);
+
+    let late = |miner: &str| -> u64 {
+        seen.iter()
+            .filter(|s| s.kind == SampleKind::Gap && &*s.miner_id == miner)
+            .inspect(|s| assert_eq!(s.code, Some(StatusCode::Late), "{s:?}"))
+            .map(|s| u64::from(s.missed.unwrap()))
+            .sum()
+    };
+    let received = |miner: &str| {
+        seen.iter()
+            .filter(|s| s.kind == SampleKind::Miner && &*s.miner_id == miner)
+            .count() as f64
+    };
+    let (slow, fast) = (late("sim-00000"), late("sim-00001"));
+    assert_eq!(slow + fast, stats.polls_late.load(Relaxed));
+    // Each poll after the first came due at least 100 ms late, less 2 ms of slack.
+    let polls = received("sim-00000");
+    assert!(
+        slow as f64 >= 0.49 * (polls - 1.0) - 1.0,
+        "{slow} late of {polls} polls"
+    );
+    let (expected, received, missed) = (
+        stats.polls_expected.load(Relaxed),
+        stats.polls_received.load(Relaxed),
+        stats.polls_missed.load(Relaxed),
+    );
+    assert_eq!(expected, received + missed);
+    assert_eq!(missed, slow + fast, "nothing else was missed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

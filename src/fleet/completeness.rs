@@ -9,6 +9,10 @@
 //! counted when it is back (or at the next failure, or at the stop), one per
 //! `interval` of it.
 //!
+//! A poll that comes due late (the one before it overran the interval, or the process
+//! was short of CPU) pushes every later poll back: the lateness adds up, and each
+//! whole interval of it is a poll missed, `late` ([`Completeness::late`]).
+//!
 //! A status stream silent past its idle timeout is a gap of its own
 //! ([`silent_stream`]): the window it said nothing in, with no `missed` polls, so a
 //! query tells it from the polls' gaps.
@@ -25,6 +29,12 @@ use crate::toolkit::sample::{Sample, SampleKind, StatusCode};
 
 /// A gap is reported at least this often while it lasts.
 pub(crate) const GAP_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Lateness up to this share of the interval is the timer's and the scheduler's, not
+/// a poll overrunning, and is not counted.
+const ON_TIME: f64 = 0.01;
+
+const LATE: &str = "the poll was not made: the polls before it took longer than the interval (slow answers, calls held back by the `rate` governors, or a collector short of CPU)";
 
 /// The missed polls of one miner, since `from`, for one reason.
 struct Gap {
@@ -48,6 +58,8 @@ pub(crate) struct Completeness {
     window: Duration,
     gap: Option<Gap>,
     down: Option<Down>,
+    /// Lateness not yet counted as a missed poll (less than an interval).
+    late: Duration,
 }
 
 impl Completeness {
@@ -57,6 +69,7 @@ impl Completeness {
             window: GAP_WINDOW,
             gap: None,
             down: None,
+            late: Duration::ZERO,
         }
     }
 
@@ -67,6 +80,26 @@ impl Completeness {
         stats.polls_received.fetch_add(1, Relaxed);
         out.extend(self.gap.take().map(|gap| gap_sample(gap, target)));
         out
+    }
+
+    /// A poll came due `by` after its time. Beyond a hundredth of the interval it adds
+    /// up, and each whole interval of it is a poll the miner did not get (`late`).
+    /// While the miner is down, its time is counted as the outage's instead.
+    pub(crate) fn late(&mut self, by: Duration, target: &Target, stats: &PoolStats) -> Vec<Sample> {
+        if self.down.is_some() || self.interval.is_zero() {
+            return Vec::new();
+        }
+        self.late += by.saturating_sub(self.interval.mul_f64(ON_TIME));
+        let polls = (self.late.as_secs_f64() / self.interval.as_secs_f64()) as u32;
+        if polls == 0 {
+            return Vec::new();
+        }
+        self.late = self.late.saturating_sub(self.interval * polls);
+        stats.polls_expected.fetch_add(u64::from(polls), Relaxed);
+        stats.polls_late.fetch_add(u64::from(polls), Relaxed);
+        self.add(StatusCode::Late, LATE, polls, target, stats)
+            .into_iter()
+            .collect()
     }
 
     /// A due poll brought nothing, for `code` (`message` says more).
@@ -247,6 +280,38 @@ mod tests {
         );
         assert_eq!(expected, received + lost);
         assert_eq!(received, 1);
+    }
+
+    #[test]
+    fn lateness_adds_up_to_missed_polls_and_a_timer_s_slack_does_not() {
+        let (stats, target) = (PoolStats::default(), targets::fixture("m1"));
+        let mut c = Completeness::new(Duration::from_millis(100));
+        // A millisecond late, 10,000 times: the timer, not a missed poll.
+        for _ in 0..10_000 {
+            assert!(c.late(Duration::from_millis(1), &target, &stats).is_empty());
+        }
+        assert_eq!(stats.polls_missed.load(Relaxed), 0);
+        // Polls that take 151 ms every 100 ms: 50 ms lost each (past the 1 ms of
+        // slack), a poll missed every second one.
+        let mut gaps = Vec::new();
+        for _ in 0..20 {
+            gaps.extend(c.late(Duration::from_millis(51), &target, &stats));
+            gaps.extend(c.received(&target, &stats));
+        }
+        assert_eq!(stats.polls_late.load(Relaxed), 10);
+        assert_eq!(stats.polls_missed.load(Relaxed), 10);
+        assert_eq!(stats.polls_received.load(Relaxed), 20);
+        assert_eq!(stats.polls_expected.load(Relaxed), 30);
+        assert_eq!(gaps.len(), 10, "each reported by the poll after it");
+        assert!(gaps
+            .iter()
+            .all(|g| g.code == Some(StatusCode::Late) && g.missed == Some(1)));
+        // Down: the outage counts its time, the lateness does not count it again.
+        assert!(c
+            .down(StatusCode::Timeout, "slow", &target, &stats)
+            .is_empty());
+        assert!(c.late(Duration::from_secs(1), &target, &stats).is_empty());
+        assert_eq!(stats.polls_late.load(Relaxed), 10);
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct PoolStats {
     pub polls_expected: AtomicU64,
     pub polls_received: AtomicU64,
     pub polls_missed: AtomicU64,
+    /// Of the missed: polls not made because the ones before overran the interval.
+    pub polls_late: AtomicU64,
     /// Status streams re-opened after they ended, failed, or went silent.
     pub stream_reopens: AtomicU64,
     /// Status stream messages read while the pipeline was full: their status is
@@ -300,7 +302,7 @@ impl Published for PoolStats {
         for (name, help, gauge) in gauges {
             out.gauge(name, help, &labels, gauge.load(Relaxed) as f64);
         }
-        let counters: [(&'static str, &'static str, &AtomicU64); 8] = [
+        let counters: [(&'static str, &'static str, &AtomicU64); 9] = [
             (
                 "rigtap_source_connect_attempts",
                 "Connection attempts.",
@@ -326,6 +328,11 @@ impl Published for PoolStats {
                 "rigtap_source_missed_polls",
                 "Polls that came due and brought nothing; each is in a `kind: gap` sample with why.",
                 &self.polls_missed,
+            ),
+            (
+                "rigtap_source_polls_late",
+                "Polls not made because the polls before them took longer than the interval (each is also a missed poll, code `late`).",
+                &self.polls_late,
             ),
             (
                 "rigtap_source_stream_reopens",

@@ -117,10 +117,13 @@ pub enum StatusCode {
     MinerError,
     /// Gaps only: the poll was not made, the pipeline being full (backpressure).
     Skipped,
+    /// Gaps only: the poll was not made, the polls before it having taken longer than
+    /// the interval.
+    Late,
 }
 
 impl StatusCode {
-    pub const ALL: [StatusCode; 13] = [
+    pub const ALL: [StatusCode; 14] = [
         StatusCode::Ok,
         StatusCode::Connecting,
         StatusCode::Unreachable,
@@ -134,6 +137,7 @@ impl StatusCode {
         StatusCode::BreakerOpen,
         StatusCode::MinerError,
         StatusCode::Skipped,
+        StatusCode::Late,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,6 +155,7 @@ impl StatusCode {
             StatusCode::BreakerOpen => "breaker_open",
             StatusCode::MinerError => "miner_error",
             StatusCode::Skipped => "skipped",
+            StatusCode::Late => "late",
         }
     }
 }

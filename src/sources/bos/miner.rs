@@ -243,6 +243,10 @@ impl MinerTask {
                 _ = stop.cancelled() => return Ok(End::Stopped),
                 _ = sleep_until(recycle_at), if stream.is_some() => return Ok(End::Recycle),
                 _ = sleep_until(next_poll) => {
+                    let late = self.completeness.late(next_poll.elapsed(), &self.target, &shared.stats);
+                    if !late.is_empty() {
+                        self.hold(late);
+                    }
                     next_poll = Instant::now()
                         + schedule::next_poll(config.interval.0, config.jitter, &mut self.rng);
                     if !self.held.is_empty() {

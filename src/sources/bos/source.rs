@@ -257,6 +257,7 @@ async fn run_with(
         polls_expected = stats.polls_expected.load(Relaxed),
         polls_received = stats.polls_received.load(Relaxed),
         polls_missed = stats.polls_missed.load(Relaxed),
+        polls_late = stats.polls_late.load(Relaxed),
         stream_reopens = stats.stream_reopens.load(Relaxed),
         logs_suppressed = status_log.suppressed(),
         "bos source finished"

@@ -101,6 +101,7 @@ async fn run(
         polls_expected = stats.polls_expected.load(Relaxed),
         polls_received = stats.polls_received.load(Relaxed),
         polls_missed = stats.polls_missed.load(Relaxed),
+        polls_late = stats.polls_late.load(Relaxed),
         "cgminer source finished"
     );
     Ok(())
@@ -153,6 +154,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         if stop.run_until_cancelled(sleep_until(next)).await.is_none() {
             break;
         }
+        owed.extend(completeness.late(next.elapsed(), &target, stats));
         next = Instant::now() + schedule::next_poll(config.interval.0, config.jitter, &mut rng);
         if !shared.emitter.room_for_a_poll() {
             let why = "the poll was skipped: the pipeline was full (backpressure)";
