@@ -48,8 +48,20 @@ struct Files {
     schema: SchemaRef,
     properties: WriterProperties,
     rotate: RotateConfig,
-    /// Unique file names: the sink's start time, the process id, then [`FILES`].
+    /// Unique file names: [`file_prefix`], then [`FILES`].
     prefix: String,
+}
+
+/// The start of this sink's file names: its start time, the process id, and 32 random
+/// bits, so a run that restarts within the same second as the last, with the same
+/// process id (pid 1 in a container), never takes a name the last one finished.
+fn file_prefix() -> String {
+    format!(
+        "part-{}-{}-{:08x}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        std::process::id(),
+        fastrand::u32(..)
+    )
 }
 
 /// Files this process has opened: the last part of each name, so a sink started
@@ -141,11 +153,7 @@ async fn run(
             properties: writer::properties(&schema, compression, config.row_group_rows),
             schema,
             rotate: config.rotate.clone(),
-            prefix: format!(
-                "part-{}-{}",
-                chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-                std::process::id()
-            ),
+            prefix: file_prefix(),
         },
         partitions: HashMap::new(),
         recent: BTreeMap::new(),
@@ -647,4 +655,15 @@ async fn write(
         Ok(Written::Finished(rows, bytes))
     });
     written.await?.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinks_started_in_the_same_second_by_the_same_process_take_other_names() {
+        let prefixes: std::collections::HashSet<String> = (0..100).map(|_| file_prefix()).collect();
+        assert_eq!(prefixes.len(), 100);
+    }
 }
