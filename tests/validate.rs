@@ -130,12 +130,71 @@ fn a_disk_buffer_is_checked_where_it_is_written() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains("FILE:13:13: sink `s` (stdout) cannot take a disk buffer")
-            && stderr.contains("sinks `k` and `s` both buffer in /tmp/b"),
+            && stderr.contains("sink `s` buffers in /tmp/b, and sink `k` buffers in /tmp/b: each needs a directory of its own"),
         "{stderr}"
     );
 
     let (code, _, stderr) = validate(&format!(
         "{kafka}    buffer: {{type: disk, path: /tmp/b, max_size: 10GiB, when_full: drop_newest}}\n"
+    ));
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// What `run` could not write, `validate` refuses at its place: a directory under a
+/// file, and two sinks' directories one inside the other (a parquet sink removes the
+/// temporaries it finds under its path at start, another sink's live files among them).
+#[test]
+fn directories_a_sink_cannot_make_or_would_share_are_refused_where_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes");
+    std::fs::write(&file, "x").unwrap();
+    let (root, file) = (dir.path().display(), file.display());
+    let (code, _, stderr) = validate(&format!(
+        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {file}/out\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!(
+            "FILE:7:11: {file} is a file, not a directory, so {file}/out cannot be made"
+        )),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate(&format!(
+        "sources:\n  g: {{type: generate}}\n  b:\n    type: bos\n    targets: {{addresses: [127.0.0.1]}}\n    username: root\n    password: x\n    record: {{path: {file}/rec}}\nsinks:\n  s: {{type: stdout, inputs: [g, b]}}\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("FILE:8:20: {file} is a file")),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate(&format!(
+        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n  q:\n    type: parquet\n    inputs: [g]\n    path: {root}/files/more\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("FILE:11:11: sink `q` writes its files into {root}/files/more, and sink `p` writes its files into {root}/files: each needs a directory of its own, neither inside the other")),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate(&format!(
+        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n    buffer: {{type: disk, path: {file}/buffer}}\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("FILE:8:32: {file} is a file")),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = validate(&format!(
+        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n    buffer: {{type: disk, path: {root}/files/buffer}}\n"
+    ));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("sink `p` buffers in"), "{stderr}");
+
+    let (code, _, stderr) = validate(&format!(
+        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n    buffer: {{type: disk, path: {root}/buffer}}\n"
     ));
     assert_eq!(code, 0, "{stderr}");
 }

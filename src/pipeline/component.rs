@@ -60,6 +60,12 @@ pub trait SinkConfig: fmt::Debug + Send + Sync {
     fn takes_disk_buffer(&self) -> bool {
         false
     }
+
+    /// The directory tree it writes its output into, if it writes files: no other
+    /// sink's files or disk buffer may be in it.
+    fn writes_into(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// A started component: its task, what it shows the operator, and, for a source

@@ -1,7 +1,7 @@
 //! Layer 1, the toolkit: what every layer above speaks, with no knowledge of
 //! components. YAML with positions and located errors ([`yaml`]), units and secrets in
 //! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
-//! its fields, latency histograms, a log-line budget, the process's open-file limit
+//! its fields, latency histograms, a log-line budget, the directories a pipeline writes, the process's open-file limit
 //! and allocator settings, an error's causes on one line, the wire types generated
 //! from proto/, and the proptest strategies and the future sizes the tests share.
 
@@ -14,6 +14,7 @@ pub(crate) mod limits;
 pub(crate) mod log_budget;
 pub mod malloc;
 pub(crate) mod panic;
+pub(crate) mod paths;
 pub mod proto;
 pub mod sample;
 pub(crate) mod secret;

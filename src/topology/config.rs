@@ -10,6 +10,7 @@ use crate::pipeline::component::{
 };
 use crate::pipeline::queue::{BufferConfig, BufferKind};
 use crate::pipeline::stats::Role;
+use crate::toolkit::paths;
 use crate::toolkit::units::{ByteSize, HumanDuration};
 use crate::toolkit::yaml::decode::{from_node, nearest, unknown_name, within, DecodeError};
 use crate::toolkit::yaml::diagnostic::Diagnostic;
@@ -112,7 +113,7 @@ pub(crate) fn decode(
     let sinks = decoder.section(Role::Sink, SINKS);
     let graph = std::mem::take(&mut decoder.graph);
     let problems = decoder.problems;
-    disk_buffers(root, &sinks, problems);
+    written_directories(root, &sinks, problems);
     for transform in transforms.iter().filter(|t| t.buffer.disk().is_some()) {
         let mark = root
             .get(section_key(Role::Transform))
@@ -390,6 +391,11 @@ fn check_disk(body: &Node, buffer: &BufferConfig) -> Result<(), DecodeError> {
                 "`path` is for a disk buffer; add `type: disk`, or remove it",
             )
         }
+        (BufferKind::Disk, Some(path)) => {
+            if let Err(message) = paths::writable_dir(path) {
+                return at("path", &message);
+            }
+        }
         _ => {}
     }
     within(
@@ -418,37 +424,52 @@ fn check_disk(body: &Node, buffer: &BufferConfig) -> Result<(), DecodeError> {
     Ok(())
 }
 
-/// Disk buffers only on sinks that take one, and one directory each.
-fn disk_buffers(root: &Node, sinks: &[Component<dyn SinkConfig>], problems: &mut Vec<Diagnostic>) {
-    let mut paths: Vec<(&std::path::Path, &str)> = Vec::new();
+/// Disk buffers only on sinks that take one; every directory a sink writes (its files,
+/// its disk buffer) its own, not shared with another nor inside another.
+fn written_directories(
+    root: &Node,
+    sinks: &[Component<dyn SinkConfig>],
+    problems: &mut Vec<Diagnostic>,
+) {
+    let mut written: Vec<(&std::path::Path, String)> = Vec::new();
     for sink in sinks {
-        let Some(disk) = &sink.buffer.path else {
-            continue;
+        let node = root.get("sinks").and_then(|s| s.get(&sink.id));
+        let mark_of = |key: &str| {
+            let at = node.and_then(|n| n.get(key));
+            at.or(node).map_or(root.mark, |n| n.mark)
         };
-        let mark = root
-            .get("sinks")
-            .and_then(|s| s.get(&sink.id))
-            .and_then(|b| b.get("buffer"))
-            .map_or(root.mark, |b| b.mark);
-        if !sink.config.takes_disk_buffer() {
-            problems.push(Diagnostic::new(
-                mark,
-                format!(
-                    "sink `{}` ({}) cannot take a disk buffer: it needs a destination that acknowledges each sample (a `kafka` or `parquet` sink)",
-                    sink.id, sink.kind
-                ),
-            ));
+        let buffer = sink.buffer.path.as_deref().map(|disk| {
+            let mark = mark_of("buffer");
+            if !sink.config.takes_disk_buffer() {
+                problems.push(Diagnostic::new(
+                    mark,
+                    format!(
+                        "sink `{}` ({}) cannot take a disk buffer: it needs a destination that acknowledges each sample (a `kafka` or `parquet` sink)",
+                        sink.id, sink.kind
+                    ),
+                ));
+            }
+            (disk, format!("sink `{}` buffers in", sink.id), mark)
+        });
+        let files = sink.config.writes_into().map(|dir| {
+            (
+                dir,
+                format!("sink `{}` writes its files into", sink.id),
+                mark_of("path"),
+            )
+        });
+        for (dir, what, mark) in files.into_iter().chain(buffer) {
+            if let Some((other, theirs)) = written.iter().find(|(p, _)| paths::overlap(p, dir)) {
+                problems.push(Diagnostic::new(
+                    mark,
+                    format!(
+                        "{what} {}, and {theirs} {}: each needs a directory of its own, neither inside the other",
+                        dir.display(),
+                        other.display()
+                    ),
+                ));
+            }
+            written.push((dir, what));
         }
-        if let Some((_, other)) = paths.iter().find(|(p, _)| *p == disk.as_path()) {
-            problems.push(Diagnostic::new(
-                mark,
-                format!(
-                    "sinks `{other}` and `{}` both buffer in {}; each needs its own directory",
-                    sink.id,
-                    disk.display()
-                ),
-            ));
-        }
-        paths.push((disk, &sink.id));
     }
 }

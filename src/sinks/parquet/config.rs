@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{de, Deserialize, Deserializer};
 
 use super::partition::PartitionTemplate;
+use crate::toolkit::paths;
 use crate::toolkit::sample::FIXED_COLUMNS;
 use crate::toolkit::units::{ByteSize, HumanDuration, MAX_DURATION, MAX_SIZE};
 use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
@@ -130,6 +131,7 @@ pub(super) fn decode(body: &Node) -> Result<ParquetConfig, DecodeError> {
     config
         .template()
         .map_err(|message| at("partition", message))?;
+    paths::writable_dir(&config.path).map_err(|message| at("path", message))?;
     let (rows, size) = (MAX_ROWS, ByteSize(MAX_BYTES));
     within(body, &["row_group_rows"], config.row_group_rows, 1, rows)?;
     within(

@@ -44,6 +44,10 @@ impl SinkConfig for config::ParquetConfig {
     fn takes_disk_buffer(&self) -> bool {
         true
     }
+
+    fn writes_into(&self) -> Option<&std::path::Path> {
+        Some(&self.path)
+    }
 }
 
 /// The registry's entry for `type: parquet`.

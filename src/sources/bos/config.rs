@@ -17,6 +17,7 @@ use crate::fleet::breaker::BreakerConfig;
 use crate::fleet::record::{RecordConfig, MAX_SIZE_RANGE};
 use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
+use crate::toolkit::paths;
 use crate::toolkit::secret::Secret;
 use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
 use crate::toolkit::yaml::decode::{from_node, unknown_name, within, DecodeError};
@@ -292,6 +293,9 @@ impl BosConfig {
                 MAX_SIZE_RANGE.0,
                 MAX_SIZE_RANGE.1,
             )?;
+            if let Err(message) = paths::writable_dir(&record.path) {
+                return at(&["record", "path"], message);
+            }
         }
         if let Err((path, message)) = self.retry.check() {
             return at(&path, message);

@@ -11,6 +11,7 @@ use crate::fleet::breaker::BreakerConfig;
 use crate::fleet::record::{RecordConfig, MAX_SIZE_RANGE};
 use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
+use crate::toolkit::paths;
 use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
 use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::node::{self, overlay, Node};
@@ -122,6 +123,9 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<CgminerConfig, Dec
     if let Some(record) = &config.record {
         let (least, most) = MAX_SIZE_RANGE;
         within(body, &["record", "max_size"], record.max_size, least, most)?;
+        if let Err(message) = paths::writable_dir(&record.path) {
+            return at(&["record", "path"], message);
+        }
     }
     if let Err((key, message)) = config.backoff.check() {
         return at(&["backoff", key], message);
