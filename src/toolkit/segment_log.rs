@@ -43,6 +43,10 @@ pub enum LogError {
     },
     #[error("a record of {0} bytes is larger than the {MAX_RECORD} a buffer record may hold")]
     TooLarge(usize),
+    #[error(
+        "record {0} was never appended: only what was read from the buffer can be acknowledged"
+    )]
+    NotAppended(u64),
 }
 
 /// What opening a log found.
@@ -569,8 +573,13 @@ impl SegmentLog {
         Ok(())
     }
 
-    /// Marks record `seq` delivered. Segments wholly delivered are deleted.
+    /// Marks record `seq` delivered. Segments wholly delivered are deleted. A number
+    /// never appended is refused: counted, it would let a segment go with a record in
+    /// it still undelivered.
     pub fn ack(&mut self, seq: u64) -> Result<(), LogError> {
+        if seq == 0 || seq >= self.next_seq {
+            return Err(LogError::NotAppended(seq));
+        }
         if self.acks.contains(seq) {
             return Ok(());
         }
@@ -702,6 +711,36 @@ mod tests {
         log.append(b"late").unwrap();
         assert_eq!(log.read_next().unwrap().unwrap().1, b"late");
         assert!(log.read_next().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_number_never_appended_cannot_acknowledge_a_record_away() {
+        let dir = tempfile::tempdir().unwrap();
+        // 1000-byte segments: the records fill several.
+        let (mut log, _) = SegmentLog::open(dir.path(), 1000, 400).unwrap();
+        for i in 0..100 {
+            log.append(&body(i)).unwrap();
+        }
+        log.flush().unwrap();
+        let read = read_all(&mut log);
+        // Everything delivered but the last record.
+        for (seq, _) in &read[..99] {
+            log.ack(*seq).unwrap();
+        }
+        for never in [0, 101, 102, u64::MAX] {
+            assert!(matches!(log.ack(never), Err(LogError::NotAppended(n)) if n == never));
+        }
+        assert_eq!(log.records(), 1);
+        log.save_acks().unwrap();
+        drop(log);
+        let (mut log, recovery) = SegmentLog::open(dir.path(), 1000, 400).unwrap();
+        assert_eq!(recovery.pending, 1);
+        let read = read_all(&mut log);
+        assert_eq!(
+            read,
+            [(100, body(99))],
+            "record 100 is still there to deliver"
+        );
     }
 
     #[test]
