@@ -157,7 +157,7 @@ fn main() {
         options.budget
     );
     println!("| miners | online | samples/s expected | delivered/s | collector CPU (cores) | RSS MiB | RSS KiB/miner | simulators RSS MiB | age p50/p95/p99 | polls skipped | polls late | dropped |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for &miners in &options.miners {
         let row = run(&rigtap, miners, &options);

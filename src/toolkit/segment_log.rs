@@ -329,6 +329,10 @@ impl SegmentLog {
         let mut segments = VecDeque::new();
         let mut next_seq = acks.upto + 1;
         for first_seq in firsts {
+            // A segment is named after the first number it holds: every number below
+            // was handed out, even when the segments holding them were deleted and
+            // their acknowledgements not yet saved.
+            next_seq = next_seq.max(first_seq);
             let path = segment_path(dir, first_seq);
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             let Scanned {
@@ -741,6 +745,43 @@ mod tests {
             [(100, body(99))],
             "record 100 is still there to deliver"
         );
+    }
+
+    /// Delivered and acknowledged, the segments deleted, then killed before the
+    /// acknowledgements were saved: what is left names the next number, which is never
+    /// handed out again, and the numbers delivered can still be acknowledged (a parquet
+    /// sink's commit marker does so at its next start).
+    #[test]
+    fn numbers_are_never_reused_after_acknowledged_segments_went_unsaved() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = SegmentLog::open(dir.path(), 1 << 20, 400).unwrap();
+            for i in 0..100 {
+                log.append(&body(i)).unwrap();
+            }
+            log.flush().unwrap();
+        }
+        {
+            // A new run: appends would go to a fresh segment named 101.
+            let (mut log, _) = SegmentLog::open(dir.path(), 1 << 20, 400).unwrap();
+            for (seq, _) in read_all(&mut log) {
+                log.ack(seq).unwrap();
+            }
+            assert_eq!(log.records(), 0);
+            // Killed here: the acknowledgements were never saved.
+        }
+        let (mut log, recovery) = SegmentLog::open(dir.path(), 1 << 20, 400).unwrap();
+        assert_eq!(recovery.pending, 0, "the segments holding 1..=100 are gone");
+        for seq in 1..=100 {
+            log.ack(seq).unwrap();
+        }
+        assert_eq!(log.append(b"next").unwrap(), 101);
+        assert_eq!(
+            log.records(),
+            1,
+            "the new record is not taken for delivered"
+        );
+        assert_eq!(read_all(&mut log), [(101, b"next".to_vec())]);
     }
 
     #[test]
