@@ -130,7 +130,7 @@ fn a_disk_buffer_is_checked_where_it_is_written() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains("FILE:13:13: sink `s` (stdout) cannot take a disk buffer")
-            && stderr.contains("sink `s` buffers in /tmp/b, and sink `k` buffers in /tmp/b: each needs a directory of its own"),
+            && stderr.contains("sink `s` buffers in /tmp/b, and sink `k` buffers in /tmp/b: each sink needs a directory of its own"),
         "{stderr}"
     );
 
@@ -174,7 +174,7 @@ fn directories_a_sink_cannot_make_or_would_share_are_refused_where_written() {
     ));
     assert_eq!(code, 2);
     assert!(
-        stderr.contains(&format!("FILE:11:11: sink `q` writes its files into {root}/files/more, and sink `p` writes its files into {root}/files: each needs a directory of its own, neither inside the other")),
+        stderr.contains(&format!("FILE:11:11: sink `q` writes its files into {root}/files/more, and sink `p` writes its files into {root}/files: a parquet sink's tree is its own")),
         "{stderr}"
     );
 
@@ -187,11 +187,16 @@ fn directories_a_sink_cannot_make_or_would_share_are_refused_where_written() {
         "{stderr}"
     );
 
+    // Another sink's buffer in a parquet sink's tree: refused; its own: as before.
     let (code, _, stderr) = validate(&format!(
-        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n    buffer: {{type: disk, path: {root}/files/buffer}}\n"
+        "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n    buffer: {{type: disk, path: {root}/files/buffer}}\n  k:\n    type: kafka\n    inputs: [g]\n    brokers: 127.0.0.1:9092\n    topic: t\n    buffer: {{type: disk, path: {root}/files/kafka}}\n"
     ));
     assert_eq!(code, 2);
-    assert!(stderr.contains("sink `p` buffers in"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("FILE:14:13: sink `k` buffers in {root}/files/kafka, and sink `p` writes its files into {root}/files: a parquet sink's tree is its own")),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 
     let (code, _, stderr) = validate(&format!(
         "sources:\n  g: {{type: generate}}\nsinks:\n  p:\n    type: parquet\n    inputs: [g]\n    path: {root}/files\n    buffer: {{type: disk, path: {root}/buffer}}\n"

@@ -9,9 +9,10 @@
 //! counted when it is back (or at the next failure, or at the stop), one per
 //! `interval` of it.
 //!
-//! A poll that comes due late (the one before it overran the interval, or the process
-//! was short of CPU) pushes every later poll back: the lateness adds up, and each
-//! whole interval of it is a poll missed, `late` ([`Completeness::late`]).
+//! A poll that comes due late pushes every later poll back: the lateness adds up, and
+//! each whole interval of it is a poll missed ([`Completeness::late`]): `late` when the
+//! poll before overran the interval (or the process was short of CPU), `skipped` when
+//! the loop waited for room downstream.
 //!
 //! A status stream silent past its idle timeout is a gap of its own
 //! ([`silent_stream`]): the window it said nothing in, with no `missed` polls, so a
@@ -36,6 +37,17 @@ const ON_TIME: f64 = 0.01;
 
 const LATE: &str = "the poll was not made: the polls before it took longer than the interval (slow answers, calls held back by the `rate` governors, or a collector short of CPU)";
 
+const HELD_BACK: &str = "the poll was not made: the pipeline was full (backpressure)";
+
+/// Why a poll came due late.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Overdue {
+    /// The poll before it took longer than the interval: counted `late`.
+    Overrun,
+    /// The miner's loop waited for room downstream: counted `skipped`.
+    HeldBack,
+}
+
 /// The missed polls of one miner, since `from`, for one reason.
 struct Gap {
     from: DateTime<Utc>,
@@ -58,8 +70,9 @@ pub(crate) struct Completeness {
     window: Duration,
     gap: Option<Gap>,
     down: Option<Down>,
-    /// Lateness not yet counted as a missed poll (less than an interval).
+    /// Lateness not yet counted as a missed poll (less than an interval), by cause.
     late: Duration,
+    held_back: Duration,
 }
 
 impl Completeness {
@@ -70,6 +83,7 @@ impl Completeness {
             gap: None,
             down: None,
             late: Duration::ZERO,
+            held_back: Duration::ZERO,
         }
     }
 
@@ -82,22 +96,37 @@ impl Completeness {
         out
     }
 
-    /// A poll came due `by` after its time. Beyond a hundredth of the interval it adds
-    /// up, and each whole interval of it is a poll the miner did not get (`late`).
-    /// While the miner is down, its time is counted as the outage's instead.
-    pub(crate) fn late(&mut self, by: Duration, target: &Target, stats: &PoolStats) -> Vec<Sample> {
+    /// A poll came due `by` after its time, for `why`. It adds up (an overrun beyond a
+    /// hundredth of the interval, the timer's slack), and each whole interval of it is
+    /// a poll the miner did not get. While the miner is down, its time is counted as
+    /// the outage's instead.
+    pub(crate) fn late(
+        &mut self,
+        by: Duration,
+        why: Overdue,
+        target: &Target,
+        stats: &PoolStats,
+    ) -> Vec<Sample> {
         if self.down.is_some() || self.interval.is_zero() {
             return Vec::new();
         }
-        self.late += by.saturating_sub(self.interval.mul_f64(ON_TIME));
-        let polls = (self.late.as_secs_f64() / self.interval.as_secs_f64()) as u32;
+        let (carried, slack) = match why {
+            Overdue::Overrun => (&mut self.late, self.interval.mul_f64(ON_TIME)),
+            Overdue::HeldBack => (&mut self.held_back, Duration::ZERO),
+        };
+        *carried += by.saturating_sub(slack);
+        let polls = (carried.as_secs_f64() / self.interval.as_secs_f64()) as u32;
         if polls == 0 {
             return Vec::new();
         }
-        self.late = self.late.saturating_sub(self.interval * polls);
+        *carried = carried.saturating_sub(self.interval * polls);
         stats.polls_expected.fetch_add(u64::from(polls), Relaxed);
-        stats.polls_late.fetch_add(u64::from(polls), Relaxed);
-        self.add(StatusCode::Late, LATE, polls, target, stats)
+        let (code, message, counter) = match why {
+            Overdue::Overrun => (StatusCode::Late, LATE, &stats.polls_late),
+            Overdue::HeldBack => (StatusCode::Skipped, HELD_BACK, &stats.polls_skipped),
+        };
+        counter.fetch_add(u64::from(polls), Relaxed);
+        self.add(code, message, polls, target, stats)
             .into_iter()
             .collect()
     }
@@ -132,6 +161,8 @@ impl Completeness {
             return Vec::new();
         }
         let window_over = same.is_some();
+        // Lateness left over from before is not carried past an outage.
+        (self.late, self.held_back) = (Duration::ZERO, Duration::ZERO);
         let mut out = self.back(target, stats);
         if window_over {
             out.extend(self.gap.take().map(|gap| gap_sample(gap, target)));
@@ -288,14 +319,16 @@ mod tests {
         let mut c = Completeness::new(Duration::from_millis(100));
         // A millisecond late, 10,000 times: the timer, not a missed poll.
         for _ in 0..10_000 {
-            assert!(c.late(Duration::from_millis(1), &target, &stats).is_empty());
+            assert!(c
+                .late(Duration::from_millis(1), Overdue::Overrun, &target, &stats)
+                .is_empty());
         }
         assert_eq!(stats.polls_missed.load(Relaxed), 0);
         // Polls that take 151 ms every 100 ms: 50 ms lost each (past the 1 ms of
         // slack), a poll missed every second one.
         let mut gaps = Vec::new();
         for _ in 0..20 {
-            gaps.extend(c.late(Duration::from_millis(51), &target, &stats));
+            gaps.extend(c.late(Duration::from_millis(51), Overdue::Overrun, &target, &stats));
             gaps.extend(c.received(&target, &stats));
         }
         assert_eq!(stats.polls_late.load(Relaxed), 10);
@@ -310,8 +343,39 @@ mod tests {
         assert!(c
             .down(StatusCode::Timeout, "slow", &target, &stats)
             .is_empty());
-        assert!(c.late(Duration::from_secs(1), &target, &stats).is_empty());
+        assert!(c
+            .late(Duration::from_secs(1), Overdue::Overrun, &target, &stats)
+            .is_empty());
         assert_eq!(stats.polls_late.load(Relaxed), 10);
+
+        // Waiting for room downstream: skipped polls, with no slack, and apart from
+        // lateness.
+        let (stats, mut c) = (
+            PoolStats::default(),
+            Completeness::new(Duration::from_millis(100)),
+        );
+        let mut gaps = c.late(
+            Duration::from_millis(250),
+            Overdue::HeldBack,
+            &target,
+            &stats,
+        );
+        gaps.extend(c.late(
+            Duration::from_millis(50),
+            Overdue::HeldBack,
+            &target,
+            &stats,
+        ));
+        gaps.extend(c.late(Duration::from_millis(99), Overdue::Overrun, &target, &stats));
+        gaps.extend(c.close(&target, &stats));
+        assert_eq!(stats.polls_skipped.load(Relaxed), 3);
+        assert_eq!(stats.polls_late.load(Relaxed), 0);
+        assert_eq!(stats.polls_missed.load(Relaxed), 3);
+        assert_eq!(stats.polls_expected.load(Relaxed), 3);
+        let [gap] = &gaps[..] else {
+            panic!("one gap: {gaps:?}");
+        };
+        assert_eq!((gap.code, gap.missed), (Some(StatusCode::Skipped), Some(3)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Directories the pipeline will write, checked at validate time without touching
-//! them: that each can be made (or is there) and written, and whether two overlap.
+//! them: that each can be made (or is there) and written, and whether one is inside
+//! another.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -22,8 +23,17 @@ pub(crate) fn writable_dir(dir: &Path) -> Result<(), String> {
     }
     let c_path = CString::new(existing.as_os_str().as_bytes())
         .map_err(|_| format!("{} holds a NUL byte", dir.display()))?;
-    // SAFETY: a valid NUL-terminated path; access(2) only reads it.
-    if unsafe { libc::access(c_path.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+    // As the effective user, whom the writes will be made as.
+    // SAFETY: a valid NUL-terminated path; faccessat(2) only reads it.
+    let denied = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    } != 0;
+    if denied {
         let error = std::io::Error::last_os_error();
         return Err(match existing == absolute {
             true => format!("{} cannot be written: {error}", dir.display()),
@@ -37,11 +47,10 @@ pub(crate) fn writable_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `a` and `b` are the same directory or one is inside the other, as written
-/// (relative to the working directory; symbolic links are not followed).
-pub(crate) fn overlap(a: &Path, b: &Path) -> bool {
-    let (a, b) = (absolute(a), absolute(b));
-    a.starts_with(&b) || b.starts_with(&a)
+/// Whether `inner` is `outer` or inside it, as written (relative to the working
+/// directory; symbolic links are not followed).
+pub(crate) fn within(inner: &Path, outer: &Path) -> bool {
+    absolute(inner).starts_with(absolute(outer))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -79,13 +88,15 @@ mod tests {
     }
 
     #[test]
-    fn paths_overlap_when_equal_or_nested_as_written() {
+    fn within_compares_paths_as_written() {
         let cwd = std::env::current_dir().unwrap();
-        assert!(overlap(Path::new("out"), &cwd.join("out")));
-        assert!(overlap(Path::new("out/./a/../"), Path::new("out")));
-        assert!(overlap(Path::new("/data"), Path::new("/data/buffer")));
-        assert!(overlap(Path::new("/data/x/.."), Path::new("/data/buffer")));
-        assert!(!overlap(Path::new("/data/a"), Path::new("/data/ab")));
-        assert!(!overlap(Path::new("/data/a"), Path::new("/data/b")));
+        assert!(within(Path::new("out"), &cwd.join("out")));
+        assert!(within(&cwd.join("out"), Path::new("out")));
+        assert!(within(Path::new("out/./a/../"), Path::new("out")));
+        assert!(within(Path::new("/data/buffer"), Path::new("/data")));
+        assert!(within(Path::new("/data/buffer"), Path::new("/data/x/..")));
+        assert!(!within(Path::new("/data"), Path::new("/data/buffer")));
+        assert!(!within(Path::new("/data/ab"), Path::new("/data/a")));
+        assert!(!within(Path::new("/data/a"), Path::new("/data/b")));
     }
 }

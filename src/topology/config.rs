@@ -423,22 +423,37 @@ fn check_disk(body: &Node, buffer: &BufferConfig) -> Result<(), DecodeError> {
     }
     Ok(())
 }
-
-/// Disk buffers only on sinks that take one; every directory a sink writes (its files,
-/// its disk buffer) its own, not shared with another nor inside another.
+/// Disk buffers only on sinks that take one. The directories sinks write (a Parquet
+/// sink's tree, disk buffers) are each one sink's: no two sinks write into the same
+/// one, and nothing of another sink is inside a Parquet sink's tree (it removes the
+/// temporaries it finds there at start, and its readers would read the other's files).
 fn written_directories(
     root: &Node,
     sinks: &[Component<dyn SinkConfig>],
     problems: &mut Vec<Diagnostic>,
 ) {
-    let mut written: Vec<(&std::path::Path, String)> = Vec::new();
+    struct Written<'a> {
+        sink: &'a str,
+        dir: &'a std::path::Path,
+        /// A Parquet sink's tree, rather than a disk buffer.
+        tree: bool,
+    }
+    let describe = |w: &Written<'_>| match w.tree {
+        true => format!(
+            "sink `{}` writes its files into {}",
+            w.sink,
+            w.dir.display()
+        ),
+        false => format!("sink `{}` buffers in {}", w.sink, w.dir.display()),
+    };
+    let mut written: Vec<Written<'_>> = Vec::new();
     for sink in sinks {
         let node = root.get("sinks").and_then(|s| s.get(&sink.id));
         let mark_of = |key: &str| {
             let at = node.and_then(|n| n.get(key));
             at.or(node).map_or(root.mark, |n| n.mark)
         };
-        let buffer = sink.buffer.path.as_deref().map(|disk| {
+        let buffer = sink.buffer.path.as_deref().map(|dir| {
             let mark = mark_of("buffer");
             if !sink.config.takes_disk_buffer() {
                 problems.push(Diagnostic::new(
@@ -449,27 +464,41 @@ fn written_directories(
                     ),
                 ));
             }
-            (disk, format!("sink `{}` buffers in", sink.id), mark)
+            (Written { sink: &sink.id, dir, tree: false }, mark)
         });
-        let files = sink.config.writes_into().map(|dir| {
+        let tree = sink.config.writes_into().map(|dir| {
             (
-                dir,
-                format!("sink `{}` writes its files into", sink.id),
+                Written {
+                    sink: &sink.id,
+                    dir,
+                    tree: true,
+                },
                 mark_of("path"),
             )
         });
-        for (dir, what, mark) in files.into_iter().chain(buffer) {
-            if let Some((other, theirs)) = written.iter().find(|(p, _)| paths::overlap(p, dir)) {
+        for (new, mark) in tree.into_iter().chain(buffer) {
+            let clash = written.iter().find_map(|old| {
+                if old.sink == new.sink {
+                    return None;
+                }
+                if paths::within(new.dir, old.dir) && paths::within(old.dir, new.dir) {
+                    Some("each sink needs a directory of its own")
+                } else if old.tree && paths::within(new.dir, old.dir)
+                    || new.tree && paths::within(old.dir, new.dir)
+                {
+                    Some("a parquet sink's tree is its own: it removes the temporaries it finds in it at start, and its readers would read the other sink's files")
+                } else {
+                    None
+                }
+                .map(|why| (old, why))
+            });
+            if let Some((old, why)) = clash {
                 problems.push(Diagnostic::new(
                     mark,
-                    format!(
-                        "{what} {}, and {theirs} {}: each needs a directory of its own, neither inside the other",
-                        dir.display(),
-                        other.display()
-                    ),
+                    format!("{}, and {}: {why}", describe(&new), describe(old)),
                 ));
             }
-            written.push((dir, what));
+            written.push(new);
         }
     }
 }

@@ -20,7 +20,7 @@ use super::pool::{Connection, ConnectionPool};
 use super::record;
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
-use crate::fleet::completeness::{silent_stream, Completeness};
+use crate::fleet::completeness::{silent_stream, Completeness, Overdue};
 use crate::fleet::emit::Emitter;
 use crate::fleet::fair_rate::{quota, CALL_BURST};
 use crate::fleet::record::Recorder;
@@ -226,7 +226,7 @@ impl MinerTask {
         self.poll_problem = None;
         self.refresh();
 
-        let recycle_at = Instant::from_std(first.retire_at);
+        let recycle_at = first.retire_at;
         let mut next_poll = Instant::now() + schedule::first_poll(config.interval.0, &mut self.rng);
         let mut connection = Some(first);
         // Absolute, not per wait: the loop wakes for polls far more often than the
@@ -243,7 +243,9 @@ impl MinerTask {
                 _ = stop.cancelled() => return Ok(End::Stopped),
                 _ = sleep_until(recycle_at), if stream.is_some() => return Ok(End::Recycle),
                 _ = sleep_until(next_poll) => {
-                    let late = self.completeness.late(next_poll.elapsed(), &self.target, &shared.stats);
+                    // Nothing in this loop waits for room downstream (answers are held
+                    // instead), so a poll comes due late only after one that overran.
+                    let late = self.completeness.late(next_poll.elapsed(), Overdue::Overrun, &self.target, &shared.stats);
                     if !late.is_empty() {
                         self.hold(late);
                     }
@@ -387,11 +389,13 @@ impl MinerTask {
     }
 
     /// A poll-only miner's parked connection, or a new one if it was evicted or is
-    /// past its life.
+    /// past its life. A retired one is closed first: it would hold its place under
+    /// `max_connections` while the new one waits for a place.
     async fn unpark(&mut self, stop: &CancellationToken) -> Result<Option<Connection>, Failure> {
-        match self.shared.pool.take(self.index) {
-            Some(conn) if !conn.retired() => Ok(Some(conn)),
-            _ => self.connect(stop).await,
+        let parked = self.shared.pool.take(self.index).filter(|c| !c.retired());
+        match parked {
+            Some(conn) => Ok(Some(conn)),
+            None => self.connect(stop).await,
         }
     }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant as TokioInstant;
 
 use super::channel::MinerChannel;
 use crate::fleet::stats::PoolStats;
@@ -24,7 +25,7 @@ pub(crate) struct Connection {
     pub channel: MinerChannel,
     /// When it is recycled: a poll-only miner reconnects at its first poll after,
     /// a streaming miner's session ends there.
-    pub(crate) retire_at: Instant,
+    pub(crate) retire_at: TokioInstant,
     /// Whether it has served calls: the first client on it is a new channel's.
     pub(crate) served: std::sync::atomic::AtomicBool,
     _permit: OwnedSemaphorePermit,
@@ -34,7 +35,7 @@ pub(crate) struct Connection {
 impl Connection {
     /// Past its life: not to be used for another poll.
     pub(crate) fn retired(&self) -> bool {
-        Instant::now() >= self.retire_at
+        TokioInstant::now() >= self.retire_at
     }
 }
 
@@ -92,7 +93,7 @@ impl ConnectionPool {
         self.stats.connections_open.fetch_add(1, Relaxed);
         Connection {
             channel,
-            retire_at: Instant::now() + life,
+            retire_at: TokioInstant::now() + life,
             served: Default::default(),
             _permit: slot.0,
             stats: self.stats.clone(),

@@ -20,7 +20,7 @@ use super::dialect::{samples, Answers};
 use super::wire::{exchange, WireError};
 use crate::fleet::backoff::Backoff;
 use crate::fleet::breaker::Breaker;
-use crate::fleet::completeness::Completeness;
+use crate::fleet::completeness::{Completeness, Overdue};
 use crate::fleet::emit::{self, Emitter};
 use crate::fleet::fair_rate::FairRateLimiter;
 use crate::fleet::record::Recorder;
@@ -144,6 +144,8 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         shared.emitter.send(vec![sample]).await;
     }
     let mut next = Instant::now() + schedule::first_poll(config.interval.0, &mut rng);
+    // How long the last poll's samples waited for room downstream.
+    let mut held_back = Duration::ZERO;
     loop {
         if let Some(wait) = breaker.wait(std::time::Instant::now()) {
             let _open = GaugeGuard::up(&stats.breaker_open);
@@ -154,7 +156,12 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
         if stop.run_until_cancelled(sleep_until(next)).await.is_none() {
             break;
         }
-        owed.extend(completeness.late(next.elapsed(), &target, stats));
+        // Of the lateness, what the samples' wait for room caused is backpressure
+        // (`skipped`); the rest is the poll's own overrun (`late`).
+        let late = next.elapsed();
+        let waited = std::mem::take(&mut held_back).min(late);
+        owed.extend(completeness.late(waited, Overdue::HeldBack, &target, stats));
+        owed.extend(completeness.late(late - waited, Overdue::Overrun, &target, stats));
         next = Instant::now() + schedule::next_poll(config.interval.0, config.jitter, &mut rng);
         if !shared.emitter.room_for_a_poll() {
             let why = "the poll was skipped: the pipeline was full (backpressure)";
@@ -209,7 +216,9 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
                 ));
             }
         }
+        let sending = Instant::now();
         shared.emitter.send(out).await;
+        held_back = sending.elapsed();
         if let Some(delay) = delay {
             let _waiting = GaugeGuard::up(&stats.in_backoff);
             if stop.run_until_cancelled(sleep(delay)).await.is_none() {
