@@ -486,7 +486,7 @@ fn written_directories(
                 } else if old.tree && paths::within(new.dir, old.dir)
                     || new.tree && paths::within(old.dir, new.dir)
                 {
-                    Some("a parquet sink's tree is its own: it removes the temporaries it finds in it at start, and its readers would read the other sink's files")
+                    Some("a parquet sink's tree is its own (it clears the temporaries it finds there at start): keep other sinks' files and buffers out of it")
                 } else {
                     None
                 }
