@@ -15,7 +15,10 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::toolkit::paths;
 use crate::toolkit::units::ByteSize;
+use crate::toolkit::yaml::decode::{within, DecodeError};
+use crate::toolkit::yaml::node::Node;
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +33,18 @@ fn default_max_size() -> ByteSize {
 }
 
 /// The bounds of `record.max_size`.
-pub(crate) const MAX_SIZE_RANGE: (ByteSize, ByteSize) = (ByteSize(1 << 20), ByteSize(1 << 40));
+const MAX_SIZE_RANGE: (ByteSize, ByteSize) = (ByteSize(1 << 20), ByteSize(1 << 40));
+
+impl RecordConfig {
+    /// Its bounds, and a directory this process can make and write; `body` is the
+    /// source's, where an error is placed.
+    pub(crate) fn check(&self, body: &Node) -> Result<(), DecodeError> {
+        let (least, most) = MAX_SIZE_RANGE;
+        within(body, &["record", "max_size"], self.max_size, least, most)?;
+        paths::writable_dir(&self.path)
+            .map_err(|message| DecodeError::at_path(body, &["record", "path"], message))
+    }
+}
 
 /// The recording's directory cannot be written.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,10 @@
 //! Layer 1, the toolkit: what every layer above speaks, with no knowledge of
 //! components. YAML with positions and located errors ([`yaml`]), units and secrets in
 //! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
-//! its fields, latency histograms, a log-line budget, the directories a pipeline writes, the process's open-file limit
-//! and allocator settings, an error's causes on one line, the wire types generated
-//! from proto/, and the proptest strategies and the future sizes the tests share.
+//! its fields, latency histograms, a log-line budget, the directories a pipeline
+//! writes, the process's open-file limit and allocator settings, an error's causes on
+//! one line, the wire types generated from proto/, and the proptest strategies and the
+//! future sizes the tests share.
 
 pub(crate) mod error_chain;
 #[cfg(test)]

@@ -423,10 +423,11 @@ fn check_disk(body: &Node, buffer: &BufferConfig) -> Result<(), DecodeError> {
     }
     Ok(())
 }
+
 /// Disk buffers only on sinks that take one. The directories sinks write (a Parquet
 /// sink's tree, disk buffers) are each one sink's: no two sinks write into the same
-/// one, and nothing of another sink is inside a Parquet sink's tree (it removes the
-/// temporaries it finds there at start, and its readers would read the other's files).
+/// one, and nothing of another sink is inside a Parquet sink's tree (it clears the
+/// temporaries it finds there at start).
 fn written_directories(
     root: &Node,
     sinks: &[Component<dyn SinkConfig>],

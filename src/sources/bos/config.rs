@@ -14,10 +14,9 @@ use super::retry::RetryConfig;
 use super::tls::TlsConfig;
 use crate::fleet::backoff::BackoffConfig;
 use crate::fleet::breaker::BreakerConfig;
-use crate::fleet::record::{RecordConfig, MAX_SIZE_RANGE};
+use crate::fleet::record::RecordConfig;
 use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
-use crate::toolkit::paths;
 use crate::toolkit::secret::Secret;
 use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
 use crate::toolkit::yaml::decode::{from_node, unknown_name, within, DecodeError};
@@ -286,16 +285,7 @@ impl BosConfig {
             ByteSize(MAX_MESSAGE),
         )?;
         if let Some(record) = &self.record {
-            within(
-                body,
-                &["record", "max_size"],
-                record.max_size,
-                MAX_SIZE_RANGE.0,
-                MAX_SIZE_RANGE.1,
-            )?;
-            if let Err(message) = paths::writable_dir(&record.path) {
-                return at(&["record", "path"], message);
-            }
+            record.check(body)?;
         }
         if let Err((path, message)) = self.retry.check() {
             return at(&path, message);

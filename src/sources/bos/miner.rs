@@ -245,7 +245,12 @@ impl MinerTask {
                 _ = sleep_until(next_poll) => {
                     // Nothing in this loop waits for room downstream (answers are held
                     // instead), so a poll comes due late only after one that overran.
-                    let late = self.completeness.late(next_poll.elapsed(), Overdue::Overrun, &self.target, &shared.stats);
+                    let late = self.completeness.late(
+                        next_poll.elapsed(),
+                        Overdue::Overrun,
+                        &self.target,
+                        &shared.stats,
+                    );
                     if !late.is_empty() {
                         self.hold(late);
                     }

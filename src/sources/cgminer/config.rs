@@ -8,10 +8,9 @@ use serde::Deserialize;
 
 use crate::fleet::backoff::BackoffConfig;
 use crate::fleet::breaker::BreakerConfig;
-use crate::fleet::record::{RecordConfig, MAX_SIZE_RANGE};
+use crate::fleet::record::RecordConfig;
 use crate::fleet::targets::{Shard, Target, TargetError, TargetsConfig};
 use crate::pipeline::component::DecodeContext;
-use crate::toolkit::paths;
 use crate::toolkit::units::{ByteSize, HumanDuration, Rate, MAX_DURATION};
 use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::node::{self, overlay, Node};
@@ -121,11 +120,7 @@ pub fn decode(body: &Node, context: &DecodeContext) -> Result<CgminerConfig, Dec
     )?;
     within(body, &["batch_size"], config.batch_size, 1, 100_000)?;
     if let Some(record) = &config.record {
-        let (least, most) = MAX_SIZE_RANGE;
-        within(body, &["record", "max_size"], record.max_size, least, most)?;
-        if let Err(message) = paths::writable_dir(&record.path) {
-            return at(&["record", "path"], message);
-        }
+        record.check(body)?;
     }
     if let Err((key, message)) = config.backoff.check() {
         return at(&["backoff", key], message);
