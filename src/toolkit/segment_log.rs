@@ -166,6 +166,9 @@ pub struct SegmentLog {
     next_seq: u64,
     acks: Acks,
     acks_saved: bool,
+    /// A segment file was made since the directory was last synced: its name is on
+    /// disk only once the directory is.
+    dir_synced: bool,
     cursor: Cursor,
     /// Records damaged on disk since they were appended: found by the reader, gone.
     lost: u64,
@@ -387,6 +390,7 @@ impl SegmentLog {
             next_seq,
             acks,
             acks_saved: true,
+            dir_synced: false,
             cursor: Cursor {
                 segment: 0,
                 reader: None,
@@ -458,11 +462,20 @@ impl SegmentLog {
         self.writer.flush().map_err(io(path))
     }
 
-    /// Makes what was appended survive a power loss.
+    /// Makes what was appended survive a power loss: the segment's data, and the
+    /// directory when a segment was made since (a new file's name is not on disk
+    /// until its directory is).
     pub fn sync(&mut self) -> Result<(), LogError> {
         self.flush()?;
         let path = &self.segments.back().expect("a segment").path;
-        self.writer.get_ref().sync_data().map_err(io(path))
+        self.writer.get_ref().sync_data().map_err(io(path))?;
+        if !self.dir_synced {
+            File::open(&self.dir)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io(&self.dir))?;
+            self.dir_synced = true;
+        }
+        Ok(())
     }
 
     fn roll(&mut self) -> Result<(), LogError> {
@@ -474,6 +487,7 @@ impl SegmentLog {
             .open(&path)
             .map_err(io(&path))?;
         self.writer = BufWriter::new(file);
+        self.dir_synced = false;
         self.segments
             .push_back(Segment::new(self.next_seq, path, 0));
         Ok(())
