@@ -458,6 +458,47 @@ fn more_partitions_than_max_open_files_finish_files_early_and_lose_nothing() {
     assert!(files(dir.path(), &|n| is_temporary(n)).is_empty());
 }
 
+/// At the end the files of 40 partitions are finished four at a time, and one
+/// partition's directory cannot be made (a file in its place). The writes under way
+/// are seen to their end: what reached files is counted delivered and DuckDB reads it,
+/// the rest is counted dropped, and the run fails naming the path.
+#[test]
+fn a_partition_failing_while_files_finish_together_leaves_nothing_uncounted() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    std::fs::create_dir(&root).unwrap();
+    let blocker = root.join("miner_id=gen-00007");
+    std::fs::write(&blocker, "x").unwrap();
+    // Nothing is written before the end: each miner's 100 samples wait in memory.
+    let yaml = format!(
+        "
+sources:
+  gen: {{type: generate, count: 4000, miners: 40, seed: 9, batch_size: 200}}
+sinks:
+  files:
+    type: parquet
+    inputs: [gen]
+    path: {}
+    partition: miner_id={{miner_id}}/
+    batch: {{max_rows: 100000, timeout: 5m}}
+",
+        root.display()
+    );
+    let (code, logs, stderr) = start(&yaml, &[]).finish(Duration::from_secs(120));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains(&blocker.display().to_string()), "{stderr}");
+    let counts = finished(&logs, "files");
+    let count = |key: &str| counts[key].as_u64().unwrap();
+    assert_eq!(count("samples_in"), 4000);
+    assert_eq!(count("samples_out") + count("dropped"), 4000, "{counts}");
+    // Partitions are finished in order of their names: the seven before the blocked
+    // one were launched before it failed, and were seen to their end.
+    assert!(count("samples_out") >= 700, "{counts}");
+    assert!(count("dropped") >= 100, "the blocked miner's: {counts}");
+    assert_eq!(duckdb(&root, "table")["rows"], count("samples_out"));
+    assert!(files(&root, &|n| is_temporary(n)).is_empty());
+}
+
 #[test]
 fn a_sink_short_of_memory_budget_writes_out_instead_of_holding_and_loses_nothing() {
     // 64 KiB cannot hold one batch of 200 samples beside what the sink buffers: every

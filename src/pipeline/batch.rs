@@ -121,6 +121,28 @@ impl Reservation {
         }
         true
     }
+
+    /// Moves up to `bytes` of what this reservation holds into a new one, without
+    /// giving them back to the budget in between (where another component could take
+    /// them): memory that changes hands stays charged.
+    pub(crate) fn split_off(&mut self, bytes: usize) -> Reservation {
+        Reservation {
+            budget: self.budget.clone(),
+            held: self
+                .held
+                .as_mut()
+                .and_then(|permit| permit.split(bytes.min(permit.num_permits()))),
+        }
+    }
+
+    /// Takes over what `other` holds.
+    pub(crate) fn merge(&mut self, mut other: Reservation) {
+        match (self.held.as_mut(), other.held.take()) {
+            (Some(held), Some(permit)) => held.merge(permit),
+            (None, permit) => self.held = permit,
+            (Some(_), None) => {}
+        }
+    }
 }
 
 /// Samples that travel together between stages, with their memory charge.
@@ -254,6 +276,29 @@ mod tests {
         assert_eq!(budget.in_use(), 100 + batch_bytes);
         drop(reservation);
         assert_eq!(budget.in_use(), batch_bytes);
+    }
+
+    #[test]
+    fn memory_that_changes_hands_stays_charged() {
+        let budget = MemoryBudget::new(1000);
+        let mut sink = Reservation::new(&budget);
+        assert!(sink.try_resize(900));
+        let mut moved = sink.split_off(300);
+        assert_eq!(
+            (sink.bytes(), moved.bytes(), budget.in_use()),
+            (600, 300, 900)
+        );
+        assert!(!moved.try_resize(500), "the budget has 100 left, not 200");
+        let more = sink.split_off(5000);
+        assert_eq!(
+            (sink.bytes(), more.bytes()),
+            (0, 600),
+            "no more than it holds"
+        );
+        moved.merge(more);
+        assert_eq!((moved.bytes(), budget.in_use()), (900, 900));
+        drop(moved);
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[tokio::test]

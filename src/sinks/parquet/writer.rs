@@ -172,16 +172,9 @@ impl OpenFile {
     /// when every column compresses its last page at once.
     pub(super) fn memory(&self) -> usize {
         let encoded = self.writer.memory_size();
-        let rows = self.writer.in_progress_rows();
         let mut zstd = 0;
-        if self.zstd && rows > 0 {
-            // A column compresses a page at page_rows rows, or sooner at page_bytes
-            // bytes: before page_rows, at most one column for each page_bytes encoded.
-            let compressing = match rows >= self.page_rows {
-                true => self.columns,
-                false => (encoded / self.page_bytes.max(1)).min(self.columns),
-            };
-            zstd = ZSTD_DECOMPRESSOR * self.columns + ZSTD_COMPRESSOR * compressing;
+        if self.zstd && self.writer.in_progress_rows() > 0 {
+            zstd = ZSTD_DECOMPRESSOR * self.columns + ZSTD_COMPRESSOR * self.compressing();
         }
         size_of::<Self>()
             + encoded
@@ -189,6 +182,16 @@ impl OpenFile {
             + FIXED_PER_COLUMN * self.columns
             + zstd
             + self.records.capacity() * size_of::<u64>()
+    }
+
+    /// Columns whose pages were compressed in the row group in progress. A column
+    /// compresses a page at page_rows rows, or sooner at page_bytes bytes: before
+    /// page_rows, at most one column for each page_bytes encoded.
+    fn compressing(&self) -> usize {
+        match self.writer.in_progress_rows() >= self.page_rows {
+            true => self.columns,
+            false => (self.writer.memory_size() / self.page_bytes.max(1)).min(self.columns),
+        }
     }
 
     /// Bytes written so far plus what is buffered for the current row group.
@@ -216,6 +219,16 @@ impl OpenFile {
             finished: self.finished,
         })
     }
+}
+
+/// The most a file of `columns` holds while it closes, beyond its encoded rows: each
+/// column's own structures and, with zstd, both of its contexts.
+pub(super) fn closing_peak(columns: usize, zstd: bool) -> usize {
+    let contexts = match zstd {
+        true => ZSTD_DECOMPRESSOR + ZSTD_COMPRESSOR,
+        false => 0,
+    };
+    size_of::<OpenFile>() + columns * (FIXED_PER_COLUMN + contexts)
 }
 
 impl ClosedFile {
