@@ -68,9 +68,14 @@ fn column(samples: &[Sample], name: &str, kind: &DataType) -> Result<ArrayRef, A
             samples.iter().map(|s| s.message.as_deref()),
         )),
         _ => match kind {
+            // A value that is not a finite number (a firmware's `NaN`) is written as
+            // null, as the JSON of the disk buffer and of the other sinks has it: a
+            // file holds the same whichever buffer it came through, and one NaN does
+            // not turn a reader's average into NaN.
             DataType::Float64 => {
                 let get = number_field(name).ok_or_else(|| unknown(name))?;
-                Arc::new(Float64Array::from_iter(samples.iter().map(get)))
+                let finite = |s: &Sample| get(s).filter(|v| v.is_finite());
+                Arc::new(Float64Array::from_iter(samples.iter().map(finite)))
             }
             DataType::Dictionary(..) => {
                 let mut builder = StringDictionaryBuilder::<Int32Type>::new();
@@ -107,8 +112,10 @@ mod tests {
         let mut a = Sample::new(SampleKind::Miner, "m-1".into(), labels.clone());
         a.hashrate_ths = Some(200.5);
         a.shares_accepted = Some(u64::MAX);
+        a.power_w = Some(f64::NAN);
         let mut b = Sample::new(SampleKind::Status, "m-2".into(), Arc::default());
         b.code = Some(crate::toolkit::sample::StatusCode::Timeout);
+        b.power_w = Some(f64::NEG_INFINITY);
         let schema = file_schema(&["site".to_string()], ["kind"].into_iter());
         assert!(
             schema.field_with_name("kind").is_err(),
@@ -122,6 +129,8 @@ mod tests {
             .as_primitive::<arrow_array::types::Float64Type>();
         assert_eq!(hashrate.value(0), 200.5);
         assert!(hashrate.is_null(1));
+        let power = batch.column_by_name("power_w").unwrap();
+        assert_eq!(power.null_count(), 2, "NaN and infinity are null");
         let shares = batch
             .column_by_name("shares_accepted")
             .unwrap()
