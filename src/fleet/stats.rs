@@ -138,6 +138,10 @@ pub struct PoolStats {
     /// Status stream messages read while the pipeline was full: their status is
     /// applied once there is room (the latest wins), so the stream is never left unread.
     pub(crate) status_deferred: AtomicU64,
+    /// Answers larger than one HTTP/2 frame, charged to the memory budget while they
+    /// were read, and those of them that waited for room.
+    pub(crate) answers_charged: AtomicU64,
+    pub(crate) answers_waited: AtomicU64,
     /// Call latency by method.
     latency: [LatencyHistogram; Method::ALL.len()],
     /// Attempts beyond the first, by method (each also counted in `calls`).
@@ -302,7 +306,7 @@ impl Published for PoolStats {
         for (name, help, gauge) in gauges {
             out.gauge(name, help, &labels, gauge.load(Relaxed) as f64);
         }
-        let counters: [(&'static str, &'static str, &AtomicU64); 9] = [
+        let counters: [(&'static str, &'static str, &AtomicU64); 11] = [
             (
                 "rigtap_source_connect_attempts",
                 "Connection attempts.",
@@ -343,6 +347,16 @@ impl Published for PoolStats {
                 "rigtap_source_status_deferred",
                 "Status stream messages read while the pipeline was full; the latest status is applied once there is room.",
                 &self.status_deferred,
+            ),
+            (
+                "rigtap_source_large_answers",
+                "Answer messages larger than 16 KiB, charged to memory_budget while they were read.",
+                &self.answers_charged,
+            ),
+            (
+                "rigtap_source_large_answers_waited",
+                "Large answer messages that waited for room in memory_budget (within their call's deadline).",
+                &self.answers_waited,
             ),
         ];
         for (name, help, counter) in counters {

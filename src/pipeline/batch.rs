@@ -71,12 +71,28 @@ impl MemoryBudget {
 
     /// Waits until `bytes` fit in the budget. A batch larger than the whole budget is
     /// charged the whole budget, so it waits for everything else but never forever.
-    async fn charge(&self, bytes: usize) -> OwnedSemaphorePermit {
-        let bytes = bytes.clamp(1, self.total()).min(u32::MAX as usize) as u32;
-        match self.bytes.clone().acquire_many_owned(bytes).await {
+    pub(crate) async fn charge(&self, bytes: usize) -> OwnedSemaphorePermit {
+        match self
+            .bytes
+            .clone()
+            .acquire_many_owned(self.clamp(bytes))
+            .await
+        {
             Ok(permit) => permit,
             Err(_) => unreachable!("the budget's semaphore is never closed"),
         }
+    }
+
+    /// `bytes` charged at once if they fit now (clamped as by [`MemoryBudget::charge`]).
+    pub(crate) fn try_charge(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        self.bytes
+            .clone()
+            .try_acquire_many_owned(self.clamp(bytes))
+            .ok()
+    }
+
+    fn clamp(&self, bytes: usize) -> u32 {
+        bytes.clamp(1, self.total()).min(u32::MAX as usize) as u32
     }
 }
 

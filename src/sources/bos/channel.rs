@@ -24,10 +24,12 @@ use http_body::{Body as _, Frame};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::either::Either;
 use tonic::body::Body;
 use tonic::Status;
 
+use super::answer_memory::{AnswerMemory, Charging, Framing};
 use super::config::KeepaliveConfig;
 use crate::toolkit::error_chain::chain;
 
@@ -46,6 +48,7 @@ pub(crate) struct MinerChannel {
     /// Set when the miner left a keepalive ping unanswered and the connection was
     /// closed for it: its calls then fail for that reason.
     silent: Arc<AtomicBool>,
+    answers: AnswerMemory,
 }
 
 impl MinerChannel {
@@ -55,6 +58,7 @@ impl MinerChannel {
         scheme: Scheme,
         authority: Authority,
         keepalive: &KeepaliveConfig,
+        answers: AnswerMemory,
     ) -> (Self, impl Future<Output = ()> + Send + 'static)
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -72,6 +76,7 @@ impl MinerChannel {
             origin: Arc::new((scheme, authority)),
             active,
             silent,
+            answers,
         };
         (channel, driven)
     }
@@ -113,6 +118,7 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
             Err(e) => return Box::pin(std::future::ready(Err(lost(e)))),
         };
         let active = Active::new(&self.active);
+        let answers = self.answers.clone();
         Box::pin(async move {
             // The request is one small message: it is sent while the answer is awaited.
             let (_, response) = tokio::join!(send_body(body, stream, ends), response);
@@ -120,6 +126,10 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
             Ok(response.map(|recv| Answered {
                 recv,
                 data_done: false,
+                framing: Framing::default(),
+                answers,
+                charge: None,
+                waiting: None,
                 _active: active,
             }))
         })
@@ -158,11 +168,27 @@ async fn send_body(body: Body, mut stream: SendStream<Bytes>, ended: bool) -> Re
 }
 
 /// An answer's body: its data frames (each one's flow-control credit given back as it
-/// is read), then its trailers, where gRPC puts the call's status.
+/// is read), then its trailers, where gRPC puts the call's status. A message larger
+/// than one frame is charged to the memory budget before its data goes on, and the
+/// charge is held until it is whole and read ([`super::answer_memory`]).
 pub(crate) struct Answered {
     recv: RecvStream,
     data_done: bool,
+    framing: Framing,
+    answers: AnswerMemory,
+    charge: Option<OwnedSemaphorePermit>,
+    /// A frame held back until its message's charge fits in the budget.
+    waiting: Option<(Bytes, Charging)>,
     _active: Active,
+}
+
+impl Answered {
+    /// Hands `data` on, giving back its flow-control credit.
+    fn pass(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        // Fails only if the stream is gone, which the next poll reports.
+        let _ = self.recv.flow_control().release_capacity(data.len());
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
 }
 
 impl http_body::Body for Answered {
@@ -173,12 +199,29 @@ impl http_body::Body for Answered {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some((_, charging)) = &mut self.waiting {
+            self.charge = Some(ready!(charging.as_mut().poll(cx)));
+            let (data, _) = self.waiting.take().expect("waiting");
+            return self.pass(data);
+        }
         if !self.data_done {
+            // Between messages, the last one is decoded: its charge goes back.
+            if !self.framing.inside() {
+                self.charge = None;
+            }
             match ready!(self.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
-                    // Fails only if the stream is gone, which the next poll reports.
-                    let _ = self.recv.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    if let Some(size) = self.framing.follow(&data) {
+                        self.charge = None;
+                        match self.answers.charge(size) {
+                            Ok(permit) => self.charge = Some(permit),
+                            Err(charging) => {
+                                self.waiting = Some((data, charging));
+                                return self.as_mut().poll_frame(cx);
+                            }
+                        }
+                    }
+                    return self.pass(data);
                 }
                 Some(Err(e)) => return Poll::Ready(Some(Err(lost(e)))),
                 None => self.data_done = true,
@@ -300,11 +343,16 @@ async fn silent(keepalive: KeepaliveConfig) -> MinerChannel {
     let handshake = h2::client::handshake(ours)
         .await
         .expect("the handshake only writes the preface");
+    let answers = AnswerMemory::new(
+        crate::pipeline::batch::MemoryBudget::new(1 << 20),
+        Arc::default(),
+    );
     let (channel, driven) = MinerChannel::new(
         handshake,
         Scheme::HTTP,
         Authority::from_static("127.0.0.1:9"),
         &keepalive,
+        answers,
     );
     tokio::spawn(async move {
         let _theirs = theirs;

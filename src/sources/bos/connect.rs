@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::either::Either;
 
+use super::answer_memory::AnswerMemory;
 use super::channel::{MinerChannel, MinerIo};
 use super::config::BosConfig;
 use super::tls::MinerTls;
@@ -41,6 +42,7 @@ pub(crate) struct Dialer {
     keepalive: super::config::KeepaliveConfig,
     limiter: Arc<FairRateLimiter>,
     stats: Arc<PoolStats>,
+    answers: AnswerMemory,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,7 @@ impl Dialer {
         tls: Option<MinerTls>,
         limiter: Arc<FairRateLimiter>,
         stats: Arc<PoolStats>,
+        answers: AnswerMemory,
     ) -> Self {
         Dialer {
             tls,
@@ -165,6 +168,7 @@ impl Dialer {
             keepalive: config.keepalive.clone(),
             limiter,
             stats,
+            answers,
         }
     }
 
@@ -219,7 +223,13 @@ impl Dialer {
             .handshake::<_, Bytes>(io)
             .await
             .map_err(|e| transport(&e))?;
-        let (channel, driven) = MinerChannel::new(handshake, scheme, authority, &self.keepalive);
+        let (channel, driven) = MinerChannel::new(
+            handshake,
+            scheme,
+            authority,
+            &self.keepalive,
+            self.answers.clone(),
+        );
         tokio::spawn(driven);
         Ok(channel)
     }

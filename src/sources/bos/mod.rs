@@ -8,6 +8,7 @@
 //! (`fleet::breaker`); failed calls are tried again within their deadline ([`retry`]);
 //! every change of a miner's state becomes a status sample (`fleet::status`).
 
+pub(crate) mod answer_memory;
 pub(crate) mod channel;
 pub(crate) mod client;
 pub mod config;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use tokio_util::task::TaskTracker;
 
+use super::answer_memory::AnswerMemory;
 use super::client::{CallSettings, Credentials};
 use super::config::{BosConfig, Compression};
 use super::connect::Dialer;
@@ -183,7 +184,13 @@ async fn run_with(
             fleet_rpcs,
             stats: stats.clone(),
         }),
-        dialer: Dialer::new(&config, tls, connects, stats.clone()),
+        dialer: Dialer::new(
+            &config,
+            tls,
+            connects,
+            stats.clone(),
+            AnswerMemory::new(ctx.budget.clone(), stats.clone()),
+        ),
         pool: ConnectionPool::new(config.max_connections, stats.clone()),
         emitter,
         stats: stats.clone(),
