@@ -15,9 +15,14 @@
 //! replaced: the old one is stopped (a source) or cut off from its producers (a
 //! transform or sink), drains what it has, and only then does its successor start,
 //! on a new queue the producers already fill. Nothing counted in is lost, each miner's
-//! samples stay in order, and a component's counters carry on under its id.
+//! samples stay in order, and a component's counters carry on under its id (not
+//! when the id changes role: a source that becomes a sink starts its counts afresh).
+//! A sink that writes a directory another sink leaving or being replaced wrote (a
+//! sink renamed, or two that swap paths) starts only once that one has ended: one
+//! directory, one writer.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
@@ -35,6 +40,7 @@ use crate::pipeline::queue::{BufferConfig, Handoff, Input, Leftover, WhenFull};
 use crate::pipeline::stats::{ComponentStats, DropReason, Role};
 use crate::pipeline::tap::Taps;
 use crate::toolkit::panic;
+use crate::toolkit::paths;
 use crate::toolkit::yaml::node::Node;
 
 /// One running component, as the operator surface sees it.
@@ -200,6 +206,8 @@ struct Spec {
     settings: Node,
     buffer: BufferConfig,
     inputs: Vec<String>,
+    /// The directories it writes: a sink's files and its disk buffer.
+    writes: Vec<PathBuf>,
 }
 
 impl Spec {
@@ -210,7 +218,14 @@ impl Spec {
             settings: component.settings.clone(),
             buffer: component.buffer.clone(),
             inputs: component.inputs.clone(),
+            writes: component.buffer.path.iter().cloned().collect(),
         }
+    }
+
+    /// Whether it writes one of `dirs`, or a directory inside or around one.
+    fn writes_any(&self, dirs: &[PathBuf]) -> bool {
+        let overlap = |a: &PathBuf, b: &PathBuf| paths::within(a, b) || paths::within(b, a);
+        (self.writes.iter()).any(|a| dirs.iter().any(|b| overlap(a, b)))
     }
 
     fn same_settings(&self, other: &Spec) -> bool {
@@ -276,7 +291,8 @@ struct Launch {
     stats: Arc<ComponentStats>,
     started: Started,
     leftover: Option<Leftover>,
-    after: Option<CancellationToken>,
+    /// Its predecessor, and any sink leaving that wrote where it writes.
+    after: Vec<CancellationToken>,
     done: CancellationToken,
 }
 
@@ -301,7 +317,7 @@ impl Running {
             pending: Vec::new(),
         };
         for (id, spec, config) in components(config) {
-            running.add(id, spec, config, None);
+            running.add(id, spec, config, None, Vec::new());
         }
         running.rewire();
         running.launch();
@@ -318,6 +334,24 @@ impl Running {
             self.budget.resize(budget);
         }
         let new = components(config);
+        // Every component leaving or to be replaced that writes directories, and when
+        // it ends: a newcomer writing where it wrote waits for that.
+        let leaving: Vec<(Vec<PathBuf>, CancellationToken)> = (self.components.iter())
+            .filter(|(id, live)| {
+                !live.spec.writes.is_empty()
+                    && new
+                        .iter()
+                        .find(|(new_id, ..)| new_id == *id)
+                        .is_none_or(|(_, spec, _)| !live.spec.same_settings(spec))
+            })
+            .map(|(_, live)| (live.spec.writes.clone(), live.done.clone()))
+            .collect();
+        let waits = |spec: &Spec| -> Vec<CancellationToken> {
+            (leaving.iter())
+                .filter(|(dirs, _)| spec.writes_any(dirs))
+                .map(|(_, done)| done.clone())
+                .collect()
+        };
         let kept_ids: Vec<&String> = new.iter().map(|(id, ..)| id).collect();
         let removed: Vec<String> = self
             .components
@@ -333,7 +367,8 @@ impl Running {
         for (id, spec, config) in new {
             let Some(live) = self.components.get(&id) else {
                 changes.added.push(id.clone());
-                self.add(id, spec, config, None);
+                let after = waits(&spec);
+                self.add(id, spec, config, None, after);
                 continue;
             };
             let same = live.spec.same_settings(&spec);
@@ -366,9 +401,15 @@ impl Running {
                 }
                 continue;
             }
-            let previous = self.retire(&id);
+            let role_changed = live.spec.role != spec.role;
+            let mut after = waits(&spec);
+            let mut previous = self.retire(&id);
             changes.replaced.push(id.clone());
-            self.add(id, spec, config, previous);
+            if role_changed {
+                // Nothing of a source's carries over to a sink, or back: it only waits.
+                after.extend(previous.take().map(|p| p.after));
+            }
+            self.add(id, spec, config, previous, after);
         }
         self.rewire();
         self.launch();
@@ -392,11 +433,22 @@ impl Running {
         })
     }
 
-    /// Starts a component (after its predecessor ended, if it replaces one).
-    fn add(&mut self, id: String, spec: Spec, config: Config, previous: Option<Successor>) {
-        let (stats, kept, after, outputs) = match previous {
-            Some(p) => (p.stats, p.kept, Some(p.after), p.outputs),
-            None => (Arc::default(), Kept::default(), None, None),
+    /// Starts a component once its predecessor (if it replaces one) and every
+    /// component in `after` have ended.
+    fn add(
+        &mut self,
+        id: String,
+        spec: Spec,
+        config: Config,
+        previous: Option<Successor>,
+        mut after: Vec<CancellationToken>,
+    ) {
+        let (stats, kept, outputs) = match previous {
+            Some(p) => {
+                after.push(p.after);
+                (p.stats, p.kept, p.outputs)
+            }
+            None => (Arc::default(), Kept::default(), None),
         };
         let done = CancellationToken::new();
         let producer = spec.role != Role::Sink;
@@ -512,7 +564,7 @@ impl Running {
         tokio::spawn(async move {
             let _alive = alive;
             let _source_alive = source_alive;
-            if let Some(after) = after {
+            for after in after {
                 after.cancelled().await;
             }
             let failure = match tokio::spawn(task).await {
@@ -671,7 +723,9 @@ fn components(config: PipelineConfig) -> Vec<(String, Spec, Config)> {
         (c.id, spec, Config::Transform(c.config))
     });
     let sinks = config.sinks.into_iter().map(|c| {
-        let spec = Spec::of(Role::Sink, &c);
+        let mut spec = Spec::of(Role::Sink, &c);
+        spec.writes
+            .extend(c.config.writes_into().map(PathBuf::from));
         (c.id, spec, Config::Sink(c.config))
     });
     sources.chain(transforms).chain(sinks).collect()
