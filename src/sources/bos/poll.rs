@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::fleet::figures::{max, min, sample_at};
+use crate::fleet::figures::{boards_read, max, min, sample_at};
 use crate::fleet::targets::Target;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::sample::{Sample, SampleKind};
@@ -77,6 +77,7 @@ pub fn samples(
         .hashboards
         .as_ref()
         .map_or(&[], |h| h.hashboards.as_slice());
+    let boards = &boards[..boards_read(boards.len(), target)];
 
     let mut miner = new(SampleKind::Miner);
     miner.miner_status = miner_status
@@ -250,6 +251,18 @@ mod tests {
             (Some(31.5), Some(39.0))
         );
         assert_eq!(board.hashrate_ths, None);
+    }
+
+    #[test]
+    fn a_list_of_thousands_of_hashboards_is_cut_to_the_most_a_miner_has() {
+        let answers = Answers {
+            hashboards: Some(api::GetHashboardsResponse {
+                hashboards: vec![api::Hashboard::default(); 20_000],
+            }),
+            ..Default::default()
+        };
+        let out = samples(&target(), None, &answers, Utc::now());
+        assert_eq!(out.len(), 1 + crate::fleet::figures::MAX_BOARDS);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::fleet::figures::{max, mean, sample_at};
+use crate::fleet::figures::{boards_read, max, mean, sample_at};
 use crate::fleet::targets::Target;
 use crate::toolkit::sample::{Sample, SampleKind};
 
@@ -196,6 +196,7 @@ pub(crate) fn samples(target: &Target, answers: &Answers, at: DateTime<Utc>) -> 
         miner.shares_rejected = Some(total("Rejected"));
         miner.shares_stale = Some(total("Stale"));
     }
+    boards.truncate(boards_read(boards.len(), target));
     if !boards.is_empty() {
         miner.temp_chip_c = miner
             .temp_chip_c
@@ -421,6 +422,15 @@ mod tests {
             out[1..].iter().map(|b| (b.board, b.temp_chip_c)).collect();
         assert_eq!(boards, [(Some(1), Some(77.0)), (Some(3), Some(76.0))]);
         assert_eq!(out[0].power_w, Some(3504.0), "still the seventh figure");
+    }
+
+    #[test]
+    fn an_avalon_string_of_twenty_thousand_boards_is_cut_to_the_most_a_miner_has() {
+        let figures = vec!["26907.01"; 20_000].join(" ");
+        let mm = format!(r#"{{"STATS":[{{"MM ID0":"MGHS[{figures}]"}}]}}"#);
+        let out = samples_of(&[mm.as_bytes()]);
+        assert_eq!(out.len(), 1 + crate::fleet::figures::MAX_BOARDS);
+        assert_eq!(out.last().and_then(|b| b.board), Some(16));
     }
 
     #[test]
