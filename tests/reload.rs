@@ -324,6 +324,70 @@ fn an_id_that_changes_role_starts_its_counts_afresh() {
     );
 }
 
+/// A `cgminer` source whose settings read the same but whose inventory file lost rows
+/// is restarted with the miners left (it kept polling all of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cgminer_source_takes_its_changed_inventory() {
+    let fleet = Fleet::start(rigtap::sim::SimConfig {
+        stock: 1.0,
+        ..sim_config(6)
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "api: {{address: {api}}}\nsources:\n  stock: {{type: cgminer, interval: 300ms, targets: {{inventory: {}}}}}\nsinks:\n  out: {{type: stdout, inputs: [stock]}}\n",
+        inventory.display()
+    );
+    let rigtap = support::start_writing_to(&yaml, &[], std::process::Stdio::null());
+    let base = format!("http://{api}");
+    let miners = |scraped: &serde_json::Value| {
+        support::scrape::value(
+            scraped,
+            "rigtap_source_miners",
+            "rigtap_source_miners",
+            &[("source", "stock")],
+        )
+    };
+    let (code, body, scraped) = tokio::task::spawn_blocking(move || {
+        support::scrape::scrape_until(&base, Duration::from_secs(10), |s| miners(s) == 6.0);
+        // The header and the first two miners.
+        let rows: Vec<String> = std::fs::read_to_string(&inventory)
+            .unwrap()
+            .lines()
+            .take(3)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&inventory, rows.concat()).unwrap();
+        let (code, body) = request(&api, "POST", "/reload");
+        let scraped =
+            support::scrape::scrape_until(&base, Duration::from_secs(10), |s| miners(s) == 2.0);
+        (code, body, scraped)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["replaced"],
+        serde_json::json!(["stock"]),
+        "{body}"
+    );
+    assert_eq!(miners(&scraped), 2.0);
+    rigtap.signal("TERM");
+    let (code, logs, stderr) =
+        tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(30)));
+    assert_eq!(code, Some(0), "{stderr}");
+    let ledger = ledger(&logs, "stock", "out");
+    assert_eq!(
+        (ledger.delivered, ledger.dropped),
+        (ledger.emitted, 0),
+        "{ledger:?}"
+    );
+}
+
 #[test]
 fn an_invalid_file_leaves_the_pipeline_running_and_says_why() {
     let api = format!("127.0.0.1:{}", free_port());

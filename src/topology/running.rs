@@ -375,7 +375,7 @@ impl Running {
             let rewired = live.spec.inputs != spec.inputs;
             // A source that can change as it runs is offered its new settings even
             // when they read the same: the files they name may have changed.
-            let config = match (config, live.reconfigure.clone()) {
+            let (config, restart) = match (config, live.reconfigure.clone()) {
                 (Config::Source(source), Some(reconfigure)) if live.spec.kind == spec.kind => {
                     match reconfigure.offer(source).await {
                         Ok(what) => {
@@ -387,12 +387,13 @@ impl Running {
                             }
                             continue;
                         }
-                        Err(source) => Config::Source(source),
+                        // It must be restarted, even if its settings read the same.
+                        Err(source) => (Config::Source(source), true),
                     }
                 }
-                (config, _) => config,
+                (config, _) => (config, false),
             };
-            if same {
+            if same && !restart {
                 if rewired {
                     changes.rewired.push(id.clone());
                 }

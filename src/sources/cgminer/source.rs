@@ -4,6 +4,7 @@
 //! backs off on failure behind the same breaker as `bos`, and every change of state is
 //! a status sample with its code.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -28,13 +29,45 @@ use crate::fleet::schedule;
 use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
 use crate::fleet::targets::Target;
-use crate::pipeline::component::{ComponentResult, SourceConfig, SourceContext, Started};
+use crate::pipeline::component::{
+    ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
+};
 use crate::toolkit::sample::{MinerState, Sample, StatusCode};
 
 impl SourceConfig for CgminerConfig {
     fn start(self: Box<Self>, ctx: SourceContext) -> Started {
         let stats = ctx.kept.get::<PoolStats>();
-        Started::task(run(*self, ctx, stats.clone())).publishing(stats)
+        let running = Arc::new(Running {
+            miners: self.miners().ok(),
+            config: (*self).clone(),
+        });
+        Started::task(run(*self, ctx, stats.clone()))
+            .publishing(stats)
+            .reconfigurable(running)
+    }
+}
+
+/// What a reload compares a new config with: the running one, and its miners. A
+/// config that reads the same may name an inventory whose rows changed.
+struct Running {
+    config: CgminerConfig,
+    miners: Option<Vec<Target>>,
+}
+
+impl Reconfigure for Running {
+    /// Keeps the source running when its config and its miners are unchanged; else it
+    /// is restarted with the new ones (its counters carry on).
+    fn offer(&self, new: Box<dyn SourceConfig>) -> Offer {
+        let any: Box<dyn Any + Send> = new;
+        let new = match any.downcast::<CgminerConfig>() {
+            Ok(new) => new,
+            Err(_) => unreachable!("a reload offers a source only its own type"),
+        };
+        let same = *new == self.config && new.miners().ok() == self.miners;
+        Box::pin(std::future::ready(match same {
+            true => Ok(None),
+            false => Err(new as Box<dyn SourceConfig>),
+        }))
     }
 }
 
