@@ -202,3 +202,35 @@ fn sigint_twice_abandons_and_counts_what_it_abandons() {
     assert!(ledger.drops.contains("abandoned="), "{ledger:?}");
     row("SIGINT twice with the sink blocked", &ledger);
 }
+
+#[test]
+fn sighup_while_stopping_is_ignored_not_taken_as_a_second_signal() {
+    // Nobody reads stdout at first: the ordered stop cannot finish, and a SIGHUP
+    // (`systemctl reload`) arrives while it waits.
+    let yaml = pipeline("rate: 50000, miners: 50", "    type: stdout\n");
+    let mut rigtap = start(&yaml, &[]);
+    std::thread::sleep(Duration::from_millis(2000));
+    rigtap.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    rigtap.signal("HUP");
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        rigtap.child.try_wait().expect("wait").is_none(),
+        "a SIGHUP while stopping abandoned the pipeline"
+    );
+    // Reading stdout lets the ordered stop finish: everything is delivered.
+    let delivered = rigtap.rest().len() as u64;
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        logs.iter().any(|l| l["level"] == "INFO"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("a reload is not possible while stopping"))),
+        "{stderr}"
+    );
+    let ledger = ledger(&logs, "gen", "out");
+    assert!(ledger.dropped == 0, "{ledger:?}");
+    assert_eq!(ledger.delivered, delivered, "{ledger:?}");
+    row("SIGTERM, then SIGHUP, with the sink blocked", &ledger);
+}

@@ -136,6 +136,9 @@ pub async fn run(
         }
     }
     service.stopping();
+    // A reload asked for from here on (`POST /reload`, `--watch`) is answered that the
+    // pipeline is stopping, instead of waiting for a loop that no longer runs.
+    drop(requests);
     let outcome = stop_in_order(&mut running, signals).await;
     operator.cancel();
     // Open API connections get to finish their response; a client that will not read
@@ -234,12 +237,24 @@ async fn watch(path: PathBuf, reloads: mpsc::Sender<Reload>) {
     }
 }
 
+/// Stops the pipeline in order and waits for it to drain, unless a second SIGINT or
+/// SIGTERM abandons it. SIGHUP is a reload request (`systemctl reload`), not an
+/// operator's impatience: it is logged and ignored, never taken as the second signal.
 async fn stop_in_order(running: &mut Running, signals: &mut Signals) -> Outcome {
     running.stop();
     let view = running.view();
+    let second_stop = async {
+        loop {
+            let signal = signals.recv().await;
+            if signal != "SIGHUP" {
+                return signal;
+            }
+            tracing::info!(%signal, "a reload is not possible while stopping; ignored (a second SIGTERM or SIGINT abandons what is in flight)");
+        }
+    };
     tokio::select! {
         _ = running.drained() => {}
-        signal = signals.recv() => {
+        signal = second_stop => {
             let batches = view.queued_batches();
             let samples = view.abandon();
             tracing::error!(

@@ -2,8 +2,10 @@
 //!
 //! The first SIGINT or SIGTERM asks for an ordered stop (sources stop, queues drain,
 //! sinks flush); the second, for someone who cannot wait, abandons what is still in
-//! flight. SIGHUP's default action would kill the process at once, losing what it
-//! holds; rigtap takes it over (`rigtap sim` stops on it, like SIGTERM).
+//! flight. A SIGHUP during that stop is a reload request (`systemctl reload`) that
+//! comes too late, not impatience: it is logged and ignored. SIGHUP's default action
+//! would kill the process at once, losing what it holds; rigtap takes it over
+//! (`rigtap sim` stops on it, like SIGTERM).
 
 use std::time::Duration;
 
