@@ -201,6 +201,22 @@ fn sigint_twice_abandons_and_counts_what_it_abandons() {
     let ledger = ledger(&logs, "gen", "out");
     assert!(ledger.drops.contains("abandoned="), "{ledger:?}");
     row("SIGINT twice with the sink blocked", &ledger);
+    // The sink's own ledger balances too (what it had queued is counted received,
+    // then dropped), and it received what its source sent.
+    let abandoned = |id: &str, key: &str| {
+        logs.iter()
+            .find(|l| l["message"] == "component abandoned" && l["component"] == id)
+            .unwrap_or_else(|| panic!("no `component abandoned` line for {id}: {stderr}"))[key]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let received = abandoned("out", "samples_in");
+    assert_eq!(
+        received,
+        abandoned("out", "samples_out") + abandoned("out", "dropped"),
+        "samples_in = samples_out + dropped: {stderr}"
+    );
+    assert_eq!(abandoned("gen", "samples_out"), received, "{stderr}");
 }
 
 #[test]

@@ -145,15 +145,16 @@ impl PipelineView {
 
     /// The pipeline is being abandoned: what each component holds or has queued is
     /// counted as dropped (`abandoned`) and its ledger logged. Returns the total.
+    ///
+    /// Queued samples are counted received before they are dropped, as a failed
+    /// component's are, so that each consumer's `samples_in` is its `samples_out` plus
+    /// its drops: what its producers counted sent is all in its ledger.
     pub(crate) fn abandon(&self) -> u64 {
         let mut total = 0;
         for component in &self.components {
             let stats = &component.stats;
-            // What it holds first: queued samples were never received.
-            let held = stats.settle(DropReason::Abandoned);
-            let queued = stats.queued_samples();
-            stats.dropped(DropReason::Abandoned, queued as usize);
-            let abandoned = held + queued;
+            stats.received(stats.queued_samples() as usize);
+            let abandoned = stats.settle(DropReason::Abandoned);
             total += abandoned;
             tracing::error!(
                 component = %component.id,
