@@ -507,3 +507,93 @@ fn watch_reloads_when_the_file_changes() {
     let hot = ledger(&logs, "gen", "out");
     assert_eq!((hot.delivered, hot.dropped), (hot.emitted, 0), "{hot:?}");
 }
+
+/// `VmHWM` (peak resident memory) of process `pid`, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// `POST /reload`, answered within 10 s (or the test fails, instead of waiting on a
+/// collector that hangs).
+fn reload_within_10s(api: &str) -> (u16, String) {
+    let (tx, rx) = mpsc::channel();
+    let api = api.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(request(&api, "POST", "/reload"));
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("POST /reload answers within 10 s")
+}
+
+#[test]
+fn an_oversized_file_or_a_fifo_is_refused_by_reload_and_watch_without_reading_it() {
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!("api: {{address: {api}}}\nsources:\n  gen: {{type: generate, rate: 1000}}\nsinks:\n  out: {{type: stdout, inputs: [gen]}}\n");
+    let mut rigtap = start(&yaml, &["--watch"]);
+    let config = rigtap.config_path();
+    rigtap.line().expect("samples flow");
+    let stdout = rigtap.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || stdout.lines().map_while(Result::ok).count());
+    let pid = rigtap.child.id();
+    let baseline = peak_rss_kib(pid);
+
+    // 200 MB (sparse: made at once), replaced in one rename as editors save.
+    let big = config.with_extension("big");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(200 << 20)
+        .unwrap();
+    std::fs::rename(&big, &config).unwrap();
+    std::thread::sleep(Duration::from_millis(2500)); // the watcher looks twice
+    let (code, body) = reload_within_10s(&api);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("larger than 16 MiB"), "{body}");
+    let peak = peak_rss_kib(pid);
+    assert!(
+        peak < baseline + 64 * 1024,
+        "the 200 MB file was read: peak RSS {peak} KiB against {baseline} KiB before"
+    );
+
+    // A FIFO nobody writes to: neither the reload nor the watcher waits on it.
+    std::fs::remove_file(&config).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&config)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, body) = reload_within_10s(&api);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("it is a FIFO, not a regular file"), "{body}");
+    let (code, _) = request(&api, "GET", "/health");
+    assert_eq!(code, 200, "the pipeline runs on unchanged");
+
+    // The file back, and the watcher picks it up.
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, &yaml).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    rigtap.signal("TERM");
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    reader.join().unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("reload refused, the pipeline runs on unchanged"),
+        "{stderr}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l["message"] == "reloaded: nothing changed"),
+        "the watcher reloads the regular file again: {stderr}"
+    );
+    let ledger = ledger(&logs, "gen", "out");
+    assert_eq!(
+        (ledger.delivered, ledger.dropped),
+        (ledger.emitted, 0),
+        "{ledger:?}"
+    );
+}

@@ -22,6 +22,7 @@ use super::service::ServiceManager;
 use super::signals::{self, Signals};
 use crate::sim::embedded::EmbeddedSim;
 use crate::sim::Fleet;
+use crate::toolkit::yaml::diagnostic::ConfigError;
 use crate::topology::running::{Changes, Ended, Running};
 
 /// How long the API's open connections get to finish once the pipeline has stopped.
@@ -173,7 +174,19 @@ async fn reload(
     counts: &ReloadCounts,
 ) -> Result<Changes, String> {
     service.reloading();
-    let outcome = match config::load(path) {
+    // Off the runtime: reading the file and checking what it names (inventories,
+    // directories) blocks.
+    let loaded = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || config::load_regular(&path)).await
+    };
+    let loaded = loaded.unwrap_or_else(|join| {
+        Err(ConfigError::Read {
+            path: path.to_owned(),
+            source: std::io::Error::other(join.to_string()),
+        })
+    });
+    let outcome = match loaded {
         Err(error) => {
             counts.refused.fetch_add(1, Relaxed);
             for line in error.to_string().lines() {
@@ -219,14 +232,15 @@ fn log(changes: &Changes) {
     );
 }
 
-/// Asks for a reload whenever the file's content changes.
+/// Asks for a reload whenever the file's content changes, or it becomes something a
+/// reload refuses (a FIFO, a file over the size limit: the reload logs why). A file
+/// briefly missing while an editor saves it is not a change.
 async fn watch(path: PathBuf, reloads: mpsc::Sender<Reload>) {
-    let read = || std::fs::read(&path).ok();
-    let mut seen = read();
+    let mut seen = look(&path).await;
     let mut ticker = tokio::time::interval(WATCH_EVERY);
     loop {
         ticker.tick().await;
-        let now = read();
+        let now = look(&path).await;
         if now.is_some() && now != seen {
             seen = now;
             tracing::info!(path = %path.display(), "the config file changed; reloading");
@@ -234,6 +248,22 @@ async fn watch(path: PathBuf, reloads: mpsc::Sender<Reload>) {
                 return;
             }
         }
+    }
+}
+
+/// What the watcher compares: the file's text, or why a reload could not read it;
+/// `None` while it does not exist. Read as a reload reads it (a regular file, within
+/// the size limit), off the runtime.
+async fn look(path: &Path) -> Option<Result<String, String>> {
+    let read = {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || config::read_regular(&path)).await
+    };
+    match read {
+        Ok(Ok(text)) => Some(Ok(text)),
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Ok(Err(error)) => Some(Err(error.to_string())),
+        Err(join) => Some(Err(join.to_string())),
     }
 }
 

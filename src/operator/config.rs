@@ -61,7 +61,18 @@ const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
 /// Reads, interpolates from the process environment, decodes and checks `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
-    let text = read(path).map_err(|source| ConfigError::Read {
+    decode_file(path, read(path))
+}
+
+/// [`load`] for a running pipeline's reload (SIGHUP, `POST /reload`, `--watch`):
+/// `path` must be a regular file ([`read_regular`]), so a reload cannot hang on a
+/// FIFO or read a device. Blocks: call it off the async runtime.
+pub(crate) fn load_regular(path: &Path) -> Result<AgentConfig, ConfigError> {
+    decode_file(path, read_regular(path))
+}
+
+fn decode_file(path: &Path, text: std::io::Result<String>) -> Result<AgentConfig, ConfigError> {
+    let text = text.map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
@@ -73,18 +84,60 @@ pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
 
 /// The file's text, if it is UTF-8 and at most [`MAX_CONFIG_BYTES`] long.
 fn read(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)?
-        .take(MAX_CONFIG_BYTES + 1)
-        .read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
+    read_capped(std::fs::File::open(path)?)
+}
+
+/// The text of `path` if it is a regular file of at most [`MAX_CONFIG_BYTES`], UTF-8.
+/// Both are checked on its metadata before it is opened: a FIFO would block the
+/// reader until someone writes to it, and a file of 200 MB would be read whole. It is
+/// opened non-blocking, so one swapped in after the check cannot block either, and
+/// read at most to the limit. Blocks: call it off the async runtime.
+pub(crate) fn read_regular(path: &Path) -> std::io::Result<String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let metadata = std::fs::metadata(path)?;
+    let kind = metadata.file_type();
+    let not_regular = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else {
+        None
+    };
+    if let Some(what) = not_regular {
         return Err(std::io::Error::other(format!(
-            "it is larger than {} MiB, which no pipeline is; is this the right file?",
-            MAX_CONFIG_BYTES >> 20
+            "it is {what}, not a regular file; a reload reads only a regular file"
         )));
     }
+    if metadata.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    read_capped(file)
+}
+
+/// Reads `file` as UTF-8, refusing it past [`MAX_CONFIG_BYTES`].
+fn read_capped(file: std::fs::File) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
     Ok(text)
+}
+
+fn too_large() -> std::io::Error {
+    std::io::Error::other(format!(
+        "it is larger than {} MiB, which no pipeline is; is this the right file?",
+        MAX_CONFIG_BYTES >> 20
+    ))
 }
 
 /// Decodes and checks a config file's text; `env` resolves `${VAR}`.

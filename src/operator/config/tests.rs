@@ -267,3 +267,35 @@ fn api_health_fraction_is_checked() {
         ["2:24: `api.health.min_online` is a fraction of the miners, from 0 to 1 (e.g. 0.9)"]
     );
 }
+
+#[test]
+fn a_reload_reads_only_a_regular_file_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, GOOD).unwrap();
+    assert_eq!(read_regular(&good).unwrap(), GOOD);
+
+    // Refused on its metadata: the sparse file's 17 MiB are never read.
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    let error = read_regular(&big).unwrap_err().to_string();
+    assert!(error.contains("larger than 16 MiB"), "{error}");
+
+    // A FIFO no one writes to would block an open or a read.
+    let fifo = dir.path().join("fifo.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let error = read_regular(&fifo).unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "it is a FIFO, not a regular file; a reload reads only a regular file"
+    );
+    let error = read_regular(dir.path()).unwrap_err().to_string();
+    assert!(error.contains("it is a directory"), "{error}");
+}
