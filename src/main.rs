@@ -67,7 +67,8 @@ enum Command {
         config: PathBuf,
         /// The id of a source or transform.
         component: String,
-        /// Stop after this many samples.
+        /// Stop after this many samples (0: print none, only check that the
+        /// component can be tapped).
         #[arg(long)]
         limit: Option<usize>,
     },

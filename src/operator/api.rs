@@ -3,7 +3,7 @@
 //! - `GET /health`: 200 `{"status":"ok","reasons":[]}`, or 503 with the reasons;
 //! - `GET /status`: the pipeline's counters as JSON, for `rigtap top`;
 //! - `GET /tap/COMPONENT`: the samples a source or transform emits, as JSON lines,
-//!   until the client goes away;
+//!   until the client goes away (the id percent-encoded: [`tap_path`]);
 //! - `POST /reload`: reloads the config file; 200 with what changed, or 400 with the
 //!   new file's errors (the pipeline runs on unchanged).
 
@@ -30,6 +30,7 @@ use super::health::HealthWatch;
 use super::metrics;
 use super::reload::Reload;
 use super::status::Status;
+use super::tap_path;
 use crate::pipeline::tap::Taps;
 use crate::topology::running::Views;
 
@@ -122,8 +123,8 @@ async fn respond(
             json(status, &health)
         }
         "/status" => json(StatusCode::OK, &Status::of(&state.views.borrow())),
-        _ => match path.strip_prefix("/tap/") {
-            Some(component) => match state.taps.watch(component) {
+        _ => match tap_path::component(path) {
+            Some(Ok(component)) => match state.taps.watch(&component) {
                 Some(receiver) => tap(receiver, stop.clone()),
                 None => text(
                     StatusCode::NOT_FOUND,
@@ -133,6 +134,7 @@ async fn respond(
                     ),
                 ),
             },
+            Some(Err(error)) => text(StatusCode::BAD_REQUEST, format!("{error}\n")),
             None => text(
                 StatusCode::NOT_FOUND,
                 "try /metrics, /health, /status, /tap/COMPONENT, or POST /reload\n".into(),

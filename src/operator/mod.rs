@@ -22,4 +22,5 @@ pub mod signals;
 pub mod simulate;
 pub(crate) mod status;
 pub mod tap;
+pub(crate) mod tap_path;
 pub mod top;

@@ -1,0 +1,137 @@
+//! `rigtap tap` against the running pipeline's API: any component id reaches its
+//! component (it is percent-encoded in the path and decoded by the API), a refusal is
+//! an error with the API's message, and `--limit` prints exactly that many samples.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::http::request;
+use support::net::free_port;
+use support::start_writing_to;
+
+/// Runs `rigtap tap -c CONFIG ARGS`, killed (and the test failed) after 20 s.
+fn tap(config: &Path, args: &[&str]) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_rigtap"))
+        .args(["tap", "-c"])
+        .arg(config)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rigtap tap");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(output) => output.expect("rigtap tap's output"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("rigtap tap {args:?} did not exit within 20 s");
+        }
+    }
+}
+
+fn lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect()
+}
+
+#[test]
+fn any_component_id_is_tapped_and_a_refusal_is_an_error() {
+    let api = format!("127.0.0.1:{}", free_port());
+    // Two sources told apart by their fleets' sizes.
+    let yaml = format!(
+        "api: {{address: {api}}}\nsources:\n  \"gén 1\": {{type: generate, rate: 2000, miners: 1}}\n  \"a/b?c\": {{type: generate, rate: 2000, miners: 7}}\nsinks:\n  out: {{type: stdout, inputs: [\"gén 1\", \"a/b?c\"]}}\n"
+    );
+    let rigtap = start_writing_to(&yaml, &[], Stdio::null());
+    let config = rigtap.config_path();
+    let (code, _) = request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+
+    for (id, miners) in [("gén 1", 1), ("a/b?c", 7)] {
+        let output = tap(&config, &[id, "--limit", "40"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{id}: {stderr}");
+        let samples = lines(&output);
+        assert_eq!(samples.len(), 40, "{id}: {stderr}");
+        let fleet: std::collections::BTreeSet<&str> = samples
+            .iter()
+            .map(|s| s["miner_id"].as_str().expect("miner_id"))
+            .collect();
+        assert!(
+            fleet.len() <= miners,
+            "{id} is a fleet of {miners}: {fleet:?}"
+        );
+    }
+
+    // `--limit 0` prints nothing, once the API has accepted the tap.
+    let output = tap(&config, &["gén 1", "--limit", "0"]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+
+    // An unknown component: exit 1, the API's message on stderr, nothing printed.
+    for args in [&["a/b"][..], &["nope", "--limit", "0"]] {
+        let output = tap(&config, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("404 Not Found"), "{args:?}: {stderr}");
+        assert!(stderr.contains("no source or transform `"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{output:?}");
+    }
+    rigtap.signal("TERM");
+    let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn a_refusal_without_a_body_is_an_error_with_its_status() {
+    // An API that answers 400 with an empty body, as hyper does to a request line it
+    // cannot parse.
+    let port = free_port();
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            request.push(byte[0]);
+        }
+        stream
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+        String::from_utf8_lossy(&request).to_string()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &config,
+        format!("api: {{address: 127.0.0.1:{port}}}\nsources:\n  g: {{type: generate}}\nsinks:\n  out: {{type: stdout, inputs: [g]}}\n"),
+    )
+    .unwrap();
+    let output = tap(&config, &["g"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the API answered `HTTP/1.1 400 Bad Request`"),
+        "{stderr}"
+    );
+    let request = server.join().unwrap();
+    assert!(request.starts_with("GET /tap/g HTTP/1.0\r\n"), "{request}");
+}
