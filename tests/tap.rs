@@ -1,6 +1,8 @@
 //! `rigtap tap` against the running pipeline's API: any component id reaches its
 //! component (it is percent-encoded in the path and decoded by the API), a refusal is
-//! an error with the API's message, and `--limit` prints exactly that many samples.
+//! an error with the API's message, and `--limit` prints exactly that many samples. A
+//! watcher that never reads costs the collector a bounded memory and holds nothing
+//! back.
 
 mod support;
 
@@ -134,4 +136,54 @@ fn a_refusal_without_a_body_is_an_error_with_its_status() {
     );
     let request = server.join().unwrap();
     assert!(request.starts_with("GET /tap/g HTTP/1.0\r\n"), "{request}");
+}
+
+#[test]
+fn a_watcher_that_never_reads_costs_bounded_memory_and_holds_nothing_back() {
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "api: {{address: {api}}}\nsources:\n  gen: {{type: generate, rate: 100000, miners: 1000, batch_size: 20000}}\nsinks:\n  out: {{type: stdout, inputs: [gen]}}\n"
+    );
+    let rigtap = start_writing_to(&yaml, &[], Stdio::null());
+    let (code, _) = request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_secs(2));
+    let baseline = rigtap.rss_kib();
+
+    // A watcher that connects and never reads.
+    let mut watcher = std::net::TcpStream::connect(&api).unwrap();
+    write!(watcher, "GET /tap/gen HTTP/1.0\r\nHost: {api}\r\n\r\n").unwrap();
+    let mut peak = 0;
+    for _ in 0..60 {
+        std::thread::sleep(Duration::from_millis(100));
+        peak = peak.max(rigtap.rss_kib());
+    }
+    assert!(
+        peak < baseline + 64 * 1024,
+        "RSS rose from {baseline} KiB to {peak} KiB with a watcher that does not read"
+    );
+
+    // When it reads at last, it is told how many samples it missed.
+    watcher
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(&watcher));
+    let told = lines
+        .by_ref()
+        .take(1_000_000)
+        .map_while(Result::ok)
+        .any(|line| line.starts_with("{\"tap_skipped_samples\":"));
+    assert!(told, "no tap_skipped_samples line");
+    drop(watcher);
+
+    rigtap.signal("TERM");
+    let (code, logs, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+    let ledger = support::ledger(&logs, "gen", "out");
+    assert!(ledger.emitted > 100_000, "{ledger:?}");
+    assert_eq!(
+        (ledger.delivered, ledger.dropped),
+        (ledger.emitted, 0),
+        "{ledger:?}"
+    );
 }

@@ -17,8 +17,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,7 +29,7 @@ use super::metrics;
 use super::reload::Reload;
 use super::status::Status;
 use super::tap_path;
-use crate::pipeline::tap::Taps;
+use crate::pipeline::tap::{TapReceiver, Taps};
 use crate::topology::running::Views;
 
 /// What the API answers from.
@@ -185,20 +183,14 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 /// A streamed body of JSON lines; a watcher that falls behind gets a line saying how
-/// many batches it missed. Ends when the pipeline stops.
-fn tap(
-    receiver: tokio::sync::broadcast::Receiver<Bytes>,
-    stop: CancellationToken,
-) -> Response<Body> {
-    let lines = BroadcastStream::new(receiver)
-        .map(|item| match item {
-            Ok(lines) => lines,
-            Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                Bytes::from(format!("{{\"tap_missed_batches\":{missed}}}\n"))
-            }
-        })
-        .take_until(async move { stop.cancelled().await })
-        .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
+/// many samples it missed. Ends when the pipeline stops.
+fn tap(receiver: TapReceiver, stop: CancellationToken) -> Response<Body> {
+    let lines = futures_util::stream::unfold(receiver, |receiver| async move {
+        let lines = receiver.recv().await?;
+        Some((lines, receiver))
+    })
+    .take_until(async move { stop.cancelled().await })
+    .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
     let mut response = Response::new(BodyExt::boxed(StreamBody::new(lines)));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

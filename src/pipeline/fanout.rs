@@ -11,13 +11,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::batch::{Batch, SharedBatch};
 use super::queue::{Handoff, WhenFull};
 use super::stats::{ComponentStats, DropReason};
-use crate::toolkit::sample::write_json_lines;
+use super::tap::Tap;
 
 /// One consumer's queue, as seen by a producer.
 #[derive(Clone)]
@@ -37,10 +36,10 @@ pub type Outputs = Arc<Mutex<Vec<Output>>>;
 pub struct Fanout {
     outputs: Outputs,
     stats: Arc<ComponentStats>,
-    /// Watchers of this component's output (`rigtap tap`), offered each batch as JSON
-    /// lines: encoded only while someone watches, and not charged to the memory budget,
-    /// so a watcher cannot hold the pipeline back.
-    tap: Option<broadcast::Sender<Bytes>>,
+    /// Watchers of this component's output (`rigtap tap`), offered each batch: never
+    /// waited for, and what each holds is capped by bytes (not charged to the memory
+    /// budget), so a watcher can neither hold the pipeline back nor grow it.
+    tap: Option<Arc<Tap>>,
 }
 
 impl Fanout {
@@ -57,8 +56,8 @@ impl Fanout {
         }
     }
 
-    /// Offers every batch to `tap` while it has watchers; never waits for them.
-    pub(crate) fn with_tap(mut self, tap: broadcast::Sender<Bytes>) -> Self {
+    /// Offers every batch to `tap`; never waits for its watchers.
+    pub(crate) fn with_tap(mut self, tap: Arc<Tap>) -> Self {
         self.tap = Some(tap);
         self
     }
@@ -69,10 +68,8 @@ impl Fanout {
         if n == 0 {
             return;
         }
-        if let Some(tap) = self.tap.as_ref().filter(|t| t.receiver_count() > 0) {
-            let mut lines = Vec::new();
-            write_json_lines(batch.samples(), &mut lines);
-            let _ = tap.send(Bytes::from(lines));
+        if let Some(tap) = &self.tap {
+            tap.offer(batch.samples());
         }
         let shared: SharedBatch = Arc::new(batch);
         // The consumers now; a reload meanwhile changes the list for the next batch.
