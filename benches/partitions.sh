@@ -2,12 +2,13 @@
 # The many-partitions run of README "Performance and memory": a `generate` source
 # (20,000 miners round-robin, 20,000 samples/s) into a parquet sink partitioned by
 # miner_id, for SECONDS (default 90) then SIGTERM; the collector's RSS every 10 s, its
-# peak, the files written and the sink's final counts.
+# peak, the files written, how long the stop took and the sink's final counts.
 #
-#   cargo build --release && benches/partitions.sh [SECONDS] [BUDGET]
+#   cargo build --release && benches/partitions.sh [SECONDS] [BUDGET] [zstd|snappy]
 set -euo pipefail
 SECONDS_TO_RUN=${1:-90}
 BUDGET=${2:-256MiB}
+COMPRESSION=${3:-zstd}
 BIN=${RIGTAP:-target/release/rigtap}
 DIR=$(mktemp -d /tmp/rigtap-partitions.XXXXXX)
 trap 'rm -rf "$DIR"' EXIT
@@ -22,6 +23,7 @@ sinks:
     inputs: [gen]
     path: $DIR/out
     partition: miner_id={miner_id}/
+    compression: $COMPRESSION
 YAML
 "$BIN" --log-format json run -c "$DIR/pipeline.yaml" --progress off > /dev/null 2> "$DIR/log" &
 PID=$!
@@ -32,8 +34,9 @@ for ((t = 1; ; t++)); do
   RSS=$(awk '/VmRSS/{print $2}' /proc/$PID/status 2> /dev/null || echo 0)
   ((RSS > PEAK)) && PEAK=$RSS
   ((t % 10 == 0)) && echo "t=${t}s RSS $((RSS / 1024)) MiB"
-  ((t == SECONDS_TO_RUN)) && kill -TERM $PID
+  ((t == SECONDS_TO_RUN)) && { kill -TERM $PID; STOPPED=$(date +%s%N); }
 done
 wait $PID && CODE=0 || CODE=$?
-echo "exit $CODE, peak RSS $((PEAK / 1024)) MiB, $(find "$DIR/out" -name '*.parquet' | wc -l) files"
+STOP_MS=$((($(date +%s%N) - ${STOPPED:-$(date +%s%N)}) / 1000000))
+echo "exit $CODE, peak RSS $((PEAK / 1024)) MiB, $(find "$DIR/out" -name '*.parquet' | wc -l) files, ${STOP_MS} ms from SIGTERM to exit"
 grep -o '"component":"files","samples_in":[0-9]*,"samples_out":[0-9]*,"dropped":[0-9]*' "$DIR/log" | tail -1
