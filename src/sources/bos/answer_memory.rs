@@ -5,10 +5,14 @@
 //! to `max_message_size` outside the budget: 10,000 such miners, tens of GiB.
 //! [`Framing`] follows the gRPC message prefixes (a compression flag and a length) in
 //! an answer's data; a message declared larger than [`FREE`] takes a charge of its
-//! size from the budget before its data goes on, and gives it back once it is whole
-//! and read. With no room the answer waits, within its call's deadline, and HTTP/2
-//! flow control holds the miner back meanwhile (the answer's data is not taken, so
-//! its credit is not given back). A healthy miner's answers (a few KiB) never wait.
+//! size from the budget before its data goes on. The charge is held until the answer
+//! ends: tonic keeps the buffer it read the message into for as long as the answer
+//! lasts (a status stream's, for the stream's life), so an answer holds a charge for
+//! its largest message. With no room the answer waits, within its call's deadline, and
+//! HTTP/2 flow control holds the miner back meanwhile (the answer's data is not taken,
+//! so its credit is not given back). A message declared above `max_message_size` is
+//! not charged: tonic refuses it at its prefix. A healthy miner's answers (a few KiB)
+//! never wait.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,10 +32,12 @@ pub(crate) const FREE: usize = 16 << 10;
 /// gRPC's prefix of each message: a compression flag and a 4-byte length.
 const PREFIX: usize = 5;
 
-/// The budget large answers are charged to, and the counters of them.
+/// The budget large answers are charged to, the largest message read, and the
+/// counters of them.
 #[derive(Clone)]
 pub(crate) struct AnswerMemory {
     budget: MemoryBudget,
+    max_message_size: usize,
     stats: Arc<PoolStats>,
 }
 
@@ -39,8 +45,23 @@ pub(crate) struct AnswerMemory {
 pub(crate) type Charging = Pin<Box<dyn Future<Output = OwnedSemaphorePermit> + Send>>;
 
 impl AnswerMemory {
-    pub(crate) fn new(budget: MemoryBudget, stats: Arc<PoolStats>) -> Self {
-        AnswerMemory { budget, stats }
+    pub(crate) fn new(
+        budget: MemoryBudget,
+        max_message_size: usize,
+        stats: Arc<PoolStats>,
+    ) -> Self {
+        AnswerMemory {
+            budget,
+            max_message_size,
+            stats,
+        }
+    }
+
+    /// Whether a message declared `bytes` long (its prefix included) is read at all:
+    /// tonic refuses one above `max_message_size` without reading it, so it is never
+    /// charged (a miner declaring 4 GiB would otherwise queue for the whole budget).
+    pub(crate) fn reads(&self, bytes: usize) -> bool {
+        bytes.saturating_sub(PREFIX) <= self.max_message_size
     }
 
     /// A charge of `bytes` at once if the budget has room, or the wait for it.
@@ -94,16 +115,16 @@ impl Framing {
         }
         open
     }
-
-    /// Whether the data so far ends inside a message (or its prefix).
-    pub(crate) fn inside(&self) -> bool {
-        self.remaining > 0 || self.have > 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether the data so far ends inside a message (or its prefix).
+    fn inside(framing: &Framing) -> bool {
+        framing.remaining > 0 || framing.have > 0
+    }
 
     fn message(len: usize) -> Vec<u8> {
         let mut m = vec![0u8];
@@ -119,7 +140,7 @@ mod tests {
             let mut framing = Framing::default();
             assert_eq!(framing.follow(&data[..cut]), None);
             assert_eq!(framing.follow(&data[cut..]), None);
-            assert!(!framing.inside(), "cut at {cut}");
+            assert!(!inside(&framing), "cut at {cut}");
         }
     }
 
@@ -131,9 +152,9 @@ mod tests {
         let mut framing = Framing::default();
         assert_eq!(framing.follow(&data[..17]), None);
         assert_eq!(framing.follow(&data[17..100]), Some(PREFIX + big));
-        assert!(framing.inside());
+        assert!(inside(&framing));
         assert_eq!(framing.follow(&data[100..PREFIX + 10 + PREFIX + big]), None);
-        assert!(!framing.inside(), "whole");
+        assert!(!inside(&framing), "whole");
         assert_eq!(framing.follow(&data[PREFIX + 10 + PREFIX + big..]), None);
         // Begun and ended in one chunk: already all there, nothing to hold back.
         let mut framing = Framing::default();
@@ -146,7 +167,8 @@ mod tests {
     #[tokio::test]
     async fn a_charge_waits_for_room_and_is_counted() {
         let budget = MemoryBudget::new(100 << 10);
-        let memory = AnswerMemory::new(budget.clone(), Arc::new(PoolStats::default()));
+        let memory = AnswerMemory::new(budget.clone(), 1 << 20, Arc::new(PoolStats::default()));
+        assert!(memory.reads(PREFIX + (1 << 20)) && !memory.reads(PREFIX + (1 << 20) + 1));
         let Ok(first) = memory.charge(60 << 10) else {
             panic!("the budget has room for the first")
         };

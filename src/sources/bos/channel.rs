@@ -170,7 +170,8 @@ async fn send_body(body: Body, mut stream: SendStream<Bytes>, ended: bool) -> Re
 /// An answer's body: its data frames (each one's flow-control credit given back as it
 /// is read), then its trailers, where gRPC puts the call's status. A message larger
 /// than one frame is charged to the memory budget before its data goes on, and the
-/// charge is held until it is whole and read ([`super::answer_memory`]).
+/// charge (for the largest message) is held until the answer ends
+/// ([`super::answer_memory`]).
 pub(crate) struct Answered {
     recv: RecvStream,
     data_done: bool,
@@ -205,13 +206,13 @@ impl http_body::Body for Answered {
             return self.pass(data);
         }
         if !self.data_done {
-            // Between messages, the last one is decoded: its charge goes back.
-            if !self.framing.inside() {
-                self.charge = None;
-            }
             match ready!(self.recv.poll_data(cx)) {
                 Some(Ok(data)) => {
-                    if let Some(size) = self.framing.follow(&data) {
+                    let held = self.charge.as_ref().map_or(0, |c| c.num_permits());
+                    let size = self.framing.follow(&data);
+                    // Charged once per answer, at its largest message: tonic keeps the
+                    // buffer as large as that for as long as the answer lasts.
+                    if let Some(size) = size.filter(|s| *s > held && self.answers.reads(*s)) {
                         self.charge = None;
                         match self.answers.charge(size) {
                             Ok(permit) => self.charge = Some(permit),
@@ -345,6 +346,7 @@ async fn silent(keepalive: KeepaliveConfig) -> MinerChannel {
         .expect("the handshake only writes the preface");
     let answers = AnswerMemory::new(
         crate::pipeline::batch::MemoryBudget::new(1 << 20),
+        4 << 20,
         Arc::default(),
     );
     let (channel, driven) = MinerChannel::new(

@@ -189,7 +189,11 @@ async fn run_with(
             tls,
             connects,
             stats.clone(),
-            AnswerMemory::new(ctx.budget.clone(), stats.clone()),
+            AnswerMemory::new(
+                ctx.budget.clone(),
+                usize::try_from(config.max_message_size.0).unwrap_or(usize::MAX),
+                stats.clone(),
+            ),
         ),
         pool: ConnectionPool::new(config.max_connections, stats.clone()),
         emitter,
