@@ -283,6 +283,9 @@ pub struct Running {
     /// fan-out has been pointed at its consumers, so no batch goes to a list not yet
     /// filled.
     pending: Vec<Launch>,
+    /// Components retired by a reload that write directories, and when each ends: a
+    /// later reload's newcomer writing there waits for them too.
+    draining: Vec<(Vec<PathBuf>, CancellationToken)>,
 }
 
 /// A component ready to run, once its predecessor (if any) has ended.
@@ -316,6 +319,7 @@ impl Running {
             taps: Arc::default(),
             view: watch::Sender::new(view),
             pending: Vec::new(),
+            draining: Vec::new(),
         };
         for (id, spec, config) in components(config) {
             running.add(id, spec, config, None, Vec::new());
@@ -335,9 +339,11 @@ impl Running {
             self.budget.resize(budget);
         }
         let new = components(config);
-        // Every component leaving or to be replaced that writes directories, and when
-        // it ends: a newcomer writing where it wrote waits for that.
-        let leaving: Vec<(Vec<PathBuf>, CancellationToken)> = (self.components.iter())
+        // Every component leaving or to be replaced that writes directories, or still
+        // draining from an earlier reload, and when it ends: a newcomer writing where
+        // it wrote waits for that.
+        self.draining.retain(|(_, done)| !done.is_cancelled());
+        let mut leaving: Vec<(Vec<PathBuf>, CancellationToken)> = (self.components.iter())
             .filter(|(id, live)| {
                 !live.spec.writes.is_empty()
                     && new
@@ -347,6 +353,7 @@ impl Running {
             })
             .map(|(_, live)| (live.spec.writes.clone(), live.done.clone()))
             .collect();
+        leaving.extend(self.draining.iter().cloned());
         let waits = |spec: &Spec| -> Vec<CancellationToken> {
             (leaving.iter())
                 .filter(|(dirs, _)| spec.writes_any(dirs))
@@ -408,8 +415,10 @@ impl Running {
             let mut previous = self.retire(&id);
             changes.replaced.push(id.clone());
             if role_changed {
-                // Nothing of a source's carries over to a sink, or back: it only waits.
+                // Nothing of a source's carries over to a sink, or back: it only
+                // waits. A sink has no tap.
                 after.extend(previous.take().map(|p| p.after));
+                self.taps.remove(&id);
             }
             self.add(id, spec, config, previous, after);
         }
@@ -426,6 +435,9 @@ impl Running {
         let live = self.components.remove(id)?;
         if let Some(stop) = &live.stop {
             stop.cancel();
+        }
+        if !live.spec.writes.is_empty() {
+            self.draining.push((live.spec.writes, live.done.clone()));
         }
         Some(Successor {
             stats: live.stats,
