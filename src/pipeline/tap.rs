@@ -19,6 +19,8 @@ use crate::toolkit::sample::{write_json_lines, Sample};
 /// Bytes of JSON lines a tap holds for one watcher that has not taken them yet: some
 /// ten thousand samples, plenty to follow a component at a terminal, and all that a
 /// watcher that stalls costs (with one more such batch in the API's connection).
+/// The buffers its lines share with other watchers' count at most twice over (see
+/// [`Watcher::push`]).
 pub(crate) const WATCHER_BYTES: usize = 4 << 20;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -145,7 +147,14 @@ impl Watcher {
         let room = WATCHER_BYTES.saturating_sub(held.bytes);
         let fit = ends.partition_point(|end| *end <= room);
         if let Some(&bytes) = fit.checked_sub(1).and_then(|last| ends.get(last)) {
-            held.entries.push_back(Entry::Lines(lines.slice(..bytes)));
+            // A slice keeps the whole buffer alive, encoded for the roomiest watcher:
+            // a watcher that takes much less than all of it takes a copy, so what it
+            // holds is what it counts.
+            let taken = match bytes >= lines.len() / 2 {
+                true => lines.slice(..bytes),
+                false => Bytes::copy_from_slice(&lines[..bytes]),
+            };
+            held.entries.push_back(Entry::Lines(taken));
             held.bytes += bytes;
         }
         let skipped = (samples - fit) as u64;
