@@ -97,10 +97,12 @@ fn any_component_id_is_tapped_and_a_refusal_is_an_error() {
     assert_eq!(code, Some(0), "{stderr}");
 }
 
-#[test]
-fn a_refusal_without_a_body_is_an_error_with_its_status() {
-    // An API that answers 400 with an empty body, as hyper does to a request line it
-    // cannot parse.
+/// An API on a free port that answers one request with `answer` and closes; the
+/// request it read, and a pipeline file naming it (in `dir`).
+fn fake_api(
+    answer: &'static [u8],
+    dir: &Path,
+) -> (std::thread::JoinHandle<String>, std::path::PathBuf) {
     let port = free_port();
     let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
     let server = std::thread::spawn(move || {
@@ -113,20 +115,48 @@ fn a_refusal_without_a_body_is_an_error_with_its_status() {
         while !request.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
             request.push(byte[0]);
         }
-        stream
-            .write_all(
-                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-            )
-            .unwrap();
+        stream.write_all(answer).unwrap();
         String::from_utf8_lossy(&request).to_string()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pipeline.yaml");
+    let config = dir.join("pipeline.yaml");
     std::fs::write(
         &config,
         format!("api: {{address: 127.0.0.1:{port}}}\nsources:\n  g: {{type: generate}}\nsinks:\n  out: {{type: stdout, inputs: [g]}}\n"),
     )
     .unwrap();
+    (server, config)
+}
+
+#[test]
+fn the_limit_counts_samples_not_the_line_that_says_some_were_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, config) = fake_api(
+        b"HTTP/1.0 200 OK\r\ncontent-type: application/x-ndjson\r\n\r\n{\"tap_skipped_samples\":5}\n{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n",
+        dir.path(),
+    );
+    let output = tap(&config, &["g", "--limit", "2"]);
+    assert_eq!(output.status.code(), Some(0));
+    let printed = lines(&output);
+    assert_eq!(
+        printed,
+        [
+            serde_json::json!({"tap_skipped_samples": 5}),
+            serde_json::json!({"n": 1}),
+            serde_json::json!({"n": 2})
+        ]
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn a_refusal_without_a_body_is_an_error_with_its_status() {
+    // An API that answers 400 with an empty body, as hyper does to a request line it
+    // cannot parse.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, config) = fake_api(
+        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        dir.path(),
+    );
     let output = tap(&config, &["g"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");

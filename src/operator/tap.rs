@@ -2,6 +2,7 @@
 //! from the pipeline's API (`/tap/COMPONENT`).
 
 use super::tap_path;
+use crate::pipeline::tap::SKIPPED_KEY;
 
 /// The most of a refusal's body printed: the API's messages are one line.
 const MAX_REFUSAL_BYTES: u64 = 64 << 10;
@@ -71,13 +72,15 @@ pub async fn print(
     }
     let mut out = tokio::io::stdout();
     let mut printed = 0;
+    // The line that says samples were skipped is printed, not counted as a sample.
+    let skipped = format!("{{\"{SKIPPED_KEY}\":");
     while limit.is_none_or(|limit| printed < limit) {
         line.clear();
         if reader.read_line(&mut line).await? == 0 {
             break;
         }
         out.write_all(line.as_bytes()).await?;
-        printed += 1;
+        printed += usize::from(!line.starts_with(&skipped));
     }
     out.flush().await?;
     Ok(())

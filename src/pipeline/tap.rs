@@ -16,6 +16,9 @@ use tokio::sync::Notify;
 
 use crate::toolkit::sample::{write_json_lines, Sample};
 
+/// The key of the line that stands where samples were skipped for a watcher.
+pub(crate) const SKIPPED_KEY: &str = "tap_skipped_samples";
+
 /// Bytes of JSON lines a tap holds for one watcher that has not taken them yet: some
 /// ten thousand samples, plenty to follow a component at a terminal, and all that a
 /// watcher that stalls costs (with one more such batch in the API's connection).
@@ -187,7 +190,7 @@ impl TapReceiver {
                         return Some(lines);
                     }
                     Some(Entry::Skipped(n)) => {
-                        return Some(Bytes::from(format!("{{\"tap_skipped_samples\":{n}}}\n")))
+                        return Some(Bytes::from(format!("{{\"{SKIPPED_KEY}\":{n}}}\n")))
                     }
                     None if held.closed => return None,
                     None => {}
