@@ -108,6 +108,16 @@ pub(crate) trait Reconfigure: Send + Sync {
     fn offer(&self, new: Box<dyn SourceConfig>) -> Offer;
 }
 
+/// The config a reload offers a running source, as its own type: the topology offers
+/// a source only a config of its own kind.
+pub(crate) fn offered<T: SourceConfig>(new: Box<dyn SourceConfig>) -> Box<T> {
+    let any: Box<dyn Any + Send> = new;
+    match any.downcast::<T>() {
+        Ok(new) => new,
+        Err(_) => unreachable!("a reload offers a source only its own type"),
+    }
+}
+
 /// State a component keeps across a reload that restarts it: the topology holds it
 /// by component id, so counters and gauges carry on (a `bos` source keeps its pool's).
 #[derive(Clone, Default)]

@@ -1,7 +1,6 @@
 //! The fleet's loop: one task per miner, sharing the pool, the governors and one
 //! queue to the pipeline; drained in order when the pipeline stops.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,7 @@ use crate::fleet::stats::{Governors, PoolStats};
 use crate::fleet::status::StatusLog;
 use crate::fleet::targets::Target;
 use crate::pipeline::component::{
-    ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
+    offered, ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
 };
 use crate::toolkit::panic;
 use crate::toolkit::sample::MinerState;
@@ -71,11 +70,7 @@ impl Reconfigure for Handle {
     /// only the new miners connect and only the removed ones close. Anything else
     /// needs a restart.
     fn offer(&self, new: Box<dyn SourceConfig>) -> Offer {
-        let any: Box<dyn Any + Send> = new;
-        let new = match any.downcast::<BosConfig>() {
-            Ok(new) => new,
-            Err(_) => unreachable!("a reload offers a source only its own type"),
-        };
+        let new = offered::<BosConfig>(new);
         let current = self
             .current
             .lock()

@@ -4,7 +4,6 @@
 //! backs off on failure behind the same breaker as `bos`, and every change of state is
 //! a status sample with its code.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
 use crate::fleet::targets::Target;
 use crate::pipeline::component::{
-    ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
+    offered, ComponentResult, Offer, Reconfigure, SourceConfig, SourceContext, Started,
 };
 use crate::toolkit::sample::{MinerState, Sample, StatusCode};
 
@@ -58,11 +57,7 @@ impl Reconfigure for Running {
     /// Keeps the source running when its config and its miners are unchanged; else it
     /// is restarted with the new ones (its counters carry on).
     fn offer(&self, new: Box<dyn SourceConfig>) -> Offer {
-        let any: Box<dyn Any + Send> = new;
-        let new = match any.downcast::<CgminerConfig>() {
-            Ok(new) => new,
-            Err(_) => unreachable!("a reload offers a source only its own type"),
-        };
+        let new = offered::<CgminerConfig>(new);
         let same = *new == self.config && new.miners().ok() == self.miners;
         Box::pin(std::future::ready(match same {
             true => Ok(None),
