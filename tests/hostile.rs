@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -289,6 +290,24 @@ fn files_are_checked_for_what_they_claim_and_target_lists_for_typos() {
         "5:14",
         "cannot read",
     );
+    // Refused before it is opened: /dev/zero read whole took 1.3 GB in 3 s, and a FIFO
+    // would block validate (and a reload) until someone wrote to it.
+    let fifo = dir.path().join("fleet.csv");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for (path, kind) in [(Path::new("/dev/zero"), "a device"), (&*fifo, "a FIFO")] {
+        refused(
+            &source(&format!(
+                "    targets: {{inventory: {}}}\n    password: root\n",
+                path.display()
+            )),
+            "5:14",
+            &format!("cannot read: it is {kind}, not a regular file"),
+        );
+    }
     refused(
         &source("    targets: {addresses: ['a:1', 'a:1']}\n    password: root\n"),
         "5:14",

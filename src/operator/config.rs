@@ -13,6 +13,7 @@ use super::api_config::ApiConfig;
 use crate::pipeline::component::DecodeContext;
 use crate::sim::embedded::EmbeddedSim;
 use crate::sim::{self, SimConfig};
+use crate::toolkit::regular_file;
 use crate::toolkit::yaml::decode::{from_node, within, DecodeError};
 use crate::toolkit::yaml::diagnostic::{ConfigError, Diagnostic};
 use crate::toolkit::yaml::interpolate;
@@ -82,62 +83,24 @@ fn decode_file(path: &Path, text: std::io::Result<String>) -> Result<AgentConfig
     })
 }
 
-/// The file's text, if it is UTF-8 and at most [`MAX_CONFIG_BYTES`] long.
+/// The file's text, if it is UTF-8 and at most [`MAX_CONFIG_BYTES`] long. Any kind of
+/// file: at start, `-c <(envsubst < pipeline.yaml)` is a FIFO.
 fn read(path: &Path) -> std::io::Result<String> {
-    read_capped(std::fs::File::open(path)?)
+    utf8(regular_file::read_capped(
+        std::fs::File::open(path)?,
+        MAX_CONFIG_BYTES,
+    )?)
 }
 
-/// The text of `path` if it is a regular file of at most [`MAX_CONFIG_BYTES`], UTF-8.
-/// Both are checked on its metadata before it is opened: a FIFO would block the
-/// reader until someone writes to it, and a file of 200 MB would be read whole. It is
-/// opened non-blocking, so one swapped in after the check cannot block either, and
-/// read at most to the limit. Blocks: call it off the async runtime.
+/// The text of `path` if it is a regular file of at most [`MAX_CONFIG_BYTES`], UTF-8
+/// ([`regular_file::read`]): a FIFO would block the reload until someone writes to it.
+/// Blocks: call it off the async runtime.
 pub(crate) fn read_regular(path: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    let metadata = std::fs::metadata(path)?;
-    let kind = metadata.file_type();
-    let not_regular = if kind.is_dir() {
-        Some("a directory")
-    } else if kind.is_fifo() {
-        Some("a FIFO")
-    } else if kind.is_socket() {
-        Some("a socket")
-    } else if kind.is_char_device() || kind.is_block_device() {
-        Some("a device")
-    } else {
-        None
-    };
-    if let Some(what) = not_regular {
-        return Err(std::io::Error::other(format!(
-            "it is {what}, not a regular file; a reload reads only a regular file"
-        )));
-    }
-    if metadata.len() > MAX_CONFIG_BYTES {
-        return Err(too_large());
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    read_capped(file)
+    utf8(regular_file::read(path, MAX_CONFIG_BYTES)?)
 }
 
-/// Reads `file` as UTF-8, refusing it past [`MAX_CONFIG_BYTES`].
-fn read_capped(file: std::fs::File) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(too_large());
-    }
-    Ok(text)
-}
-
-fn too_large() -> std::io::Error {
-    std::io::Error::other(format!(
-        "it is larger than {} MiB, which no pipeline is; is this the right file?",
-        MAX_CONFIG_BYTES >> 20
-    ))
+fn utf8(bytes: Vec<u8>) -> std::io::Result<String> {
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Decodes and checks a config file's text; `env` resolves `${VAR}`.

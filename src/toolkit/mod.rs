@@ -1,6 +1,6 @@
 //! Layer 1, the toolkit: what every layer above speaks, with no knowledge of
 //! components. YAML with positions and located errors ([`yaml`]), units and secrets in
-//! config, the inventory CSV, the [`sample::Sample`] and its schema, templates over
+//! config, the inventory CSV, files read whole within a limit, the [`sample::Sample`] and its schema, templates over
 //! its fields, latency histograms, a log-line budget, the directories a pipeline
 //! writes, the process's open-file limit and allocator settings, an error's causes on
 //! one line, the wire types generated from proto/, and the proptest strategies and the
@@ -17,6 +17,7 @@ pub mod malloc;
 pub(crate) mod panic;
 pub(crate) mod paths;
 pub mod proto;
+pub(crate) mod regular_file;
 pub mod sample;
 pub(crate) mod secret;
 pub mod segment_log;
