@@ -12,7 +12,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -49,6 +49,9 @@ pub(crate) struct MinerChannel {
     /// closed for it: its calls then fail for that reason.
     silent: Arc<AtomicBool>,
     answers: AnswerMemory,
+    /// Answers dropped (their call's deadline passed) while waiting for room in the
+    /// memory budget.
+    starved: Arc<AtomicU64>,
 }
 
 impl MinerChannel {
@@ -77,8 +80,16 @@ impl MinerChannel {
             active,
             silent,
             answers,
+            starved: Arc::default(),
         };
         (channel, driven)
+    }
+
+    /// How many answers on this channel were dropped while waiting for room in the
+    /// memory budget: a call whose deadline passed meanwhile ran out of memory, not of
+    /// the miner's time.
+    pub(crate) fn starved(&self) -> u64 {
+        self.starved.load(Relaxed)
     }
 
     /// Whether the connection was closed because the miner answered no keepalive ping.
@@ -119,6 +130,7 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
         };
         let active = Active::new(&self.active);
         let answers = self.answers.clone();
+        let starved = self.starved.clone();
         Box::pin(async move {
             // The request is one small message: it is sent while the answer is awaited.
             let (_, response) = tokio::join!(send_body(body, stream, ends), response);
@@ -130,6 +142,7 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
                 answers,
                 charge: None,
                 waiting: None,
+                starved,
                 _active: active,
             }))
         })
@@ -180,7 +193,17 @@ pub(crate) struct Answered {
     charge: Option<OwnedSemaphorePermit>,
     /// A frame held back until its message's charge fits in the budget.
     waiting: Option<(Bytes, Charging)>,
+    /// The channel's count of answers dropped while `waiting`.
+    starved: Arc<AtomicU64>,
     _active: Active,
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if self.waiting.is_some() {
+            self.starved.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl Answered {
@@ -422,5 +445,54 @@ mod tests {
     async fn an_idle_connection_is_not_pinged_unless_asked() {
         let channel = silent(keepalive(false)).await;
         assert!(open_after(channel, Duration::from_secs(60)).await);
+    }
+
+    #[tokio::test]
+    async fn an_answer_dropped_while_it_waits_for_the_budget_is_counted() {
+        // A budget all in use: the answer's 64 KiB message cannot be charged.
+        let budget = crate::pipeline::batch::MemoryBudget::new(1 << 20);
+        let _full = budget.try_charge(1 << 20).expect("an empty budget");
+        let answers = AnswerMemory::new(budget, 4 << 20, Arc::default());
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let miner = tokio::spawn(async move {
+            let mut connection = h2::server::handshake(theirs).await.unwrap();
+            let (_, mut respond) = connection.accept().await.unwrap().unwrap();
+            let answer = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let mut data = respond.send_response(answer, false).unwrap();
+            // A message's prefix declaring 64 KiB, and the first of them.
+            let mut message = vec![0u8];
+            message.extend_from_slice(&(64u32 << 10).to_be_bytes());
+            message.resize(1024, 7);
+            data.send_data(Bytes::from(message), false).unwrap();
+            // Serve the connection (without ending the answer) until the client goes.
+            let _data = data;
+            while connection.accept().await.is_some() {}
+        });
+        let handshake = h2::client::handshake(ours).await.unwrap();
+        let (mut channel, driven) = MinerChannel::new(
+            handshake,
+            Scheme::HTTP,
+            Authority::from_static("127.0.0.1:9"),
+            &keepalive(false),
+            answers,
+        );
+        let driver = tokio::spawn(driven);
+        poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+        let request = http::Request::builder()
+            .uri("/braiins.bos.v1.MinerService/GetHashboards")
+            .body(Body::empty())
+            .unwrap();
+        let mut answer = channel.call(request).await.unwrap().into_body();
+        let waited = tokio::time::timeout(Duration::from_millis(200), answer.frame()).await;
+        assert!(waited.is_err(), "the message waits for room in the budget");
+        assert_eq!(channel.starved(), 0, "still waiting");
+        drop(answer);
+        assert_eq!(channel.starved(), 1);
+        drop(channel);
+        driver.await.unwrap();
+        miner.await.unwrap();
     }
 }

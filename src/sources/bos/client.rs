@@ -210,13 +210,23 @@ impl MinerClient {
         let mut retried_for: Option<Status> = None;
         loop {
             let started = Instant::now();
-            let result = match tokio::time::timeout_at(deadline, call()).await {
-                Ok(result) => result,
-                Err(_) => Err(Status::deadline_exceeded(format!(
-                    "no answer within {:?} ({attempts} attempt(s))",
+            let starved = self.channel.starved();
+            // A statement of its own: the call (and its answer) is dropped at its end,
+            // before `starved` is read again.
+            let answered = tokio::time::timeout_at(deadline, call()).await;
+            let result = answered.unwrap_or_else(|_| {
+                let why = if self.channel.starved() > starved {
+                    "; its answer was large and waited for room in memory_budget \
+                     (rigtap_source_large_answers_waited_total): raise the budget, or \
+                     lower max_message_size"
+                } else {
+                    ""
+                };
+                Err(Status::deadline_exceeded(format!(
+                    "no answer within {:?} ({attempts} attempt(s)){why}",
                     settings.timeout
-                ))),
-            };
+                )))
+            });
             let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
             settings
                 .stats
