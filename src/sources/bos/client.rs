@@ -18,6 +18,7 @@ use super::retry::RetryConfig;
 use crate::fleet::backoff::Backoff;
 use crate::fleet::fair_rate::{self, FairRateLimiter};
 use crate::fleet::stats::{BackoffKind, Method, PoolStats};
+use crate::toolkit::error_chain::clipped;
 use crate::toolkit::proto::bos::api_version_service_client::ApiVersionServiceClient;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::proto::bos::{ApiVersion, ApiVersionRequest};
@@ -55,7 +56,7 @@ impl Auth {
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CallError {
-    #[error("{method}: {}: {}", .status.code(), .status.message())]
+    #[error("{method}: {}: {}", .status.code(), clipped(.status.message()))]
     Status { method: Method, status: Status },
     #[error("login as `{username}` was refused: {message}")]
     BadCredentials { username: String, message: String },
@@ -312,7 +313,7 @@ impl MinerClient {
             Err(status) if status.code() == Code::Unauthenticated => {
                 return Err(CallError::BadCredentials {
                     username: credentials.username.clone(),
-                    message: status.message().to_string(),
+                    message: clipped(status.message()).into_owned(),
                 })
             }
             Err(status) => {
@@ -407,5 +408,23 @@ impl MinerClient {
                 .await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_miners_long_status_message_is_clipped() {
+        // A hostile miner failed every call with an 8 MB message, copied whole into
+        // every status and gap sample and log line.
+        let error = CallError::Status {
+            method: Method::GetHashboards,
+            status: Status::internal("x".repeat(8 << 20)),
+        };
+        let text = error.to_string();
+        assert!(text.len() < 600, "{} bytes", text.len());
+        assert!(text.ends_with(" bytes more)"), "{text}");
     }
 }

@@ -28,6 +28,7 @@ use crate::fleet::schedule;
 use crate::fleet::stats::{BackoffKind, GaugeGuard, Method, PoolStats};
 use crate::fleet::status::{MinerStatus, StatusLog};
 use crate::fleet::targets::Target;
+use crate::toolkit::error_chain::clipped;
 use crate::toolkit::proto::bos::v1 as api;
 use crate::toolkit::sample::{MinerState, Sample, StatusCode};
 
@@ -665,7 +666,7 @@ async fn next_event(
             let message = format!(
                 "the status stream failed: {}: {}",
                 status.code(),
-                status.message()
+                clipped(status.message())
             );
             let error = CallError::Status {
                 method: Method::GetMinerStatus,

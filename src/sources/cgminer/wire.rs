@@ -15,6 +15,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::toolkit::error_chain::clipped;
+
 /// Why a command got no usable answer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum WireError {
@@ -255,11 +257,13 @@ fn refused(command: &str, answer: &Value) -> Result<(), WireError> {
     if status.get("STATUS").and_then(Value::as_str) != Some("E") {
         return Ok(());
     }
-    let message = status
-        .get("Msg")
-        .and_then(Value::as_str)
-        .unwrap_or("no message")
-        .to_string();
+    let message = clipped(
+        status
+            .get("Msg")
+            .and_then(Value::as_str)
+            .unwrap_or("no message"),
+    )
+    .into_owned();
     Err(WireError::Refused {
         command: command.to_string(),
         message,
