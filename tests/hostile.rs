@@ -357,3 +357,95 @@ fn a_simulator_of_no_miners_and_a_config_that_is_not_a_file_are_errors_not_a_pan
         "`simulator.miners` must be from 1 to 100000, found 0",
     );
 }
+
+/// Out of file descriptors, a failed accept comes back at once: the API retried at
+/// once, spinning a core and writing 9.5 million log lines in 30 s, and did not answer
+/// /health. It pauses between tries now and logs about one line a second.
+#[test]
+fn out_of_file_descriptors_the_api_pauses_and_says_so_a_few_times() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let api = format!("127.0.0.1:{}", support::net::free_port());
+    let config = dir.path().join("pipeline.yaml");
+    std::fs::write(
+        &config,
+        format!("api: {{address: {api}}}\nsources:\n  g: {{type: generate, rate: 100}}\nsinks:\n  s: {{type: stdout, inputs: [g]}}\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rigtap"));
+    command
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 64,
+                rlim_max: 64,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let (code, _) = support::http::request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+    // More connections than the process has descriptors left, held open.
+    let held: Vec<_> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(&api).ok())
+        .collect();
+    let pid = child.id().to_string();
+    let cpu = rigtap::operator::process::cpu_seconds(&pid).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let spent = rigtap::operator::process::cpu_seconds(&pid).unwrap() - cpu;
+    drop(held);
+    // Once they are gone, the API answers again.
+    let (code, _) = support::http::request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+    assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let failed = text.matches("api: accept failed").count();
+    eprintln!("{failed} accept failures logged; {spent:.2} CPU-seconds in the 3 s");
+    assert!(
+        (1..=10).contains(&failed),
+        "{failed} lines say an accept failed"
+    );
+    // Retrying at once took a core (and a second one writing the log): 5.9 s of CPU.
+    assert!(spent < 1.5, "{spent:.2} CPU-seconds in 3 s");
+}
+
+/// A client that connects and says nothing (or trickles its headers) is closed after
+/// 10 s: 3,000 such connections were all kept open, each a file descriptor.
+#[test]
+fn a_silent_api_client_is_closed() {
+    let api = format!("127.0.0.1:{}", support::net::free_port());
+    let rigtap = support::start_writing_to(
+        &format!("api: {{address: {api}}}\nsources:\n  g: {{type: generate, rate: 100}}\nsinks:\n  s: {{type: stdout, inputs: [g]}}\n"),
+        &[],
+        std::process::Stdio::null(),
+    );
+    let (code, _) = support::http::request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+    let mut silent = std::net::TcpStream::connect(&api).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let opened = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    // Closed (EOF, or a 408 first) well before the read's own 30 s.
+    let read = std::io::Read::read(&mut silent, &mut byte);
+    let waited = opened.elapsed();
+    assert!(
+        read.is_ok() && waited < Duration::from_secs(25),
+        "{read:?} after {waited:?}"
+    );
+    rigtap.signal("TERM");
+    let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}

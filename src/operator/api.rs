@@ -8,21 +8,23 @@
 //!   new file's errors (the pipeline runs on unchanged).
 
 use std::convert::Infallible;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use prometheus_client::registry::Registry;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::health::HealthWatch;
 use super::metrics;
@@ -30,6 +32,7 @@ use super::reload::Reload;
 use super::status::Status;
 use super::tap_path;
 use crate::pipeline::tap::{TapReceiver, Taps};
+use crate::toolkit::log_budget::LogBudget;
 use crate::topology::running::Views;
 
 /// What the API answers from.
@@ -44,23 +47,49 @@ pub(crate) struct ApiState {
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// Connections served at once; more wait in the listener's backlog. Scrapes, health
+/// checks, `rigtap top` and taps need a handful; a client opening thousands would
+/// otherwise take the file descriptors the miners' connections need.
+const MAX_CONNECTIONS: usize = 256;
+
+/// How long a client may take to send a request's head. A client that trickles its
+/// headers (or opens a connection and says nothing) is closed after it.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After a failed accept (out of file descriptors, most likely), the pause before the
+/// next: the failure comes back at once, and retrying at once spun a core and wrote
+/// millions of log lines.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// Serves until `stop` is cancelled, then lets each open connection finish its
 /// response (a tap's stream ends at `stop` too) and returns once all have closed.
 pub(crate) async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: CancellationToken) {
     let connections = TaskTracker::new();
+    let room = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let failures = LogBudget::new(NonZeroU32::MIN, NonZeroU32::MIN);
     loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => break,
+            slot = room.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "api: accept failed");
-                    continue;
+                    if failures.allow() {
+                        tracing::warn!(%error, suppressed = failures.suppressed(), "api: accept failed; trying again in {ACCEPT_PAUSE:?}");
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                    }
                 }
             },
         };
         let (state, stop) = (state.clone(), stop.clone());
         connections.spawn(async move {
+            let _slot = slot;
             let service = {
                 let stop = stop.clone();
                 hyper::service::service_fn(move |request| {
@@ -69,6 +98,8 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<ApiState>, stop: Can
                 })
             };
             let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             let ended = tokio::select! {
