@@ -10,6 +10,14 @@
 //! all are acknowledged, and those acknowledged above it), written to a temporary file
 //! and renamed over the old one.
 //!
+//! A full disk is a full buffer: [`SegmentLog::has_room_for`] also asks the file
+//! system for its free space (keeping [`DISK_RESERVE`] free, for the acknowledgements
+//! and a new segment), so a buffer whose `max_size` is more than its disk has fills
+//! the disk to that reserve and then says it is full, as at `max_size`: the sink holds
+//! back or drops, counted, and never fails on a write the disk refuses. With the disk
+//! full and every record of the segment appended to acknowledged, that segment is
+//! closed, so that it can go.
+//!
 //! Durability: an appended record is written to the file at once (it survives the
 //! process being killed); [`SegmentLog::sync`] makes it survive a power loss, and the
 //! caller decides how often. Acknowledgements are saved by [`SegmentLog::save_acks`];
@@ -172,6 +180,36 @@ pub struct SegmentLog {
     cursor: Cursor,
     /// Records damaged on disk since they were appended: found by the reader, gone.
     lost: u64,
+    disk: DiskSpace,
+}
+
+/// Bytes of the buffer's file system kept free: the acknowledgements file, a new
+/// segment's start, and what the writer holds unflushed.
+pub const DISK_RESERVE: u64 = 1 << 20;
+
+/// The file system's free space as last asked, and what was appended since.
+struct DiskSpace {
+    free: fn(&Path) -> Option<u64>,
+    asked: Option<Instant>,
+    free_then: u64,
+    appended_since: u64,
+    /// The disk was short of room at the last ask (logged once per shortage).
+    short: bool,
+}
+
+/// How long an answer about free space is trusted while it leaves room to spare.
+const DISK_ASK_EVERY: Duration = Duration::from_secs(1);
+
+/// The bytes an unprivileged process may still write on `dir`'s file system.
+fn free_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a statvfs to fill.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
@@ -397,6 +435,13 @@ impl SegmentLog {
                 offset: 0,
             },
             lost: 0,
+            disk: DiskSpace {
+                free: free_space,
+                asked: None,
+                free_then: 0,
+                appended_since: 0,
+                short: false,
+            },
         };
         log.remove_acknowledged()?;
         recovery.took = started.elapsed();
@@ -421,9 +466,46 @@ impl SegmentLog {
         Some(Duration::from_millis(now_ms().saturating_sub(at_ms)))
     }
 
-    /// Whether a record of `body` bytes fits within `max_size`.
-    pub fn has_room_for(&self, body: usize) -> bool {
-        self.bytes() + (HEADER + body) as u64 <= self.max_size
+    /// Whether a record of `body` bytes fits within `max_size`, and on the disk with
+    /// [`DISK_RESERVE`] to spare. The disk is asked at most once a second while it has
+    /// room to spare, at each call once it has not. With the disk short and the segment
+    /// appended to all acknowledged, that segment is closed (and goes), making room.
+    pub fn has_room_for(&mut self, body: usize) -> Result<bool, LogError> {
+        let size = (HEADER + body) as u64;
+        if self.bytes() + size > self.max_size {
+            return Ok(false);
+        }
+        if self.disk_has_room(size) {
+            return Ok(true);
+        }
+        let current = self.segments.back().expect("there is always a segment");
+        if current.bytes > 0 && current.pending() == 0 {
+            self.roll()?;
+            self.remove_acknowledged()?;
+            self.disk.asked = None;
+            return Ok(self.disk_has_room(size));
+        }
+        Ok(false)
+    }
+
+    fn disk_has_room(&mut self, size: u64) -> bool {
+        let disk = &mut self.disk;
+        let needed = size + DISK_RESERVE;
+        let fresh = disk.asked.is_some_and(|at| at.elapsed() < DISK_ASK_EVERY);
+        if fresh && disk.free_then.saturating_sub(disk.appended_since) >= needed {
+            return true;
+        }
+        let Some(free) = (disk.free)(&self.dir) else {
+            // A file system that cannot say: only `max_size` bounds the buffer.
+            return true;
+        };
+        (disk.asked, disk.free_then, disk.appended_since) = (Some(Instant::now()), free, 0);
+        let short = free < needed;
+        if short && !disk.short {
+            tracing::warn!(path = %self.dir.display(), free_bytes = free, "the disk buffer's disk is full (a buffer's `max_size` larger than its disk): the buffer counts as full until deliveries free room");
+        }
+        disk.short = short;
+        !short
     }
 
     /// Appends a record (written to the file at once); its sequence number.
@@ -452,6 +534,7 @@ impl SegmentLog {
         segment.records += 1;
         segment.first_at_ms.get_or_insert(at_ms);
         self.next_seq += 1;
+        self.disk.appended_since += size;
         Ok(seq)
     }
 
@@ -867,7 +950,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = SegmentLog::open(dir.path(), 1000, 400).unwrap();
         let mut appended = 0;
-        while log.has_room_for(100) {
+        while log.has_room_for(100).unwrap() {
             log.append(&[7; 100]).unwrap();
             appended += 1;
         }
@@ -877,7 +960,52 @@ mod tests {
             log.ack(seq as u64).unwrap();
         }
         log.flush().unwrap();
-        assert!(log.has_room_for(100), "delivered segments free their room");
+        assert!(
+            log.has_room_for(100).unwrap(),
+            "delivered segments free their room"
+        );
+    }
+
+    /// A file system of [`DISK_RESERVE`] + 1,000 bytes, the buffer alone on it.
+    fn small_disk(dir: &Path) -> Option<u64> {
+        let used: u64 = std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        Some((DISK_RESERVE + 1000).saturating_sub(used))
+    }
+
+    #[test]
+    fn a_full_disk_is_a_full_buffer_and_delivered_records_free_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // `max_size` far beyond the disk, and every record in one segment.
+        let (mut log, _) = SegmentLog::open(dir.path(), 1 << 30, 1 << 20).unwrap();
+        log.disk.free = small_disk;
+        let fill = |log: &mut SegmentLog| {
+            let mut appended = Vec::new();
+            while log.has_room_for(100).unwrap() {
+                appended.push(log.append(&[7; 100]).unwrap());
+                log.flush().unwrap();
+            }
+            appended
+        };
+        let first = fill(&mut log);
+        // 1,000 bytes: seven records of 128 bytes, the reserve kept.
+        assert_eq!(first.len(), 1000 / (HEADER + 100));
+        assert!(small_disk(dir.path()).unwrap() >= DISK_RESERVE);
+        assert!(!log.has_room_for(100).unwrap(), "full until deliveries");
+        // All delivered but the last: the segment it is in cannot go.
+        for seq in &first[..first.len() - 1] {
+            log.ack(*seq).unwrap();
+        }
+        assert!(!log.has_room_for(100).unwrap());
+        // The last too: its segment, the one appended to, is closed and goes.
+        log.ack(*first.last().unwrap()).unwrap();
+        assert!(log.has_room_for(100).unwrap());
+        let second = fill(&mut log);
+        assert_eq!(second.len(), first.len());
+        assert_eq!(log.records(), second.len() as u64);
     }
 
     #[test]

@@ -191,11 +191,12 @@ pub(super) async fn run(
     .await;
     ctx.stats.in_flight.store(0, Relaxed);
     publish(&log, &ctx);
-    outcome?;
-    closing?;
+    // Said even when the sink fails: they are in no other count of its ledger.
     if log.records() > 0 {
         tracing::info!(sink = %ctx.id, samples = log.records(), path = %disk.path.display(), "samples not yet delivered stay in the disk buffer; the next start delivers them");
     }
+    outcome?;
+    closing?;
     sender.close().await;
     Ok(())
 }
@@ -223,7 +224,7 @@ fn append(
         sender.encoder.encode(sample, &mut sender.message);
         let stamp = (sample.miner_id.clone(), sample.timestamp);
         encode(&stamp, &sender.message, record);
-        if !log.has_room_for(record.len()) {
+        if !log.has_room_for(record.len())? {
             match when_full {
                 WhenFull::Block => return Ok(()),
                 WhenFull::DropNewest => {

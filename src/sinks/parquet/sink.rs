@@ -296,11 +296,19 @@ impl Sink {
             buffer.record.clear();
             // A Sample always serializes, and writing to a Vec cannot fail.
             let _ = serde_json::to_writer(&mut buffer.record, sample);
-            if !buffer.log.has_room_for(buffer.record.len()) {
+            if !buffer
+                .log
+                .has_room_for(buffer.record.len())
+                .map_err(BufferFailed)?
+            {
                 self.finish_all(ctx, Some(Early::DiskBuffer)).await?;
             }
             let buffer = self.buffer.as_mut().expect("appending needs a buffer");
-            if !buffer.log.has_room_for(buffer.record.len()) {
+            if !buffer
+                .log
+                .has_room_for(buffer.record.len())
+                .map_err(BufferFailed)?
+            {
                 ctx.stats.dropped(DropReason::BufferFull, samples.len() - i);
                 break;
             }
