@@ -38,8 +38,38 @@ impl PartitionTemplate {
         self.0.render_into(sample, &mut out, |out, value| {
             out.push_str(&escape(value.unwrap_or(MISSING)))
         });
+        if out.len() > NAME_MAX {
+            out = out.split('/').map(fit).collect::<Vec<_>>().join("/");
+        }
         out
     }
+}
+
+/// The longest name of a directory (Linux's `NAME_MAX`, in bytes).
+const NAME_MAX: usize = 255;
+
+/// A directory name cut to [`NAME_MAX`] bytes if longer: its start (at a char, never
+/// inside a `%XX`), `~`, and 8 hex digits of a checksum of the whole, so that two long
+/// values stay two directories. A value that long (an inventory label, a 300-character
+/// site name, tripled by escaping) otherwise failed every write of its partition.
+fn fit(segment: &str) -> std::borrow::Cow<'_, str> {
+    if segment.len() <= NAME_MAX {
+        return segment.into();
+    }
+    let mut end = NAME_MAX - 9;
+    while !segment.is_char_boundary(end) {
+        end -= 1;
+    }
+    // An escape cut in two would read as a different value, or not at all.
+    if let Some(percent) = segment[end.saturating_sub(2)..end].rfind('%') {
+        end = end - 2 + percent;
+    }
+    format!(
+        "{}~{:08x}",
+        &segment[..end],
+        crc32fast::hash(segment.as_bytes())
+    )
+    .into()
 }
 
 /// A value as Hive writes it in a path, so every Hive reader (Spark, DuckDB, pyarrow,
@@ -132,6 +162,26 @@ mod tests {
             state.render(&sample("x")),
             "state=__HIVE_DEFAULT_PARTITION__/"
         );
+    }
+
+    #[test]
+    fn a_value_longer_than_a_file_name_is_cut_and_stays_distinct() {
+        let t = PartitionTemplate::parse("site={site}/kind={kind}/", &["site".into()]).unwrap();
+        // 300 characters, escaped to 900 bytes.
+        let (a, b) = ("/".repeat(299) + "a", "/".repeat(299) + "b");
+        let (ra, rb) = (t.render(&sample(&a)), t.render(&sample(&b)));
+        assert_ne!(ra, rb);
+        let segments: Vec<&str> = ra.split('/').collect();
+        assert_eq!(segments.len(), 3, "{ra}");
+        assert!(segments[0].len() <= NAME_MAX, "{}", segments[0].len());
+        assert!(segments[0].starts_with("site=%2F%2F"));
+        // Never inside an escape: the cut is whole `%2F`s, then `~` and the checksum.
+        let (value, sum) = segments[0].rsplit_once('~').unwrap();
+        assert!(value.ends_with("%2F") && sum.len() == 8, "{}", segments[0]);
+        assert_eq!(segments[1], "kind=board");
+        // Multi-byte characters are cut at a char.
+        let wide = t.render(&sample(&"é".repeat(200)));
+        assert!(wide.split('/').all(|s| s.len() <= NAME_MAX), "{wide}");
     }
 
     #[test]
