@@ -138,6 +138,9 @@ pub struct PoolStats {
     /// Status stream messages read while the pipeline was full: their status is
     /// applied once there is room (the latest wins), so the stream is never left unread.
     pub(crate) status_deferred: AtomicU64,
+    /// Status changes past a miner's share of status samples (a flapping miner): the
+    /// state they left is reported by the next change or poll.
+    pub(crate) status_samples_held: AtomicU64,
     /// Answers larger than one HTTP/2 frame, charged to the memory budget while they
     /// were read, and those of them that waited for room.
     pub(crate) answers_charged: AtomicU64,
@@ -306,7 +309,7 @@ impl Published for PoolStats {
         for (name, help, gauge) in gauges {
             out.gauge(name, help, &labels, gauge.load(Relaxed) as f64);
         }
-        let counters: [(&'static str, &'static str, &AtomicU64); 11] = [
+        let counters: [(&'static str, &'static str, &AtomicU64); 12] = [
             (
                 "rigtap_source_connect_attempts",
                 "Connection attempts.",
@@ -347,6 +350,11 @@ impl Published for PoolStats {
                 "rigtap_source_status_deferred",
                 "Status stream messages read while the pipeline was full; the latest status is applied once there is room.",
                 &self.status_deferred,
+            ),
+            (
+                "rigtap_source_status_samples_held",
+                "Status changes of a miner past its 10 status samples in 10 s (a flapping miner); the state they left is reported by the next change or poll.",
+                &self.status_samples_held,
             ),
             (
                 "rigtap_source_large_answers",

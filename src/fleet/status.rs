@@ -4,6 +4,7 @@
 //! handful of lines, not ten thousand.
 
 use std::num::NonZeroU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::stats::PoolStats;
@@ -39,7 +40,23 @@ pub(crate) struct MinerStatus {
     state: Option<MinerState>,
     code: Option<StatusCode>,
     logged: [Option<Instant>; MinerState::COUNT],
+    /// The last status sample's time, in ms: each is stamped later than the one
+    /// before, so no two share a sample id (miner, time, kind) that consumers
+    /// deduplicate on.
+    last_ms: i64,
+    /// When the current window of [`SAMPLES_PER_WINDOW`] began, and how many status
+    /// samples it has had.
+    window: Option<Instant>,
+    in_window: u8,
+    /// A change was past the window's share: the next call reports the state then.
+    unreported: bool,
 }
+
+/// A miner's status samples, at most: a miner whose stream flapped between normal and
+/// paused made 91,212 of them in 15 s. What a window has no room for is reported by
+/// the next call after it (the next poll, at the latest), from the state then.
+const SAMPLES_PER_WINDOW: u8 = 10;
+const WINDOW: Duration = Duration::from_secs(10);
 
 impl MinerStatus {
     pub(crate) fn state(&self) -> Option<MinerState> {
@@ -59,10 +76,35 @@ impl MinerStatus {
     ) -> Option<Sample> {
         let from = self.state.replace(to);
         let was = self.code.replace(code);
-        if from == Some(to) && was == Some(code) {
+        let changed = from != Some(to) || was != Some(code);
+        if !changed && !self.unreported {
             return None;
         }
-        stats.transition(from, to);
+        if changed {
+            stats.transition(from, to);
+            self.log(from, (to, message), target, log);
+        }
+        if self.window.is_none_or(|at| at.elapsed() >= WINDOW) {
+            (self.window, self.in_window) = (Some(Instant::now()), 0);
+        }
+        if self.in_window >= SAMPLES_PER_WINDOW {
+            self.unreported = true;
+            stats.status_samples_held.fetch_add(1, Relaxed);
+            return None;
+        }
+        self.in_window += 1;
+        self.unreported = false;
+        Some(self.sample(to, code, message, target))
+    }
+
+    /// Logs a change of state (or of code alone: the state's line was written).
+    fn log(
+        &mut self,
+        from: Option<MinerState>,
+        (to, message): (MinerState, &str),
+        target: &Target,
+        log: &StatusLog,
+    ) {
         let last = &mut self.logged[to.index()];
         // Start-up (connecting, then online) is logged at debug level and costs no
         // budget; the budget is for lines an operator sees.
@@ -76,11 +118,25 @@ impl MinerStatus {
             *last = Some(Instant::now());
             write(from, to, message, target, log.suppressed());
         }
+    }
+
+    fn sample(
+        &mut self,
+        to: MinerState,
+        code: StatusCode,
+        message: &str,
+        target: &Target,
+    ) -> Sample {
         let mut sample = Sample::new(SampleKind::Status, target.id.clone(), target.labels.clone());
+        let ms = sample.timestamp.timestamp_millis();
+        if ms <= self.last_ms {
+            sample.timestamp += chrono::TimeDelta::milliseconds(self.last_ms + 1 - ms);
+        }
+        self.last_ms = sample.timestamp.timestamp_millis();
         sample.state = Some(to);
         sample.code = Some(code);
         sample.message = Some(message.to_string());
-        Some(sample)
+        sample
     }
 }
 
@@ -155,6 +211,66 @@ mod tests {
             (1, 0),
             "one miner, counted where it is"
         );
+    }
+
+    #[test]
+    fn status_samples_of_a_miner_never_share_a_millisecond() {
+        let (log, stats) = (StatusLog::default(), PoolStats::default());
+        let mut status = MinerStatus::default();
+        let states = [
+            (MinerState::Online, StatusCode::Ok),
+            (MinerState::Degraded, StatusCode::NotMining),
+        ];
+        let times: Vec<i64> = (0..usize::from(SAMPLES_PER_WINDOW))
+            .map(|i| {
+                let (to, code) = states[i % 2];
+                let sample = status.change((to, code, "flap"), &target(), &log, &stats);
+                sample.unwrap().timestamp.timestamp_millis()
+            })
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+    }
+
+    #[test]
+    fn a_flapping_miner_makes_ten_status_samples_a_window_and_its_last_state_follows() {
+        let (log, stats) = (StatusLog::default(), PoolStats::default());
+        let mut status = MinerStatus::default();
+        let mut flap = |i: usize| {
+            let (to, code) = match i % 2 {
+                0 => (MinerState::Online, StatusCode::Ok),
+                _ => (MinerState::Degraded, StatusCode::NotMining),
+            };
+            status.change((to, code, "flap"), &target(), &log, &stats)
+        };
+        let made = (0..1000).filter_map(&mut flap).count();
+        assert_eq!(made, usize::from(SAMPLES_PER_WINDOW));
+        assert_eq!(stats.status_samples_held.load(Relaxed), 990);
+        // The flapping stops at degraded (i = 999); a poll finds it so again.
+        let later = status.change(
+            (MinerState::Degraded, StatusCode::NotMining, "not mining"),
+            &target(),
+            &log,
+            &stats,
+        );
+        assert!(later.is_none(), "the window is still full");
+        status.window = Some(Instant::now() - WINDOW);
+        let reported = status
+            .change(
+                (MinerState::Degraded, StatusCode::NotMining, "not mining"),
+                &target(),
+                &log,
+                &stats,
+            )
+            .expect("the state the flapping left is reported");
+        assert_eq!(reported.state, Some(MinerState::Degraded));
+        assert!(status
+            .change(
+                (MinerState::Degraded, StatusCode::NotMining, "not mining"),
+                &target(),
+                &log,
+                &stats
+            )
+            .is_none());
     }
 
     #[test]

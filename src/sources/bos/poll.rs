@@ -153,9 +153,10 @@ pub fn samples(
 
     let mut out = Vec::with_capacity(1 + boards.len());
     out.push(miner);
-    out.extend(boards.iter().enumerate().map(|(i, board)| {
+    let numbers = board_numbers(boards);
+    out.extend(boards.iter().zip(numbers).map(|(board, number)| {
         let mut sample = new(SampleKind::Board);
-        sample.board = Some(board.id.parse().unwrap_or(i as u32 + 1));
+        sample.board = Some(number);
         sample.message = (!board.enabled).then(|| "board disabled".to_string());
         sample.hashrate_ths = last_minute(board.stats.as_ref());
         sample.hashrate_nominal_ths = ths(board
@@ -174,6 +175,27 @@ pub fn samples(
     out
 }
 
+/// Each board's number: its id, else (not a number, or an id an earlier board of the
+/// answer has) its position from 1, else the lowest number not taken. A board's
+/// samples are told apart by it (the Kafka sample id is miner, time, kind, board): a
+/// firmware listing three boards as `1` would have consumers keep one.
+fn board_numbers(boards: &[api::Hashboard]) -> Vec<u32> {
+    let mut numbers: Vec<u32> = Vec::with_capacity(boards.len());
+    for (i, board) in boards.iter().enumerate() {
+        let free = |n: &u32| !numbers.contains(n);
+        let position = i as u32 + 1;
+        let number = board
+            .id
+            .parse()
+            .ok()
+            .filter(free)
+            .or(Some(position).filter(free))
+            .unwrap_or_else(|| (1..).find(free).unwrap_or(position));
+        numbers.push(number);
+    }
+    numbers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +203,22 @@ mod tests {
 
     fn target() -> Target {
         targets::fixture("m1")
+    }
+
+    #[test]
+    fn boards_of_one_answer_never_share_a_number() {
+        let boards = |ids: &[&str]| -> Vec<api::Hashboard> {
+            ids.iter()
+                .map(|id| api::Hashboard {
+                    id: id.to_string(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        assert_eq!(board_numbers(&boards(&["0", "1", "2"])), [0, 1, 2]);
+        assert_eq!(board_numbers(&boards(&["1", "1", "1"])), [1, 2, 3]);
+        assert_eq!(board_numbers(&boards(&["3", "x", "1", "3"])), [3, 2, 1, 4]);
+        assert_eq!(board_numbers(&boards(&["2", "2"])), [2, 1]);
     }
 
     fn ghs(value: f64) -> Option<api::GigaHashrate> {
