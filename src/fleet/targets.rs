@@ -53,6 +53,12 @@ pub(crate) enum TargetError {
     Inventory(#[from] InventoryError),
     #[error("miner id `{0}` is listed twice; ids must be unique across `targets`")]
     Duplicate(String),
+    #[error("address `{address}` is listed twice (miners `{first}` and `{second}`): one miner would be collected twice")]
+    SameAddress {
+        address: String,
+        first: String,
+        second: String,
+    },
     #[error("`targets.simulator: true` needs a top-level `simulator:` section")]
     NoSimulator,
     #[error(
@@ -94,6 +100,16 @@ impl TargetsConfig {
         if let Some(dup) = targets.iter().find(|t| !seen.insert(t.id.clone())) {
             return Err(TargetError::Duplicate(dup.id.to_string()));
         }
+        let mut addresses = std::collections::HashMap::new();
+        for target in &targets {
+            if let Some(first) = addresses.insert(target.address.as_str(), &target.id) {
+                return Err(TargetError::SameAddress {
+                    address: target.address.clone(),
+                    first: first.to_string(),
+                    second: target.id.to_string(),
+                });
+            }
+        }
         if targets.is_empty() {
             return Err(TargetError::Empty);
         }
@@ -132,17 +148,15 @@ fn expand(entry: &str) -> Result<Vec<String>, TargetError> {
     if host.is_empty() {
         return Err(bad());
     }
+    let port_number = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
     if let Some((low, high)) = port.split_once('-') {
-        let (low, high): (u16, u16) = (
-            low.parse().map_err(|_| bad())?,
-            high.parse().map_err(|_| bad())?,
-        );
+        let (low, high) = (port_number(low)?, port_number(high)?);
         if high < low {
             return Err(TargetError::Range(entry.to_string()));
         }
         return Ok((low..=high).map(|p| format!("{host}:{p}")).collect());
     }
-    let port: u16 = port.parse().map_err(|_| bad())?;
+    let port = port_number(port)?;
     // A range is two IPv4 addresses; anything else with a dash is a host name.
     let range = host.split_once('-').and_then(|(low, high)| {
         Some((
@@ -265,6 +279,30 @@ mod tests {
         assert!(e.contains("listed twice"), "{e}");
         let e = addresses(&[]).unwrap_err().to_string();
         assert!(e.contains("lists no miners"), "{e}");
+        for port in ["127.0.0.1:0", "127.0.0.1:0-3", "127.0.0.1:65536"] {
+            let e = addresses(&[port]).unwrap_err().to_string();
+            assert!(e.contains("is not `host:port`"), "{port}: {e}");
+        }
+    }
+
+    #[test]
+    fn one_address_under_two_ids_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.csv");
+        std::fs::write(
+            &path,
+            "id,address
+a,10.0.0.1:50051
+b,10.0.0.1:50051
+",
+        )
+        .unwrap();
+        let config = TargetsConfig {
+            inventory: Some(path),
+            ..TargetsConfig::default()
+        };
+        let e = config.resolve().unwrap_err().to_string();
+        assert_eq!(e, "address `10.0.0.1:50051` is listed twice (miners `a` and `b`): one miner would be collected twice");
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub(crate) fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
         })
     };
     let (id_col, address_col) = (column("id")?, column("address")?);
+    let mut names = std::collections::HashSet::new();
+    if let Some(twice) = header.iter().find(|h| !names.insert(*h)) {
+        return Err(error(format!(
+            "the header names the column `{twice}` twice; which one would a miner's label be?"
+        )));
+    }
     // Labels travel beside the sample's own fields (one JSON object, one row).
     if let Some(name) = header.iter().find(|h| FIXED_COLUMNS.contains(h)) {
         return Err(error(format!(
@@ -66,9 +72,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
         let line = record.position().map_or(0, |p| p.line());
         let field = |i: usize| record.get(i).unwrap_or_default();
         let (id, address) = (field(id_col), field(address_col));
-        if id.is_empty() || !address.contains(':') {
+        if id.is_empty() || !is_host_port(address) {
             return Err(error(format!(
-                "line {line}: needs an id and an address `host:port`, found `{id}`, `{address}`"
+                "line {line}: needs an id and an address `host:port` (a port from 1 to 65535; one miner a row, no ranges), found `{id}`, `{address}`"
             )));
         }
         let labels: BTreeMap<String, String> = header
@@ -84,6 +90,18 @@ pub(crate) fn read(path: &Path) -> Result<Vec<InventoryRow>, InventoryError> {
         });
     }
     Ok(rows)
+}
+
+/// Whether `address` is one `host:port`: a host (not an IPv4 range `A-B`, which is
+/// for `targets.addresses`) and a port from 1 to 65535.
+fn is_host_port(address: &str) -> bool {
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    let range = host.split_once('-').is_some_and(|(low, high)| {
+        low.parse::<std::net::Ipv4Addr>().is_ok() && high.parse::<std::net::Ipv4Addr>().is_ok()
+    });
+    !host.is_empty() && !range && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
 
 /// Writes `rows` as an inventory CSV: `id,address`, then `columns` (a label a row
@@ -150,5 +168,27 @@ mod tests {
         std::fs::write(&path, "id,address\nm1,10.0.0.1\n").unwrap();
         let e = read(&path).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
+        for address in [
+            "10.0.0.1:99999",
+            "10.0.0.1:0",
+            "10.0.0.1-10.0.0.9:50051",
+            ":50051",
+        ] {
+            std::fs::write(&path, format!("id,address\nm1,{address}\n")).unwrap();
+            let e = read(&path).unwrap_err().to_string();
+            assert!(
+                e.contains("line 2") && e.contains("no ranges"),
+                "{address}: {e}"
+            );
+        }
+        std::fs::write(
+            &path,
+            "id,address\nm1,[::1]:50051\nm2,miner-a.local:50051\n",
+        )
+        .unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+        std::fs::write(&path, "id,address,site,site\nm1,10.0.0.1:50051,a,b\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("the column `site` twice"), "{e}");
     }
 }
