@@ -134,3 +134,59 @@ sinks:
             .collect::<Vec<_>>()
     );
 }
+
+/// A connection recycled at its `connection_ttl` whose reconnect waits behind
+/// `rate.connects`: the polls due meanwhile were neither made nor counted (3 of 12
+/// expected); the schedule now carries over, and they are counted late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_due_while_a_recycled_connection_waits_to_reconnect_are_counted() {
+    const RUN: u64 = 12;
+    let fleet = Fleet::start(sim_config(1)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    let yaml = format!(
+        "
+sources:
+  fleet:
+    type: bos
+    profile: development
+    interval: 1s
+    connection_ttl: 3s
+    rate: {{connects: 1/h}}
+    targets: {{inventory: {}}}
+    username: root
+    password: root
+sinks:
+  out: {{type: stdout, inputs: [fleet]}}
+",
+        inventory.display()
+    );
+    let rigtap = support::start_writing_to(
+        &yaml,
+        &["--duration", &format!("{RUN}s")],
+        std::process::Stdio::null(),
+    );
+    let (code, logs, stderr) =
+        tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(60)));
+    assert_eq!(code, Some(0), "{stderr}");
+    let finished = logs
+        .iter()
+        .find(|l| l["message"] == "bos source finished")
+        .expect("the source's last line");
+    let count = |key: &str| finished[key].as_u64().unwrap();
+    let (expected, received, missed, late) = (
+        count("polls_expected"),
+        count("polls_received"),
+        count("polls_missed"),
+        count("polls_late"),
+    );
+    assert_eq!(expected, received + missed, "{finished}");
+    // One connection of 3 s, then a wait for the next connect until the stop.
+    assert!(received <= 4, "{finished}");
+    assert!(
+        expected >= RUN - 3 && late >= expected - received - 1,
+        "{finished}"
+    );
+    fleet.shutdown().await;
+}

@@ -92,6 +92,10 @@ pub(crate) struct MinerTask {
     /// A state change (from the stream or a poll) waits to be applied once `held` is
     /// gone and there is room; only the latest matters.
     deferred: bool,
+    /// When the next poll was due as a recycled connection closed: the next session
+    /// keeps the schedule, so the polls its connect waited through (behind
+    /// `rate.connects`, say) are counted late, not lost from the count.
+    resume_poll: Option<Instant>,
 }
 
 impl MinerTask {
@@ -116,6 +120,7 @@ impl MinerTask {
             poll_problem: None,
             held: Vec::new(),
             deferred: false,
+            resume_poll: None,
         }
     }
 
@@ -133,6 +138,17 @@ impl MinerTask {
     ) -> impl Future<Output = ()> {
         async move {
             self.run_until(&stop).await;
+            // Stopped while a recycled connection waited to reconnect: the polls that
+            // came due meanwhile were not made.
+            if let Some(due) = self.resume_poll.take() {
+                let late = self.completeness.late(
+                    due.elapsed(),
+                    Overdue::Overrun,
+                    &self.target,
+                    &self.shared.stats,
+                );
+                self.hold(late);
+            }
             let owed = self.completeness.close(&self.target, &self.shared.stats);
             self.hold(owed);
             // Even during a stop (the pipeline drains meanwhile): answers already in and
@@ -164,6 +180,8 @@ impl MinerTask {
                 Ok(End::Stopped) => return,
                 Ok(End::Recycle) => continue,
                 Err(failure) => {
+                    // The outage's polls are counted as the outage's.
+                    self.resume_poll = None;
                     self.breaker.failure(std::time::Instant::now());
                     let (state, code, message, delay) = match failure {
                         Failure::AuthFailed(m) => (
@@ -228,7 +246,9 @@ impl MinerTask {
         self.refresh();
 
         let recycle_at = first.retire_at;
-        let mut next_poll = Instant::now() + schedule::first_poll(config.interval.0, &mut self.rng);
+        let mut next_poll = self.resume_poll.take().unwrap_or_else(|| {
+            Instant::now() + schedule::first_poll(config.interval.0, &mut self.rng)
+        });
         let mut connection = Some(first);
         // Absolute, not per wait: the loop wakes for polls far more often than the
         // stream is allowed to stay silent.
@@ -242,7 +262,10 @@ impl MinerTask {
             // stream, nor a busy stream the polls.
             tokio::select! {
                 _ = stop.cancelled() => return Ok(End::Stopped),
-                _ = sleep_until(recycle_at), if stream.is_some() => return Ok(End::Recycle),
+                _ = sleep_until(recycle_at), if stream.is_some() => {
+                    self.resume_poll = Some(next_poll);
+                    return Ok(End::Recycle);
+                }
                 _ = sleep_until(next_poll) => {
                     // Nothing in this loop waits for room downstream (answers are held
                     // instead), so a poll comes due late only after one that overran.
@@ -584,6 +607,14 @@ impl MinerTask {
                 "{error}; check `username` and `password` for this miner (a firmware upgrade can reset them); next try in {:?}",
                 self.shared.config.auth_retry.0
             )),
+            // Logged in, then refused (a token the miner no longer takes, or a user
+            // without the right to this call): not a miner that is down.
+            error if matches!(error.code(), Code::Unauthenticated | Code::PermissionDenied) => {
+                Failure::AuthFailed(format!(
+                    "{error}; the miner accepted the login and refused the session: check that user's rights on the miner; next try in {:?}",
+                    self.shared.config.auth_retry.0
+                ))
+            }
             error => {
                 // TLS 1.3 clients finish their handshake before the miner checks their
                 // certificate; a miner that wants one then closes the connection at the
