@@ -415,3 +415,46 @@ async fn stock_miners_go_offline_with_a_code_and_come_back() {
         polls("sim-00004")
     );
 }
+
+/// A stock miner that says nothing: a poll asks its commands one after another, and
+/// each waited out the whole timeout (four of them, 20 s at the defaults, the miner
+/// `connecting` all along). The first silence ends the poll now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_stock_miner_costs_one_timeout_a_poll() {
+    use rigtap::sim::faults::FaultKind;
+    let mut config = SimConfig {
+        stock: 1.0,
+        ..sim_config(1)
+    };
+    config.faults = vec![rigtap::sim::faults::FaultRule {
+        delay: Some("3s".parse().unwrap()),
+        ..support::fault(FaultKind::Slow, &[0])
+    }];
+    let fleet = Fleet::start(config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("fleet.csv");
+    fleet.write_inventory(&inventory).unwrap();
+    let yaml = format!(
+        "sources:\n  stock: {{type: cgminer, interval: 1s, timeout: 1s, targets: {{inventory: {}}}, backoff: {{initial: 3s, max: 3s}}}}\nsinks:\n  out: {{type: stdout, inputs: [stock]}}\n",
+        inventory.display()
+    );
+    let rigtap =
+        support::start_writing_to(&yaml, &["--duration", "6s"], std::process::Stdio::null());
+    let (code, logs, stderr) =
+        tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(30)));
+    assert_eq!(code, Some(0), "{stderr}");
+    let finished = logs
+        .iter()
+        .find(|l| l["message"] == "cgminer source finished")
+        .expect("the source's last line");
+    let count = |key: &str| finished[key].as_u64().unwrap();
+    // At most two polls in 6 s (a 1 s timeout, then a 3 s backoff), one ask each.
+    assert!(count("connect_attempts") <= 2, "{finished}");
+    assert_eq!(
+        count("polls_expected"),
+        count("polls_received") + count("polls_missed"),
+        "{finished}"
+    );
+    assert_eq!(count("polls_received"), 0, "{finished}");
+    fleet.shutdown().await;
+}

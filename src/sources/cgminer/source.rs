@@ -259,6 +259,8 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
             next = next.max(Instant::now());
         }
     }
+    // Stopped during a poll that overran: the polls due meanwhile were not made.
+    owed.extend(completeness.late(next.elapsed(), Overdue::Overrun, &target, stats));
     owed.extend(completeness.close(&target, stats));
     shared.emitter.send(owed).await;
 }
@@ -338,6 +340,13 @@ async fn poll(
             // (Other refusals, "no pools" or no devices while it boots, are failures.)
             Err(e) if commands.len() == 1 && e.unknown_command() => {
                 refused.insert(commands[0], Instant::now());
+            }
+            // Nothing answered the first ask (no connection, or silence to the end of
+            // the timeout): the rest would wait as long, each. One poll of a dead
+            // miner took four timeouts.
+            Err(e) if answered == 0 && failures.is_empty() && e.unreachable() => {
+                failures.push((text, e));
+                break;
             }
             Err(e) => failures.push((text, e)),
         }

@@ -35,6 +35,12 @@ pub(crate) enum WireError {
 }
 
 impl WireError {
+    /// The miner could not be reached or said nothing: the connection failed, or no
+    /// answer came within the timeout.
+    pub(crate) fn unreachable(&self) -> bool {
+        matches!(self, WireError::Connect(_) | WireError::Timeout(_))
+    }
+
     /// The firmware does not know the command (cgminer's code 14, "Invalid command"),
     /// as against a refusal of the moment ("No pools" while it boots).
     pub(crate) fn unknown_command(&self) -> bool {
