@@ -48,8 +48,9 @@ pub(crate) struct MinerStatus {
     /// samples it has had.
     window: Option<Instant>,
     in_window: u8,
-    /// A change was past the window's share: the next call reports the state then.
-    unreported: bool,
+    /// A change was past the window's share (its message): the next call reports the
+    /// state then, or the miner's last samples do.
+    unreported: Option<Box<str>>,
 }
 
 /// A miner's status samples, at most: a miner whose stream flapped between normal and
@@ -77,7 +78,7 @@ impl MinerStatus {
         let from = self.state.replace(to);
         let was = self.code.replace(code);
         let changed = from != Some(to) || was != Some(code);
-        if !changed && !self.unreported {
+        if !changed && self.unreported.is_none() {
             return None;
         }
         if changed {
@@ -88,12 +89,14 @@ impl MinerStatus {
             (self.window, self.in_window) = (Some(Instant::now()), 0);
         }
         if self.in_window >= SAMPLES_PER_WINDOW {
-            self.unreported = true;
-            stats.status_samples_held.fetch_add(1, Relaxed);
+            self.unreported = Some(message.into());
+            if changed {
+                stats.status_samples_held.fetch_add(1, Relaxed);
+            }
             return None;
         }
         self.in_window += 1;
-        self.unreported = false;
+        self.unreported = None;
         Some(self.sample(to, code, message, target))
     }
 
@@ -120,6 +123,14 @@ impl MinerStatus {
         }
     }
 
+    /// The state a full window held back, as a sample, whatever the window: for the
+    /// miner's last samples (at the stop, or its removal).
+    pub(crate) fn held_back(&mut self, target: &Target) -> Option<Sample> {
+        let message = self.unreported.take()?;
+        let (to, code) = (self.state?, self.code?);
+        Some(self.sample(to, code, &message, target))
+    }
+
     fn sample(
         &mut self,
         to: MinerState,
@@ -129,7 +140,8 @@ impl MinerStatus {
     ) -> Sample {
         let mut sample = Sample::new(SampleKind::Status, target.id.clone(), target.labels.clone());
         let ms = sample.timestamp.timestamp_millis();
-        if ms <= self.last_ms {
+        // Within a second: a step of the clock back starts afresh instead.
+        if ms <= self.last_ms && self.last_ms - ms < 1000 {
             sample.timestamp += chrono::TimeDelta::milliseconds(self.last_ms + 1 - ms);
         }
         self.last_ms = sample.timestamp.timestamp_millis();
@@ -271,6 +283,27 @@ mod tests {
                 &stats
             )
             .is_none());
+    }
+
+    #[test]
+    fn a_held_back_state_is_the_miners_last_sample_at_the_stop() {
+        let (log, stats) = (StatusLog::default(), PoolStats::default());
+        let mut status = MinerStatus::default();
+        assert!(status.held_back(&target()).is_none(), "nothing held back");
+        for i in 0..=usize::from(SAMPLES_PER_WINDOW) {
+            let (to, code) = match i % 2 {
+                0 => (MinerState::Online, StatusCode::Ok),
+                _ => (MinerState::Offline, StatusCode::Unreachable),
+            };
+            status.change((to, code, "flap"), &target(), &log, &stats);
+        }
+        assert_eq!(stats.status_samples_held.load(Relaxed), 1);
+        let last = status
+            .held_back(&target())
+            .expect("the state the window held back");
+        assert_eq!(last.state, Some(MinerState::Online));
+        assert_eq!(last.message.as_deref(), Some("flap"));
+        assert!(status.held_back(&target()).is_none());
     }
 
     #[test]

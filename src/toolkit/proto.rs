@@ -107,60 +107,83 @@ fn check_lists(
     };
     let (mut outer, mut nested) = (0, 0);
     let mut over = None;
-    occurrences(message, field, |element| {
+    let walked = occurrences(message, field, |element| {
         outer += 1;
         if outer > MAX_LISTED {
             over = Some(what);
             return false;
         }
         if let Some((inner_field, inner_what)) = inner {
-            occurrences(element, inner_field, |_| {
+            let walked = occurrences(element, inner_field, |_| {
                 nested += 1;
                 (nested <= MAX_LISTED) || {
                     over = Some(inner_what);
                     false
                 }
             });
+            if walked.is_err() {
+                over = Some(GROUPS);
+            }
         }
         over.is_none()
     });
-    over.map_or(Ok(()), |what| Err(too_many(what)))
+    match (over, walked) {
+        (Some(GROUPS), _) | (None, Err(Groups)) => Err(Status::out_of_range(
+            "the answer holds protobuf groups (wire types 3 and 4), which the miner API never uses",
+        )),
+        (Some(what), _) => Err(too_many(what)),
+        (None, Ok(())) => Ok(()),
+    }
 }
 
+/// What [`check_lists`] says of groups.
+const GROUPS: &str = "groups";
+
+/// A group (wire type 3 or 4): prost skips one in a field it does not know and reads on,
+/// so the walk cannot skip it blindly, and proto3 has none.
+struct Groups;
+
 /// Calls `each` with the payload of every length-delimited field `number` of the
-/// protobuf `message`, until it returns false or the data ends (or is malformed).
-fn occurrences<'a>(mut message: &'a [u8], number: u32, mut each: impl FnMut(&'a [u8]) -> bool) {
+/// protobuf `message`, until it returns false or the data ends (or is malformed: prost
+/// refuses it then). A group is an error ([`Groups`]).
+fn occurrences<'a>(
+    mut message: &'a [u8],
+    number: u32,
+    mut each: impl FnMut(&'a [u8]) -> bool,
+) -> Result<(), Groups> {
     use prost::encoding::decode_varint;
     while message.has_remaining() {
         let Ok(key) = decode_varint(&mut message) else {
-            return;
+            return Ok(());
         };
         let skip = match key & 7 {
             0 => match decode_varint(&mut message) {
                 Ok(_) => 0,
-                Err(_) => return,
+                Err(_) => return Ok(()),
             },
             1 => 8,
             5 => 4,
             2 => {
                 let Ok(len) = decode_varint(&mut message) else {
-                    return;
+                    return Ok(());
                 };
                 let Some(payload) = usize::try_from(len).ok().and_then(|l| message.get(..l)) else {
-                    return;
+                    return Ok(());
                 };
                 if key >> 3 == u64::from(number) && !each(payload) {
-                    return;
+                    return Ok(());
                 }
                 payload.len()
             }
-            _ => return,
+            3 | 4 => return Err(Groups),
+            _ => return Ok(()),
         };
         let Some(rest) = message.get(skip..) else {
-            return;
+            return Ok(());
         };
         message = rest;
     }
+    Ok(())
 }
 
 pub mod bos {
@@ -383,6 +406,20 @@ mod tests {
         );
         // Malformed data is prost's to report.
         assert!(check_lists(&[0x0a, 0x7f], 1, "hashboards", None).is_ok());
+        // A group, which prost would skip to read the boards after it, is refused.
+        let grouped = [vec![0x7b, 0x7c], boards(MAX_LISTED + 1)].concat();
+        let refused = check_lists(&grouped, 1, "hashboards", None).unwrap_err();
+        assert!(
+            refused.message().contains("groups"),
+            "{}",
+            refused.message()
+        );
+        let nested = super::bos::v1::PoolGroup::default();
+        let mut group = nested.encode_to_vec();
+        group.extend_from_slice(&[0x7b, 0x7c]);
+        let mut answer = vec![0x0a, group.len() as u8];
+        answer.extend_from_slice(&group);
+        assert!(check_lists(&answer, 1, "pool groups", inner).is_err());
     }
 
     /// A miner that still fills the deprecated `system_uptime = 8` sends it as a varint

@@ -195,10 +195,15 @@ struct DiskSpace {
     appended_since: u64,
     /// The disk was short of room at the last ask (logged once per shortage).
     short: bool,
+    /// Since when it has had room (a shortage is logged only after a second of it).
+    roomy_since: Option<Instant>,
 }
 
-/// How long an answer about free space is trusted while it leaves room to spare.
+/// How long an answer about free space is trusted while it leaves [`DISK_SPARE`] beyond
+/// the reserve: other writers on the disk (another buffer, a sink's files) use it too.
+/// Closer to full, the disk is asked at each record (a `statvfs`, a microsecond).
 const DISK_ASK_EVERY: Duration = Duration::from_secs(1);
+const DISK_SPARE: u64 = 16 << 20;
 
 /// The bytes an unprivileged process may still write on `dir`'s file system.
 fn free_space(dir: &Path) -> Option<u64> {
@@ -441,6 +446,7 @@ impl SegmentLog {
                 free_then: 0,
                 appended_since: 0,
                 short: false,
+                roomy_since: Instant::now().checked_sub(DISK_ASK_EVERY),
             },
         };
         log.remove_acknowledged()?;
@@ -478,8 +484,10 @@ impl SegmentLog {
         if self.disk_has_room(size) {
             return Ok(true);
         }
+        // Only when it is the only segment: with an older one still pending, closing
+        // this one frees nothing.
         let current = self.segments.back().expect("there is always a segment");
-        if current.bytes > 0 && current.pending() == 0 {
+        if self.segments.len() == 1 && current.bytes > 0 && current.pending() == 0 {
             self.roll()?;
             self.remove_acknowledged()?;
             self.disk.asked = None;
@@ -492,7 +500,7 @@ impl SegmentLog {
         let disk = &mut self.disk;
         let needed = size + DISK_RESERVE;
         let fresh = disk.asked.is_some_and(|at| at.elapsed() < DISK_ASK_EVERY);
-        if fresh && disk.free_then.saturating_sub(disk.appended_since) >= needed {
+        if fresh && disk.free_then.saturating_sub(disk.appended_since) >= needed + DISK_SPARE {
             return true;
         }
         let Some(free) = (disk.free)(&self.dir) else {
@@ -501,8 +509,20 @@ impl SegmentLog {
         };
         (disk.asked, disk.free_then, disk.appended_since) = (Some(Instant::now()), free, 0);
         let short = free < needed;
-        if short && !disk.short {
+        // Once per shortage that follows a second with room, not once per segment
+        // delivered.
+        if short
+            && !disk.short
+            && disk
+                .roomy_since
+                .is_some_and(|at| at.elapsed() >= DISK_ASK_EVERY)
+        {
             tracing::warn!(path = %self.dir.display(), free_bytes = free, "the disk buffer's disk is full (a buffer's `max_size` larger than its disk): the buffer counts as full until deliveries free room");
+        }
+        if short {
+            disk.roomy_since = None;
+        } else if disk.short || disk.roomy_since.is_none() {
+            disk.roomy_since = Some(Instant::now());
         }
         disk.short = short;
         !short

@@ -61,8 +61,10 @@ fn fit(segment: &str) -> std::borrow::Cow<'_, str> {
         end -= 1;
     }
     // An escape cut in two would read as a different value, or not at all.
-    if let Some(percent) = segment[end.saturating_sub(2)..end].rfind('%') {
-        end = end - 2 + percent;
+    // (Bytes, not chars: `end - 2` may fall inside a character; `%` is one byte.)
+    let tail = &segment.as_bytes()[end.saturating_sub(2)..end];
+    if let Some(percent) = tail.iter().rposition(|&b| b == b'%') {
+        end = end - tail.len() + percent;
     }
     format!(
         "{}~{:08x}",
@@ -179,9 +181,13 @@ mod tests {
         let (value, sum) = segments[0].rsplit_once('~').unwrap();
         assert!(value.ends_with("%2F") && sum.len() == 8, "{}", segments[0]);
         assert_eq!(segments[1], "kind=board");
-        // Multi-byte characters are cut at a char.
-        let wide = t.render(&sample(&"é".repeat(200)));
-        assert!(wide.split('/').all(|s| s.len() <= NAME_MAX), "{wide}");
+        // Multi-byte characters (two, three and four bytes) are cut at a char.
+        for c in ["é", "中", "€", "🦀"] {
+            for n in 60..130 {
+                let wide = t.render(&sample(&c.repeat(n)));
+                assert!(wide.split('/').all(|s| s.len() <= NAME_MAX), "{wide}");
+            }
+        }
     }
 
     #[test]

@@ -140,14 +140,9 @@ impl MinerTask {
             self.run_until(&stop).await;
             // Stopped while a recycled connection waited to reconnect: the polls that
             // came due meanwhile were not made.
-            if let Some(due) = self.resume_poll.take() {
-                let late = self.completeness.late(
-                    due.elapsed(),
-                    Overdue::Overrun,
-                    &self.target,
-                    &self.shared.stats,
-                );
-                self.hold(late);
+            self.count_resumed_late();
+            if let Some(held) = self.status.held_back(&self.target) {
+                self.hold(vec![held]);
             }
             let owed = self.completeness.close(&self.target, &self.shared.stats);
             self.hold(owed);
@@ -180,8 +175,9 @@ impl MinerTask {
                 Ok(End::Stopped) => return,
                 Ok(End::Recycle) => continue,
                 Err(failure) => {
-                    // The outage's polls are counted as the outage's.
-                    self.resume_poll = None;
+                    // A recycled connection's reconnect failed: the polls due while it
+                    // waited are late; the outage's count from now.
+                    self.count_resumed_late();
                     self.breaker.failure(std::time::Instant::now());
                     let (state, code, message, delay) = match failure {
                         Failure::AuthFailed(m) => (
@@ -361,6 +357,20 @@ impl MinerTask {
                     }
                 },
             }
+        }
+    }
+
+    /// The polls due since a recycled connection closed, counted late (none if no
+    /// recycle waits).
+    fn count_resumed_late(&mut self) {
+        if let Some(due) = self.resume_poll.take() {
+            let late = self.completeness.late(
+                due.elapsed(),
+                Overdue::Overrun,
+                &self.target,
+                &self.shared.stats,
+            );
+            self.hold(late);
         }
     }
 

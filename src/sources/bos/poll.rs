@@ -175,25 +175,21 @@ pub fn samples(
     out
 }
 
-/// Each board's number: its id, else (not a number, or an id an earlier board of the
-/// answer has) its position from 1, else the lowest number not taken. A board's
-/// samples are told apart by it (the Kafka sample id is miner, time, kind, board): a
-/// firmware listing three boards as `1` would have consumers keep one.
+/// Each board's number: its id when it is a number no other board of the answer has,
+/// else the lowest number no board has. A board's samples are told apart by it (the
+/// Kafka sample id is miner, time, kind, board): a firmware listing three boards as `1`
+/// would have consumers keep one. Numbered ids are kept first, so a board keeps its
+/// number whatever the order of the others.
 fn board_numbers(boards: &[api::Hashboard]) -> Vec<u32> {
-    let mut numbers: Vec<u32> = Vec::with_capacity(boards.len());
-    for (i, board) in boards.iter().enumerate() {
-        let free = |n: &u32| !numbers.contains(n);
-        let position = i as u32 + 1;
-        let number = board
-            .id
-            .parse()
-            .ok()
-            .filter(free)
-            .or(Some(position).filter(free))
-            .unwrap_or_else(|| (1..).find(free).unwrap_or(position));
-        numbers.push(number);
+    let ids: Vec<Option<u32>> = boards.iter().map(|b| b.id.parse().ok()).collect();
+    let unique = |id: &u32| ids.iter().filter(|i| **i == Some(*id)).count() == 1;
+    let mut numbers: Vec<Option<u32>> = ids.iter().map(|id| id.filter(unique)).collect();
+    for i in 0..numbers.len() {
+        if numbers[i].is_none() {
+            numbers[i] = (1..).find(|n| !numbers.contains(&Some(*n)));
+        }
     }
-    numbers
+    numbers.into_iter().map(|n| n.unwrap_or(0)).collect()
 }
 
 #[cfg(test)]
@@ -217,8 +213,13 @@ mod tests {
         };
         assert_eq!(board_numbers(&boards(&["0", "1", "2"])), [0, 1, 2]);
         assert_eq!(board_numbers(&boards(&["1", "1", "1"])), [1, 2, 3]);
-        assert_eq!(board_numbers(&boards(&["3", "x", "1", "3"])), [3, 2, 1, 4]);
-        assert_eq!(board_numbers(&boards(&["2", "2"])), [2, 1]);
+        assert_eq!(board_numbers(&boards(&["3", "x", "1", "3"])), [2, 3, 1, 4]);
+        assert_eq!(
+            board_numbers(&boards(&["x", "1"])),
+            [2, 1],
+            "board 1 keeps its number"
+        );
+        assert_eq!(board_numbers(&boards(&["x", "y"])), [1, 2]);
     }
 
     fn ghs(value: f64) -> Option<api::GigaHashrate> {

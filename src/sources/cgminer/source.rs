@@ -261,6 +261,7 @@ async fn miner(index: usize, target: Target, shared: Arc<Shared>, stop: Cancella
     }
     // Stopped during a poll that overran: the polls due meanwhile were not made.
     owed.extend(completeness.late(next.elapsed(), Overdue::Overrun, &target, stats));
+    owed.extend(status.held_back(&target));
     owed.extend(completeness.close(&target, stats));
     shared.emitter.send(owed).await;
 }
