@@ -443,10 +443,7 @@ async fn a_silent_stock_miner_costs_one_timeout_a_poll() {
     let (code, logs, stderr) =
         tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(30)));
     assert_eq!(code, Some(0), "{stderr}");
-    let finished = logs
-        .iter()
-        .find(|l| l["message"] == "cgminer source finished")
-        .expect("the source's last line");
+    let finished = support::source_summary(&logs, "cgminer source finished");
     let count = |key: &str| finished[key].as_u64().unwrap();
     // At most two polls in 6 s (a 1 s timeout, then a 3 s backoff), one ask each.
     assert!(count("connect_attempts") <= 2, "{finished}");

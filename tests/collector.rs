@@ -131,10 +131,7 @@ sinks:
             .any(|b| b["frequency_mhz"].as_f64().unwrap() > 100.0),
         "Hz became MHz"
     );
-    let source = logs
-        .iter()
-        .find(|l| l["message"] == "bos source finished")
-        .expect("the source's summary");
+    let source = support::source_summary(&logs, "bos source finished");
     assert_eq!(source["online"], 10);
     assert_eq!(source["connect_attempts"], 10, "one connection per miner");
 }

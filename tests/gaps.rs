@@ -63,10 +63,7 @@ sinks:
     let (code, logs, stderr) =
         tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(60)));
     assert_eq!(code, Some(0), "{stderr}");
-    let finished = logs
-        .iter()
-        .find(|l| l["message"] == "bos source finished")
-        .expect("the source's last line");
+    let finished = support::source_summary(&logs, "bos source finished");
     let count = |key: &str| finished[key].as_u64().unwrap();
     let (expected, received, missed) = (
         count("polls_expected"),
@@ -170,10 +167,7 @@ sinks:
     let (code, logs, stderr) =
         tokio::task::block_in_place(|| rigtap.finish(Duration::from_secs(60)));
     assert_eq!(code, Some(0), "{stderr}");
-    let finished = logs
-        .iter()
-        .find(|l| l["message"] == "bos source finished")
-        .expect("the source's last line");
+    let finished = support::source_summary(&logs, "bos source finished");
     let count = |key: &str| finished[key].as_u64().unwrap();
     let (expected, received, missed, late) = (
         count("polls_expected"),

@@ -277,6 +277,15 @@ pub fn ledger(logs: &[serde_json::Value], source: &str, sink: &str) -> Ledger {
     }
 }
 
+/// A miner source's summary at its end, the log line `message` (`bos source
+/// finished`, `cgminer source finished`).
+pub fn source_summary(logs: &[serde_json::Value], message: &str) -> serde_json::Value {
+    logs.iter()
+        .find(|l| l["message"] == message)
+        .cloned()
+        .unwrap_or_else(|| panic!("no `{message}` log"))
+}
+
 /// The final counters a component logged.
 pub fn finished(logs: &[serde_json::Value], component: &str) -> serde_json::Value {
     logs.iter()
