@@ -217,3 +217,57 @@ fn a_watcher_that_never_reads_costs_bounded_memory_and_holds_nothing_back() {
         "{ledger:?}"
     );
 }
+
+/// A tap holds its connection while it watches: 64 are served at once, and the next
+/// is refused, so the API's connections left keep /health answered.
+#[test]
+fn at_most_64_taps_are_open_at_once() {
+    let api = format!("127.0.0.1:{}", free_port());
+    let yaml = format!(
+        "api: {{address: {api}}}\nsources:\n  gen: {{type: generate, rate: 100}}\nsinks:\n  out: {{type: stdout, inputs: [gen]}}\n"
+    );
+    let rigtap = start_writing_to(&yaml, &[], Stdio::null());
+    let (code, _) = request(&api, "GET", "/health");
+    assert_eq!(code, 200);
+    let open = |n: usize| -> Vec<std::net::TcpStream> {
+        (0..n)
+            .map(|_| {
+                let mut watcher = std::net::TcpStream::connect(&api).unwrap();
+                write!(watcher, "GET /tap/gen HTTP/1.0\r\nHost: {api}\r\n\r\n").unwrap();
+                watcher
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut status = String::new();
+                std::io::BufRead::read_line(&mut std::io::BufReader::new(&watcher), &mut status)
+                    .unwrap();
+                assert!(status.contains(" 200 "), "{status}");
+                watcher
+            })
+            .collect()
+    };
+    let watchers = open(64);
+    let (code, body) = request(&api, "GET", "/tap/gen");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("64 taps are open"), "{body}");
+    assert_eq!(request(&api, "GET", "/health").0, 200);
+    // Once they close (noticed at their next write), another may watch.
+    drop(watchers);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut watcher = std::net::TcpStream::connect(&api).unwrap();
+        write!(watcher, "GET /tap/gen HTTP/1.0\r\nHost: {api}\r\n\r\n").unwrap();
+        let mut status = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&watcher), &mut status).unwrap();
+        if status.contains(" 200 ") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rigtap.signal("TERM");
+    let (code, _, stderr) = rigtap.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{stderr}");
+}

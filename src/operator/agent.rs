@@ -343,6 +343,7 @@ async fn serve_operator(
                     taps: running.taps(),
                     views: running.views(),
                     reloads: operator.reloads,
+                    taps_open: Arc::default(),
                 });
                 tasks.spawn(api::serve(listener, state, stop.clone()));
             }

@@ -9,6 +9,7 @@
 
 use std::convert::Infallible;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,13 +44,20 @@ pub(crate) struct ApiState {
     pub(crate) views: Views,
     /// Where `POST /reload` asks the agent for a reload.
     pub(crate) reloads: mpsc::Sender<Reload>,
+    /// Tap streams open, at most [`MAX_TAPS`].
+    pub(crate) taps_open: Arc<AtomicUsize>,
 }
+
+/// Tap streams served at once: a tap holds its connection for as long as it watches,
+/// and the connections left keep `/health` and `/metrics` answered.
+const MAX_TAPS: usize = 64;
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// Connections served at once; more wait in the listener's backlog. Scrapes, health
-/// checks, `rigtap top` and taps need a handful; a client opening thousands would
-/// otherwise take the file descriptors the miners' connections need.
+/// checks, `rigtap top` and taps need a handful ([`MAX_TAPS`] of them at most taps); a
+/// client opening thousands would otherwise take the file descriptors the miners'
+/// connections need.
 const MAX_CONNECTIONS: usize = 256;
 
 /// How long a client may take to send a request's head. A client that trickles its
@@ -153,8 +161,12 @@ async fn respond(
         }
         "/status" => json(StatusCode::OK, &Status::of(&state.views.borrow())),
         _ => match tap_path::component(path) {
+            Some(Ok(_)) if state.taps_open.load(Relaxed) >= MAX_TAPS => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{MAX_TAPS} taps are open, the most served at once; close one\n"),
+            ),
             Some(Ok(component)) => match state.taps.watch(&component) {
-                Some(receiver) => tap(receiver, stop.clone()),
+                Some(receiver) => tap(receiver, TapOpen::new(&state.taps_open), stop.clone()),
                 None => text(
                     StatusCode::NOT_FOUND,
                     format!(
@@ -213,12 +225,28 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
+/// Counts a tap stream as open until its body is dropped.
+struct TapOpen(Arc<AtomicUsize>);
+
+impl TapOpen {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Relaxed);
+        TapOpen(count.clone())
+    }
+}
+
+impl Drop for TapOpen {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
 /// A streamed body of JSON lines; a watcher that falls behind gets a line saying how
 /// many samples it missed. Ends when the pipeline stops.
-fn tap(receiver: TapReceiver, stop: CancellationToken) -> Response<Body> {
-    let lines = futures_util::stream::unfold(receiver, |receiver| async move {
+fn tap(receiver: TapReceiver, open: TapOpen, stop: CancellationToken) -> Response<Body> {
+    let lines = futures_util::stream::unfold((receiver, open), |(receiver, open)| async move {
         let lines = receiver.recv().await?;
-        Some((lines, receiver))
+        Some((lines, (receiver, open)))
     })
     .take_until(async move { stop.cancelled().await })
     .map(|bytes| Ok::<_, Infallible>(Frame::data(bytes)));
