@@ -268,9 +268,17 @@ sinks:
     for i in 0..3 {
         fleet.kill(i).await;
     }
+    // /metrics is read before /health: a scrape between the third miner's loss and
+    // the next can show the gauge at 8 beside a health of 7. Both settle.
     let scraped = tokio::task::block_in_place(|| {
         scrape_until(&base, Duration::from_secs(30), |s| {
             s["health"]["code"] == 503
+                && value(
+                    s,
+                    "rigtap_source_miners_in_state",
+                    "rigtap_source_miners_in_state",
+                    &online,
+                ) == 7.0
         })
     });
     let reasons = scraped["health"]["body"]["reasons"].to_string();
