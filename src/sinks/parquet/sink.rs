@@ -683,7 +683,7 @@ impl Sink {
             Early::DiskBuffer => tracing::warn!(
                 sink = %ctx.id,
                 files,
-                "the disk buffer is full of samples in open files: the sink finished its files early, which frees it (more, smaller files). Raise `buffer.max_size`, or lower `rotate.max_age` or `rotate.max_rows`"
+                "the disk buffer is full of samples in open files (at its `max_size`, or its disk is full: a warning names the path then): the sink finished its files early, which frees it (more, smaller files). Raise `buffer.max_size` or free its disk, or lower `rotate.max_age` or `rotate.max_rows`"
             ),
         }
     }
