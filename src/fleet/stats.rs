@@ -62,7 +62,7 @@ impl Method {
         )
     }
 
-    fn named(name: &str) -> Option<Method> {
+    pub(crate) fn named(name: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.as_str() == name)
     }
 

@@ -31,6 +31,7 @@ use tonic::Status;
 
 use super::answer_memory::{AnswerMemory, Charging, Framing};
 use super::config::KeepaliveConfig;
+use crate::fleet::stats::Method;
 use crate::toolkit::error_chain::chain;
 
 /// A miner's connection: TCP, or TLS over it. The TLS state (about 1.1 KB) is boxed,
@@ -49,9 +50,15 @@ pub(crate) struct MinerChannel {
     /// closed for it: its calls then fail for that reason.
     silent: Arc<AtomicBool>,
     answers: AnswerMemory,
-    /// Answers dropped (their call's deadline passed) while waiting for room in the
-    /// memory budget.
+    /// A bit per method ([`method_bit`]): its answer was dropped (its call's deadline
+    /// passed) while waiting for room in the memory budget. A miner's calls run one
+    /// of each method at a time, so a call clears its bit as it starts.
     starved: Arc<AtomicU64>,
+}
+
+/// `method`'s bit in [`MinerChannel`]'s `starved`.
+fn method_bit(method: Method) -> u64 {
+    1 << (method as u32)
 }
 
 impl MinerChannel {
@@ -85,11 +92,16 @@ impl MinerChannel {
         (channel, driven)
     }
 
-    /// How many answers on this channel were dropped while waiting for room in the
-    /// memory budget: a call whose deadline passed meanwhile ran out of memory, not of
-    /// the miner's time.
-    pub(crate) fn starved(&self) -> u64 {
-        self.starved.load(Relaxed)
+    /// A call of `method` begins: no answer of it starved yet.
+    pub(crate) fn clear_starved(&self, method: Method) {
+        self.starved.fetch_and(!method_bit(method), Relaxed);
+    }
+
+    /// Whether the answer of the last call of `method` was dropped while waiting for
+    /// room in the memory budget: a call whose deadline passed meanwhile ran out of
+    /// memory, not of the miner's time.
+    pub(crate) fn starved(&self, method: Method) -> bool {
+        self.starved.load(Relaxed) & method_bit(method) != 0
     }
 
     /// Whether the connection was closed because the miner answered no keepalive ping.
@@ -114,6 +126,14 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
         let fresh = self.send.clone();
         let mut send = std::mem::replace(&mut self.send, fresh);
         let (mut head, body) = request.into_parts();
+        // `/braiins.bos.v1.MinerService/GetHashboards`: the method, for `starved`.
+        let bit = head
+            .uri
+            .path()
+            .rsplit('/')
+            .next()
+            .and_then(Method::named)
+            .map_or(0, method_bit);
         // The generated clients give a path; HTTP/2 wants `:scheme` and `:authority`.
         let mut uri = std::mem::take(&mut head.uri).into_parts();
         uri.scheme = Some(self.origin.0.clone());
@@ -130,7 +150,7 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
         };
         let active = Active::new(&self.active);
         let answers = self.answers.clone();
-        let starved = self.starved.clone();
+        let starved = (self.starved.clone(), bit);
         Box::pin(async move {
             // The request is one small message: it is sent while the answer is awaited.
             let (_, response) = tokio::join!(send_body(body, stream, ends), response);
@@ -193,15 +213,17 @@ pub(crate) struct Answered {
     charge: Option<OwnedSemaphorePermit>,
     /// A frame held back until its message's charge fits in the budget.
     waiting: Option<(Bytes, Charging)>,
-    /// The channel's count of answers dropped while `waiting`.
-    starved: Arc<AtomicU64>,
+    /// The channel's starved methods, and this call's bit, set if it is dropped
+    /// while `waiting`.
+    starved: (Arc<AtomicU64>, u64),
     _active: Active,
 }
 
 impl Drop for Answered {
     fn drop(&mut self) {
         if self.waiting.is_some() {
-            self.starved.fetch_add(1, Relaxed);
+            let (methods, bit) = &self.starved;
+            methods.fetch_or(*bit, Relaxed);
         }
     }
 }
@@ -488,9 +510,15 @@ mod tests {
         let mut answer = channel.call(request).await.unwrap().into_body();
         let waited = tokio::time::timeout(Duration::from_millis(200), answer.frame()).await;
         assert!(waited.is_err(), "the message waits for room in the budget");
-        assert_eq!(channel.starved(), 0, "still waiting");
+        assert!(!channel.starved(Method::GetHashboards), "still waiting");
         drop(answer);
-        assert_eq!(channel.starved(), 1);
+        assert!(channel.starved(Method::GetHashboards));
+        assert!(
+            !channel.starved(Method::GetCoolingState),
+            "the method's own"
+        );
+        channel.clear_starved(Method::GetHashboards);
+        assert!(!channel.starved(Method::GetHashboards));
         drop(channel);
         driver.await.unwrap();
         miner.await.unwrap();

@@ -211,12 +211,12 @@ impl MinerClient {
         let mut retried_for: Option<Status> = None;
         loop {
             let started = Instant::now();
-            let starved = self.channel.starved();
+            self.channel.clear_starved(method);
             // A statement of its own: the call (and its answer) is dropped at its end,
-            // before `starved` is read again.
+            // before `starved` is read.
             let answered = tokio::time::timeout_at(deadline, call()).await;
             let result = answered.unwrap_or_else(|_| {
-                let why = if self.channel.starved() > starved {
+                let why = if self.channel.starved(method) {
                     "; its answer was large and waited for room in memory_budget \
                      (rigtap_source_large_answers_waited_total): raise the budget, or \
                      lower max_message_size"
