@@ -33,6 +33,7 @@ use super::reload::Reload;
 use super::status::Status;
 use super::tap_path;
 use crate::pipeline::tap::{TapReceiver, Taps};
+use crate::toolkit::counted::Counted;
 use crate::toolkit::log_budget::LogBudget;
 use crate::topology::running::Views;
 
@@ -166,7 +167,7 @@ async fn respond(
                 format!("{MAX_TAPS} taps are open, the most served at once; close one\n"),
             ),
             Some(Ok(component)) => match state.taps.watch(&component) {
-                Some(receiver) => tap(receiver, TapOpen::new(&state.taps_open), stop.clone()),
+                Some(receiver) => tap(receiver, Counted::new(&state.taps_open), stop.clone()),
                 None => text(
                     StatusCode::NOT_FOUND,
                     format!(
@@ -225,25 +226,10 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response
 }
 
-/// Counts a tap stream as open until its body is dropped.
-struct TapOpen(Arc<AtomicUsize>);
-
-impl TapOpen {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Relaxed);
-        TapOpen(count.clone())
-    }
-}
-
-impl Drop for TapOpen {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
 /// A streamed body of JSON lines; a watcher that falls behind gets a line saying how
-/// many samples it missed. Ends when the pipeline stops.
-fn tap(receiver: TapReceiver, open: TapOpen, stop: CancellationToken) -> Response<Body> {
+/// many samples it missed. Ends when the pipeline stops. It counts as an open tap
+/// (`open`) until its body is dropped.
+fn tap(receiver: TapReceiver, open: Counted, stop: CancellationToken) -> Response<Body> {
     let lines = futures_util::stream::unfold((receiver, open), |(receiver, open)| async move {
         let lines = receiver.recv().await?;
         Some((lines, (receiver, open)))

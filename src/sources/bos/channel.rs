@@ -32,6 +32,7 @@ use tonic::Status;
 use super::answer_memory::{AnswerMemory, Charging, Framing};
 use super::config::KeepaliveConfig;
 use crate::fleet::stats::Method;
+use crate::toolkit::counted::Counted;
 use crate::toolkit::error_chain::chain;
 
 /// A miner's connection: TCP, or TLS over it. The TLS state (about 1.1 KB) is boxed,
@@ -148,7 +149,8 @@ impl tower_service::Service<http::Request<Body>> for MinerChannel {
             Ok(sent) => sent,
             Err(e) => return Box::pin(std::future::ready(Err(lost(e)))),
         };
-        let active = Active::new(&self.active);
+        // A call is under way until its answer is dropped.
+        let active = Counted::new(&self.active);
         let answers = self.answers.clone();
         let starved = (self.starved.clone(), bit);
         Box::pin(async move {
@@ -216,7 +218,7 @@ pub(crate) struct Answered {
     /// The channel's starved methods, and this call's bit, set if it is dropped
     /// while `waiting`.
     starved: (Arc<AtomicU64>, u64),
-    _active: Active,
+    _active: Counted,
 }
 
 impl Drop for Answered {
@@ -282,22 +284,6 @@ impl http_body::Body for Answered {
 
     fn is_end_stream(&self) -> bool {
         self.recv.is_end_stream()
-    }
-}
-
-/// Counts a call as under way until its answer is dropped.
-struct Active(Arc<AtomicUsize>);
-
-impl Active {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Relaxed);
-        Active(count.clone())
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
     }
 }
 
