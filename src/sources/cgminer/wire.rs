@@ -140,8 +140,7 @@ pub(crate) async fn exchange(
 #[derive(Default)]
 struct Ending {
     depth: usize,
-    in_string: bool,
-    escaped: bool,
+    strings: Strings,
     /// The outermost object or list closed, and only whitespace came after.
     closed: bool,
     parsed: u32,
@@ -156,17 +155,11 @@ impl Ending {
     /// but whitespace after.
     fn follow(&mut self, bytes: &[u8]) -> bool {
         for &b in bytes {
-            if self.in_string {
-                match (self.escaped, b) {
-                    (true, _) => self.escaped = false,
-                    (false, b'\\') => self.escaped = true,
-                    (false, b'"') => self.in_string = false,
-                    _ => {}
-                }
+            if self.strings.inside(char::from(b)) {
+                self.closed = false;
                 continue;
             }
             match b {
-                b'"' => self.in_string = true,
                 b'{' | b'[' => self.depth += 1,
                 b'}' | b']' => {
                     self.depth = self.depth.saturating_sub(1);
@@ -184,6 +177,32 @@ impl Ending {
     fn may_parse(&mut self) -> bool {
         self.parsed += 1;
         self.parsed <= MAX_PARSES
+    }
+}
+
+/// Whether an answer's text, followed a character at a time, is inside a string (its
+/// quotes included, and what a backslash escapes): what is outside is JSON's own.
+#[derive(Default)]
+struct Strings {
+    inside: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Follows `c`; whether it belongs to a string. (A byte of a multi-byte character
+    /// passed as a `char` of its own is neither a quote nor a backslash.)
+    fn inside(&mut self, c: char) -> bool {
+        if !self.inside {
+            self.inside = c == '"';
+            return self.inside;
+        }
+        match (self.escaped, c) {
+            (true, _) => self.escaped = false,
+            (false, '\\') => self.escaped = true,
+            (false, '"') => self.inside = false,
+            _ => {}
+        }
+        true
     }
 }
 
@@ -205,25 +224,14 @@ pub(crate) fn parse(answer: &[u8]) -> Result<Value, WireError> {
 /// a core for good when each letter began a word of its own).
 fn without_bare_non_numbers(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = Strings::default();
     // The end of the word last copied: the chars before it are done.
     let mut done = 0;
     for (i, c) in text.char_indices() {
         if i < done {
             continue;
         }
-        if in_string {
-            out.push(c);
-            match (escaped, c) {
-                (true, _) => escaped = false,
-                (false, '\\') => escaped = true,
-                (false, '"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        if c == '"' {
-            in_string = true;
+        if strings.inside(c) {
             out.push(c);
             continue;
         }
