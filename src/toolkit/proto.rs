@@ -44,7 +44,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        Listed(ProstCodec::<T, U>::raw_decoder(buffers()))
+        Listed::new(ProstCodec::<T, U>::raw_decoder(buffers()))
     }
 }
 
@@ -53,7 +53,7 @@ where
 /// miner answering 4 MB of empty hashboards took 1.2 GB, and 16 KiB of them (read
 /// without a charge to the budget) 2 MB. Per message: the list's field number, what
 /// it lists, and a list inside each element.
-const LISTS: &[(&str, u32, &str, Option<(u32, &str)>)] = &[
+const LISTS: &[List] = &[
     ("GetHashboardsResponse", 1, "hashboards", None),
     ("GetCoolingStateResponse", 1, "fans", None),
     (
@@ -64,6 +64,10 @@ const LISTS: &[(&str, u32, &str, Option<(u32, &str)>)] = &[
     ),
 ];
 
+/// A message's list: its name, the list's field number, what it lists, and a list
+/// inside each element.
+type List = (&'static str, u32, &'static str, Option<(u32, &'static str)>);
+
 /// The most elements a list of an answer may have, all its elements' lists together
 /// for a list inside one. A miner has three or four hashboards, a few fans and pools.
 pub const MAX_LISTED: usize = 256;
@@ -71,15 +75,22 @@ pub const MAX_LISTED: usize = 256;
 /// prost's decoder, after a count of the message's lists ([`LISTS`]): an answer
 /// listing more than [`MAX_LISTED`] of anything is refused (`OUT_OF_RANGE`, a bad
 /// answer) before it is decoded.
-pub struct Listed<U>(ProstDecoder<U>);
+pub struct Listed<U>(ProstDecoder<U>, Option<&'static List>);
+
+impl<U> Listed<U> {
+    /// Finds `U`'s list once, for every message of the call.
+    fn new(decoder: ProstDecoder<U>) -> Self {
+        let name = std::any::type_name::<U>().rsplit("::").next().unwrap_or("");
+        Listed(decoder, LISTS.iter().find(|l| l.0 == name))
+    }
+}
 
 impl<U: prost::Message + Default> Decoder for Listed<U> {
     type Item = U;
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        let name = std::any::type_name::<U>().rsplit("::").next().unwrap_or("");
-        if let Some(&(_, field, what, inner)) = LISTS.iter().find(|l| l.0 == name) {
+        if let Some(&(_, field, what, inner)) = self.1 {
             // The whole message is one chunk (tonic reads it into one buffer).
             check_lists(src.chunk(), field, what, inner)?;
         }
@@ -105,39 +116,36 @@ fn check_lists(
             "the answer lists more than {MAX_LISTED} {what}; a miner has a handful, and rigtap reads at most {MAX_LISTED}"
         ))
     };
+    let groups = |Groups| {
+        Status::out_of_range(
+            "the answer holds protobuf groups (wire types 3 and 4), which the miner API never uses",
+        )
+    };
     let (mut outer, mut nested) = (0, 0);
-    let mut over = None;
+    let mut refused = None;
     let walked = occurrences(message, field, |element| {
         outer += 1;
         if outer > MAX_LISTED {
-            over = Some(what);
+            refused = Some(too_many(what));
             return false;
         }
         if let Some((inner_field, inner_what)) = inner {
             let walked = occurrences(element, inner_field, |_| {
                 nested += 1;
                 (nested <= MAX_LISTED) || {
-                    over = Some(inner_what);
+                    refused = Some(too_many(inner_what));
                     false
                 }
             });
-            if walked.is_err() {
-                over = Some(GROUPS);
+            if let Err(found) = walked {
+                refused = Some(groups(found));
             }
         }
-        over.is_none()
+        refused.is_none()
     });
-    match (over, walked) {
-        (Some(GROUPS), _) | (None, Err(Groups)) => Err(Status::out_of_range(
-            "the answer holds protobuf groups (wire types 3 and 4), which the miner API never uses",
-        )),
-        (Some(what), _) => Err(too_many(what)),
-        (None, Ok(())) => Ok(()),
-    }
+    walked.map_err(groups)?;
+    refused.map_or(Ok(()), Err)
 }
-
-/// What [`check_lists`] says of groups.
-const GROUPS: &str = "groups";
 
 /// A group (wire type 3 or 4): prost skips one in a field it does not know and reads on,
 /// so the walk cannot skip it blindly, and proto3 has none.
