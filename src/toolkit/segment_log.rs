@@ -193,9 +193,8 @@ struct DiskSpace {
     asked: Option<Instant>,
     free_then: u64,
     appended_since: u64,
-    /// The disk was short of room at the last ask (logged once per shortage).
-    short: bool,
-    /// Since when it has had room (a shortage is logged only after a second of it).
+    /// Since when it has had room (`None` while short): a shortage is logged once,
+    /// and only after a second of room.
     roomy_since: Option<Instant>,
 }
 
@@ -445,7 +444,6 @@ impl SegmentLog {
                 asked: None,
                 free_then: 0,
                 appended_since: 0,
-                short: false,
                 roomy_since: Instant::now().checked_sub(DISK_ASK_EVERY),
             },
         };
@@ -512,19 +510,16 @@ impl SegmentLog {
         // Once per shortage that follows a second with room, not once per segment
         // delivered.
         if short
-            && !disk.short
             && disk
                 .roomy_since
                 .is_some_and(|at| at.elapsed() >= DISK_ASK_EVERY)
         {
             tracing::warn!(path = %self.dir.display(), free_bytes = free, "the disk buffer's disk is full (a buffer's `max_size` larger than its disk): the buffer counts as full until deliveries free room");
         }
-        if short {
-            disk.roomy_since = None;
-        } else if disk.short || disk.roomy_since.is_none() {
-            disk.roomy_since = Some(Instant::now());
-        }
-        disk.short = short;
+        disk.roomy_since = match short {
+            true => None,
+            false => disk.roomy_since.or(Some(Instant::now())),
+        };
         !short
     }
 
